@@ -1,0 +1,103 @@
+"""Simple LoRA: fine-tune a language model with LoRA from a browser tab.
+
+    python app.py                      # http://127.0.0.1:7860, nothing opened to the network
+    python app.py --host 0.0.0.0 --auth user:password
+    python app.py --share              # a share link; a password is generated unless --auth is given
+
+The UI is thin wiring over ``lora_core`` (one module per tab under ``webui/``); ``demo`` is built at import so
+Hugging Face Spaces and ``gradio app.py`` find it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import sys
+
+import gradio as gr
+
+from lora_core import paths
+from webui import dataset_tab
+from webui.common import Labels
+from webui.i18n import DEFAULT_LANG, normalize_lang
+
+logger = logging.getLogger("simple_lora")
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+# navigator.language decides the first language; the radio switches it afterwards.
+BROWSER_LANG_JS = "() => (navigator.language || 'en').toLowerCase().startsWith('zh') ? 'zh' : 'en'"
+
+
+def build_app() -> gr.Blocks:
+    labels = Labels()
+    with gr.Blocks(title="Simple LoRA") as blocks:
+        with gr.Row(equal_height=True):
+            with gr.Column(scale=4):
+                labels.add(gr.Markdown(), value="title")
+                labels.add(gr.Markdown(), value="subtitle")
+            lang = labels.add(
+                gr.Radio([("中文", "zh"), ("English", "en")], value=DEFAULT_LANG, scale=1, elem_id="lang"),
+                label="language",
+            )
+        with gr.Tabs(), labels.add(gr.Tab(elem_id="tab-dataset"), label="tab_dataset"):
+            shared = dataset_tab.build(labels, lang)
+
+        def relabel(value: str) -> list:
+            return labels.updates(normalize_lang(value))
+
+        lang.change(relabel, lang, labels.components, api_visibility="private")
+        blocks.load(None, None, lang, js=BROWSER_LANG_JS)
+        blocks.load(relabel, lang, labels.components, api_visibility="private")
+        blocks.load(dataset_tab.refresh_bases, shared["base"], shared["base"], api_visibility="private")
+    return blocks
+
+
+demo = build_app()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Simple LoRA web app")
+    parser.add_argument("--host", default=os.environ.get("SIMPLE_LORA_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("SIMPLE_LORA_PORT", "7860")))
+    parser.add_argument("--share", action="store_true", help="create a public share link (needs a password)")
+    parser.add_argument("--auth", default=os.environ.get("SIMPLE_LORA_AUTH"), help="user:password")
+    return parser.parse_args(argv)
+
+
+def launch_auth(args: argparse.Namespace) -> tuple[str, str] | None:
+    """Auth for the launch: required whenever the app is reachable beyond this machine."""
+    if args.auth:
+        user, sep, password = args.auth.partition(":")
+        if not sep or not user or not password:
+            sys.exit("--auth must look like user:password")
+        return user, password
+    if args.share or args.host not in LOOPBACK:
+        password = secrets.token_urlsafe(12)
+        print(f"This app is reachable from other machines: log in as 'admin' with password {password}", flush=True)
+        return "admin", password
+    return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    from lora_core.demo import ensure_demo_model
+
+    built = ensure_demo_model()
+    if built:
+        logger.info("Models/LLM/ was empty: built the demo model at %s", built)
+    demo.queue(default_concurrency_limit=4).launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        auth=launch_auth(args),
+        max_file_size=dataset_tab.MAX_UPLOAD_BYTES,
+        blocked_paths=[str(paths.llm_dir()), str(paths.lora_dir()), str(paths.runs_dir())],
+        enable_monitoring=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""``python -m lora_core ...``: the command-line contract of DESIGN.md.
+
+Results go to stdout (JSON where the contract says so), progress and errors to stderr. A user mistake ends
+with one sentence on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from .errors import SimpleLoraError
+
+logger = logging.getLogger("lora_core")
+
+FORMAT_CHOICES = ("auto", "alpaca", "sharegpt", "messages")
+
+
+def _print_json(obj: object) -> None:
+    print(json.dumps(obj, ensure_ascii=False))
+
+
+def cmd_demo_model(args: argparse.Namespace) -> int:
+    from .demo import build_demo_model
+
+    print(build_demo_model(args.out, force=args.force))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .data import load_records
+    from .errors import DatasetError
+
+    try:
+        report = load_records(args.file, args.format)
+    except DatasetError as exc:
+        _print_json({"file": str(args.file), "valid": False, "error": {"code": exc.code, "message": exc.message}})
+        print(exc.message, file=sys.stderr)
+        return 1
+    _print_json(report.to_json())
+    if not report.ok:
+        first = report.problems[0].message
+        more = len(report.problems) - 1
+        print(first + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""), file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from .data import load_records
+    from .loading import check_model_dir, default_max_length, load_tokenizer
+    from .masking import encode_records
+
+    base = check_model_dir(args.base)
+    records = load_records(args.file, args.format).usable(skip_invalid=args.skip_invalid)
+    if args.limit is not None:
+        records = records[: args.limit]
+    tokenizer = load_tokenizer(base, trust_remote_code=args.trust_remote_code)
+    max_length = args.max_length or default_max_length(tokenizer, _config_of(base))
+    examples, rows, stats = encode_records(records, tokenizer, max_length)
+    for example, row in zip(examples, rows, strict=True):
+        _print_json({"row": row, "input_ids": example.input_ids, "labels": example.labels})
+    dropped = sum(stats.dropped.values())
+    print(
+        f"encoded {stats.kept} of {stats.total} rows (max length {max_length}): "
+        f"{stats.truncated} truncated, {dropped} dropped with nothing left to train",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    from .targets import targets_for_folder
+
+    selection = targets_for_folder(args.base, args.preset, trust_remote_code=args.trust_remote_code)
+    _print_json(selection.to_json())
+    return 0
+
+
+def _config_of(base: os.PathLike) -> object:
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(str(base), local_files_only=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lora_core", description="Simple LoRA command line")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more on stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo-model", help="build the embedded demo base model; prints its path")
+    p.add_argument("--out", help="output folder (default: Models/LLM/simple-lora-demo)")
+    p.add_argument("--force", action="store_true", help="rebuild even if the folder exists")
+    p.set_defaults(func=cmd_demo_model)
+
+    p = sub.add_parser("validate", help="validate a dataset; JSON report; exit 0 valid, 1 invalid")
+    p.add_argument("file")
+    p.add_argument("--format", default="auto", choices=FORMAT_CHOICES)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("encode", help="tokenize a dataset; JSONL of input_ids and labels")
+    p.add_argument("file")
+    p.add_argument("--base", required=True, help="base model folder (its tokenizer is used)")
+    p.add_argument("--format", default="auto", choices=FORMAT_CHOICES)
+    p.add_argument("--max-length", type=_positive_int, default=None)
+    p.add_argument("--limit", type=_positive_int, default=None, help="encode only the first N valid rows")
+    p.add_argument("--skip-invalid", action="store_true", help="skip invalid rows instead of refusing the file")
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("targets", help="detected LoRA target modules of a base model; JSON")
+    p.add_argument("--base", required=True)
+    p.add_argument("--preset", default="attention", choices=("attention", "all-linear"))
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.set_defaults(func=cmd_targets)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        return args.func(args)
+    except SimpleLoraError as exc:
+        print(exc.message, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130

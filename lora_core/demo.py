@@ -1,0 +1,138 @@
+"""The embedded demo: a tiny Llama-architecture base model with its own tokenizer, and a bilingual sample dataset.
+
+Nothing is downloaded. The tokenizer is a byte-level BPE trained with ``tokenizers`` on the bundled sample data
+(so any text, Chinese included, can be encoded), with a ChatML-style chat template. The model is randomly
+initialised from a fixed seed: it knows nothing, so whatever it answers after training came from the adapter.
+Building it twice gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from . import paths
+
+logger = logging.getLogger(__name__)
+
+DEMO_MODEL_NAME = "simple-lora-demo"
+SAMPLE_DATASET = paths.PACKAGE_DIR / "samples" / "demo_alpaca.json"
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+VOCAB_SIZE = 3000
+MODEL_CONFIG = {
+    "hidden_size": 256,
+    "intermediate_size": 688,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 512,
+    "rms_norm_eps": 1e-6,
+    "tie_word_embeddings": False,
+}
+SEED = 1234
+
+# Some ordinary text beside the sample data, so common words outside it still get sensible tokens.
+_EXTRA_TEXT = [
+    "You are a helpful assistant. Answer the question briefly and exactly.",
+    "Name the capital of France. Paris is the capital of France. Add the numbers.",
+    "What, who, when, where, why, how, which, is, are, the, a, an, of, to, in, on, and, or, not.",
+    "你是一个乐于助人的助手。请简洁准确地回答问题。用一句话介绍长城。",
+    "0 1 2 3 4 5 6 7 8 9 10 100 1000",
+]
+
+
+def sample_rows() -> list[dict]:
+    return json.loads(SAMPLE_DATASET.read_text(encoding="utf-8"))
+
+
+def _corpus() -> list[str]:
+    texts = list(_EXTRA_TEXT)
+    for row in sample_rows():
+        texts += [row["instruction"], row.get("input", ""), row["output"]]
+    texts += ["<|im_start|>system\n", "<|im_start|>user\n", "<|im_start|>assistant\n", "<|im_end|>\n"]
+    return [t for t in texts if t]
+
+
+def build_tokenizer():
+    """Train the demo tokenizer (deterministic) and wrap it for transformers."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE,
+        min_frequency=2,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=MODEL_CONFIG["max_position_embeddings"],
+    )
+
+
+def build_demo_model(out: str | Path | None = None, *, force: bool = False) -> Path:
+    """Write the demo base model folder (HF layout, safetensors) and return its path.
+
+    Written to a hidden staging folder first and renamed into place, so a half-built model is never listed.
+    """
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    out = Path(out) if out else paths.llm_dir() / DEMO_MODEL_NAME
+    out = out.resolve()
+    if out.exists() and not force and (out / "config.json").exists():
+        logger.info("demo model already at %s", out)
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+
+    tokenizer = build_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **MODEL_CONFIG,
+    )
+    torch.manual_seed(SEED)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False
+    )
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("demo model written to %s", out)
+    return out
+
+
+def ensure_demo_model() -> Path | None:
+    """Build the demo model when ``Models/LLM/`` holds no model at all (a fresh checkout)."""
+    llm = paths.llm_dir()
+    if llm.is_dir() and any((p / "config.json").exists() for p in llm.iterdir() if p.is_dir()):
+        return None
+    return build_demo_model(llm / DEMO_MODEL_NAME)

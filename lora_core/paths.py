@@ -1,0 +1,78 @@
+"""Where everything lives. One place: every other module asks here.
+
+The data home is ``SIMPLE_LORA_HOME`` when set, else the repository root. Under it:
+``Models/LLM/`` (base models), ``Models/LoRA/`` (adapters), ``Runs/`` (checkpoints, logs, task history),
+``Uploads/`` (uploaded datasets, stored under names the app chooses).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import unicodedata
+from pathlib import Path
+
+from .errors import PathError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def home() -> Path:
+    env = os.environ.get("SIMPLE_LORA_HOME")
+    return Path(env).expanduser().resolve() if env else REPO_ROOT
+
+
+def llm_dir() -> Path:
+    return home() / "Models" / "LLM"
+
+
+def lora_dir() -> Path:
+    return home() / "Models" / "LoRA"
+
+
+def runs_dir() -> Path:
+    return home() / "Runs"
+
+
+def uploads_dir() -> Path:
+    return home() / "Uploads"
+
+
+def inside(root: Path, candidate: str | Path) -> Path:
+    """Resolve ``candidate`` (relative to ``root`` or absolute) and insist it stays inside ``root``.
+
+    Symlinks are resolved first, so a link that points out of ``root`` is refused too.
+    """
+    root = Path(root).resolve()
+    path = (root / candidate).resolve()
+    if path != root and root not in path.parents:
+        raise PathError(
+            f"The path {candidate!s} is outside {root}.", code="path_outside", path=str(candidate), root=str(root)
+        )
+    return path
+
+
+_UNSAFE = re.compile(r"[^\w\-.]+", re.UNICODE)
+_WINDOWS_RESERVED = {
+    "con",
+    "prn",
+    "aux",
+    "nul",
+    *(f"com{i}" for i in range(1, 10)),
+    *(f"lpt{i}" for i in range(1, 10)),
+}
+
+
+def safe_name(name: str, *, max_length: int = 64) -> str:
+    """A task name reduced to letters (any script), digits, '-', '_' and '.', usable as a folder name anywhere.
+
+    Raises PathError when nothing usable is left.
+    """
+    cleaned = unicodedata.normalize("NFKC", name or "").replace("\x00", "")
+    cleaned = _UNSAFE.sub("_", cleaned).strip("._-")[:max_length].strip("._-")
+    if not cleaned:
+        raise PathError(f"The name {name!r} has no usable characters.", code="bad_name", name=name)
+    if cleaned.split(".")[0].lower() in _WINDOWS_RESERVED:
+        cleaned = f"_{cleaned}"
+    return cleaned

@@ -1,0 +1,42 @@
+"""Tiny tokenizers and models built locally, so tests can write expected token ids by hand."""
+
+from __future__ import annotations
+
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from transformers import PreTrainedTokenizerFast
+
+WORDS = [
+    "[UNK]", "<s>", "</s>", "<pad>", "###", "Instruction:", "Response:", "hello", "world", "hi",
+    "there", "sys", "be", "brief", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>", "more", "ok",
+]  # fmt: skip
+ID = {w: i for i, w in enumerate(WORDS)}
+SPECIAL = ["<s>", "</s>", "<pad>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>"]
+
+# Each turn: <|role|> content <|end|>, whitespace separated so every word is one token.
+WORD_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} <|end|> {% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|> {% endif %}"
+)
+
+
+def word_tokenizer(*, bos: bool = False, pad_is_eos: bool = False, template: str | None = None):
+    """A whitespace word-level tokenizer over WORDS: one word, one id, easy to predict by hand."""
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    if bos:
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", 1)]
+        )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="</s>" if pad_is_eos else "<pad>",
+        unk_token="[UNK]",
+        additional_special_tokens=[t for t in SPECIAL if t.startswith("<|")],
+        chat_template=template,
+    )
+
+
+def ids(text: str) -> list[int]:
+    return [ID[w] for w in text.split()]

@@ -1,0 +1,67 @@
+"""What every tab shares: translated labels that follow the language switch, and the one place where core
+errors become messages for the user."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+
+from lora_core.errors import SimpleLoraError
+
+from .i18n import DEFAULT_LANG, TEXT, t
+
+logger = logging.getLogger(__name__)
+
+
+class Labels:
+    """Components whose texts come from the translation table; ``updates(lang)`` re-labels them all."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[Any, dict[str, str | list[str]]]] = []
+
+    def add(self, component: Any, **attrs: str | list[str]) -> Any:
+        """Register ``component``; its ``attrs`` (label, value, headers...) are translation keys."""
+        for attr, key in attrs.items():  # the first render, before the browser's language is known
+            setattr(component, attr, _translate(key, DEFAULT_LANG))
+        self.items.append((component, attrs))
+        return component
+
+    @property
+    def components(self) -> list[Any]:
+        return [c for c, _ in self.items]
+
+    def updates(self, lang: str) -> list[Any]:
+        return [gr.update(**{attr: _translate(key, lang) for attr, key in attrs.items()}) for _, attrs in self.items]
+
+
+def _translate(key: str | list[str], lang: str) -> str | list[str]:
+    return [t(k, lang) for k in key] if isinstance(key, list) else t(key, lang)
+
+
+def error_text(exc: SimpleLoraError, lang: str) -> str:
+    """A core error in the user's language: by its code when translated, else the core's own sentence."""
+    key = f"err_{exc.code}"
+    if lang in TEXT.get(key, {}):
+        try:
+            return t(key, lang, **exc.params)
+        except (KeyError, IndexError):
+            logger.warning("translation %s does not fit the params of %r", key, exc)
+    return exc.message
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn a core error into a readable gr.Error (never a stack trace). The handler's first input is the lang."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SimpleLoraError as exc:
+            lang = args[0] if args and args[0] in ("zh", "en") else DEFAULT_LANG
+            raise gr.Error(error_text(exc, lang)) from exc
+
+    return wrapper

@@ -1,0 +1,142 @@
+"""The one translation table of the UI (Chinese and English) and the helpers that use it.
+
+The core raises typed errors with a ``code`` and ``params``; they are translated here. A code with no entry
+falls back to the core's English sentence, so a new error is never shown empty.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+LANGS = ("zh", "en")
+DEFAULT_LANG = "en"
+
+TEXT: dict[str, dict[str, str]] = {
+    # header
+    "title": {"en": "# Simple LoRA", "zh": "# 简易 LoRA"},
+    "subtitle": {
+        "en": "Fine-tune a language model with LoRA in your browser: upload a dataset, train, chat with the adapter.",
+        "zh": "在浏览器里用 LoRA 微调语言模型：上传数据集、训练、与适配器对话。",
+    },
+    "language": {"en": "Language / 语言", "zh": "语言 / Language"},
+    # dataset tab
+    "tab_dataset": {"en": "1. Dataset", "zh": "1. 数据集"},
+    "dataset_intro": {
+        "en": "Upload an instruction dataset (Alpaca, ShareGPT or OpenAI messages; JSON or JSONL). Every row is "
+        "checked, and you see exactly which tokens will be trained.",
+        "zh": "上传指令数据集（Alpaca、ShareGPT 或 OpenAI messages 格式；JSON 或 JSONL）。每一行都会被检查，"
+        "并显示哪些 token 会被训练。",
+    },
+    "upload": {"en": "Dataset file (.json / .jsonl)", "zh": "数据集文件（.json / .jsonl）"},
+    "format": {"en": "Format", "zh": "格式"},
+    "use_sample": {"en": "Use the bundled sample dataset", "zh": "使用内置示例数据集"},
+    "report": {"en": "Validation", "zh": "校验结果"},
+    "problems": {"en": "Problems by row", "zh": "逐行问题"},
+    "preview": {"en": "First rows", "zh": "前几行预览"},
+    "col_row": {"en": "row", "zh": "行"},
+    "col_field": {"en": "field", "zh": "字段"},
+    "col_problem": {"en": "problem", "zh": "问题"},
+    "col_role": {"en": "role", "zh": "角色"},
+    "col_text": {"en": "text", "zh": "内容"},
+    "tokens_header": {"en": "### Tokens for a base model", "zh": "### 基座模型下的 token"},
+    "base_model": {"en": "Base model (Models/LLM/)", "zh": "基座模型（Models/LLM/）"},
+    "refresh": {"en": "Refresh", "zh": "刷新"},
+    "max_length": {"en": "Max length (tokens)", "zh": "最大长度（token）"},
+    "analyze": {"en": "Show tokens", "zh": "查看 token"},
+    "highlight": {
+        "en": "Rendered examples: trained tokens highlighted",
+        "zh": "渲染后的样本：高亮部分为参与训练的 token",
+    },
+    "trained": {"en": "trained", "zh": "训练"},
+    "masked": {"en": "prompt (not trained)", "zh": "提示（不训练）"},
+    "histogram": {"en": "Token lengths", "zh": "token 长度分布"},
+    "hist_x": {"en": "tokens per example", "zh": "每个样本的 token 数"},
+    "hist_y": {"en": "examples", "zh": "样本数"},
+    "hist_limit": {"en": "max length", "zh": "最大长度"},
+    "no_dataset": {"en": "Upload a dataset first.", "zh": "请先上传数据集。"},
+    "no_base": {
+        "en": "No base model in Models/LLM/ yet. Put a model folder there, then press Refresh.",
+        "zh": "Models/LLM/ 中还没有基座模型。放入模型文件夹后点击“刷新”。",
+    },
+    # report sentences
+    "report_ok": {
+        "en": "**{name}**: {fmt} format, {rows} rows, all valid. Next: choose a base model and open the Train tab.",
+        "zh": "**{name}**：{fmt} 格式，共 {rows} 行，全部有效。下一步：选择基座模型，然后打开“训练”页。",
+    },
+    "report_bad": {
+        "en": "**{name}**: {fmt} format, {rows} rows, **{invalid} invalid**, {valid} valid. Fix the rows listed "
+        "below, or train with \u201cskip invalid rows\u201d to use the {valid} valid ones.",
+        "zh": "**{name}**：{fmt} 格式，共 {rows} 行，**{invalid} 行无效**，{valid} 行有效。请修正下表列出的行，"
+        "或在训练时选择“跳过无效行”，只使用 {valid} 行有效数据。",
+    },
+    "token_stats": {
+        "en": "{total} examples, {tokens} tokens in all ({trained} trained). With max length {max_length}: "
+        "{truncated} truncated (oldest prompt tokens cut), {dropped} dropped (nothing left to train). "
+        "Prompt format: {style}.",
+        "zh": "共 {total} 个样本，{tokens} 个 token（其中 {trained} 个参与训练）。最大长度 {max_length} 时："
+        "{truncated} 个被截断（从最早的提示 token 开始截），{dropped} 个被丢弃（没有可训练的 token）。"
+        "提示格式：{style}。",
+    },
+    # row problems by code (the table's third column)
+    "problem_missing_field": {"en": "field is missing", "zh": "缺少该字段"},
+    "problem_empty_field": {"en": "field is empty", "zh": "该字段为空"},
+    "problem_not_string": {"en": "value is not text", "zh": "值不是文本"},
+    "problem_unknown_role": {"en": "unknown role", "zh": "未知角色"},
+    "problem_no_assistant": {"en": "no assistant turn", "zh": "没有助手回复"},
+    "problem_not_alternating": {"en": "turns do not alternate user / assistant", "zh": "用户与助手的轮次没有交替"},
+    "problem_last_not_assistant": {"en": "does not end with an assistant turn", "zh": "最后一轮不是助手回复"},
+    "problem_system_not_first": {"en": "system turn is not the first", "zh": "系统提示不在第一轮"},
+    "problem_mixed_format": {"en": "row is in another format than the file", "zh": "该行格式与文件其他行不同"},
+    "problem_not_object": {"en": "row is not a JSON object", "zh": "该行不是 JSON 对象"},
+    "problem_unknown_format": {"en": "row matches no known format", "zh": "该行不符合任何已知格式"},
+    "problem_not_list": {"en": "value is not a list", "zh": "值不是列表"},
+    # errors of the core, by code; params come from the error. English falls back to the core's own sentence.
+    "err_file_missing": {"zh": "文件“{file}”不存在。"},
+    "err_not_a_file": {"zh": "“{file}”是文件夹，不是数据集文件。"},
+    "err_too_large": {"zh": "文件“{file}”超过了上传大小上限。"},
+    "err_unreadable": {"zh": "无法读取文件“{file}”。"},
+    "err_empty": {"zh": "文件“{file}”是空的。"},
+    "err_binary": {"zh": "文件“{file}”是二进制文件，不是文本数据集（第 {line} 行第 {column} 列有 NUL 字节）。"},
+    "err_not_utf8": {"zh": "文件“{file}”不是 UTF-8 编码（问题在第 {line} 行第 {column} 列），请另存为 UTF-8。"},
+    "err_invalid_json": {"zh": "文件“{file}”不是有效的 JSON：第 {line} 行第 {column} 列出错。"},
+    "err_too_deep": {"zh": "文件“{file}”的嵌套层级太深，无法读取。"},
+    "err_top_level_object": {"zh": "文件“{file}”的顶层是一个对象，应为由各行组成的列表（JSON 数组或 JSONL）。"},
+    "err_top_level_scalar": {"zh": "文件“{file}”只有一个值，应为由各行组成的列表。"},
+    "err_no_rows": {"zh": "文件“{file}”中没有任何数据行。"},
+    "err_unknown_format": {
+        "zh": "文件“{file}”中没有一行符合已知格式（需要 Alpaca 的 instruction 和 output、ShareGPT 的 "
+        "conversations 或 OpenAI 的 messages）。"
+    },
+    "err_invalid_rows": {
+        "zh": "“{file}”共 {total_rows} 行，其中 {invalid_rows} 行无效（第一处：第 {row} 行，字段 {field}）。"
+        "请修正，或选择“跳过无效行”。"
+    },
+    "err_no_valid_rows": {"zh": "“{file}”中没有可用的行。"},
+    "err_model_missing": {"zh": "模型文件夹 {path} 不存在。"},
+    "err_model_no_config": {"zh": "文件夹 {path} 不是模型：缺少 config.json。"},
+    "err_tokenizer_failed": {"zh": "无法加载 {path} 中的分词器。"},
+    "err_template_not_prefix": {"zh": "聊天模板在加入后续轮次后改变了第 {turn} 轮的渲染结果，无法区分回复与提示。"},
+    "err_path_outside": {"zh": "路径 {path} 不在允许的文件夹 {root} 之内。"},
+    "err_not_offered": {"zh": "“{value}”不在可选列表中。"},
+}
+
+
+def t(key: str, lang: str, **params: Any) -> str:
+    entry = TEXT.get(key)
+    if entry is None:
+        return key
+    text = entry.get(lang) or entry.get(DEFAULT_LANG, key)
+    return text.format(**params) if params else text
+
+
+def normalize_lang(value: str | None) -> str:
+    """A browser language ('zh-CN', 'en-US', ...) or a UI choice to one of LANGS."""
+    return "zh" if (value or "").lower().startswith("zh") else "en"
+
+
+def problem_text(code: str, message: str, lang: str) -> str:
+    """A row problem for the table: translated by code; the core's sentence when English or unknown."""
+    key = f"problem_{code}"
+    if lang == "en" or key not in TEXT:
+        return message
+    return TEXT[key]["zh"]
