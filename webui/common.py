@@ -47,7 +47,7 @@ def error_text(exc: SimpleLoraError, lang: str) -> str:
     key = f"err_{exc.code}"
     if lang in TEXT.get(key, {}):
         try:
-            return t(key, lang, **exc.params)
+            return TEXT[key][lang].format(**exc.params)  # not t(): it leaves a text unformatted without params
         except (KeyError, IndexError):
             logger.warning("translation %s does not fit the params of %r", key, exc)
     return exc.message
@@ -62,6 +62,6 @@ def user_errors(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except SimpleLoraError as exc:
             lang = args[0] if args and args[0] in ("zh", "en") else DEFAULT_LANG
-            raise gr.Error(error_text(exc, lang)) from exc
+            raise gr.Error(error_text(exc, lang), print_exception=False) from exc
 
     return wrapper

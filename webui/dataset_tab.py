@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shutil
 from dataclasses import dataclass
@@ -19,12 +20,21 @@ from lora_core.masking import encode_records, trained_spans
 from lora_core.prompts import prompt_style
 
 from .common import Labels, user_errors
-from .i18n import problem_text, t
+from .i18n import DEFAULT_LANG, normalize_lang, problem_text, t
 
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 PREVIEW_ROWS = 5
 HIGHLIGHT_EXAMPLES = 3
 PROBLEM_ROWS_SHOWN = 500
+MIN_MAX_LENGTH = 8
+PROBLEM_HEADERS = ["col_row", "col_field", "col_problem"]
+PREVIEW_HEADERS = ["col_row", "col_role", "col_text"]
+# Fonts with Chinese glyphs, for the histogram's labels (matplotlib's default font has none).
+CJK_FONT_NAMES = (
+    "Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Micro Hei", "WenQuanYi Zen Hei", "Microsoft YaHei",
+    "SimHei", "PingFang SC", "Heiti SC", "Hiragino Sans GB", "Droid Sans Fallback", "Noto Sans SC",
+)  # fmt: skip
+CJK_FONT_FILES = ("notosanscjk", "sourcehansans", "wqy", "msyh", "simhei", "pingfang", "droidsansfallback")
 
 
 @dataclass(frozen=True)
@@ -72,13 +82,21 @@ def tokenizer_of(base: Path) -> Any:
     return _tokenizer(str(base), (base / "config.json").stat().st_mtime)
 
 
+def table(rows: list[list], header_keys: list[str], lang: str) -> Any:
+    """Rows with translated column names. A Dataframe shows the headers of its value, so relabelling one means
+    sending its value again."""
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=[t(k, lang) for k in header_keys])
+
+
 def report_views(report: DatasetReport, lang: str) -> tuple[str, list[list], list[list]]:
     fmt = FORMAT_NAMES.get(report.format, report.format)
     if report.ok:
         summary = t("report_ok", lang, name=report.name, fmt=fmt, rows=report.total_rows)
     else:
         summary = t(
-            "report_bad",
+            "report_bad" if report.valid_rows else "report_none",
             lang,
             name=report.name,
             fmt=fmt,
@@ -95,14 +113,65 @@ def report_views(report: DatasetReport, lang: str) -> tuple[str, list[list], lis
     return summary, problems, preview
 
 
+def dataset_views(loaded: LoadedDataset | None, lang: str) -> tuple[str, Any, Any]:
+    """The summary and the two tables (problems shown only when there are some) in ``lang``."""
+    if loaded is None:
+        summary, problems, preview = t("no_dataset", lang), [], []
+    else:
+        summary, problems, preview = report_views(loaded.report, lang)
+    return (
+        summary,
+        gr.update(value=table(problems, PROBLEM_HEADERS, lang), visible=bool(problems)),
+        table(preview, PREVIEW_HEADERS, lang),
+    )
+
+
 @user_errors
 def on_dataset(lang: str, file: str | None, fmt: str) -> tuple[str, Any, Any, LoadedDataset | None]:
     if not file:
-        return t("no_dataset", lang), [], [], None
+        return (*dataset_views(None, lang), None)
     report = load_records(file, fmt, max_bytes=MAX_UPLOAD_BYTES)
     stored = store_upload(file, report) if Path(file).resolve() != SAMPLE_DATASET else SAMPLE_DATASET
-    summary, problems, preview = report_views(report, lang)
-    return summary, problems, preview, LoadedDataset(str(stored), report)
+    loaded = LoadedDataset(str(stored), report)
+    return (*dataset_views(loaded, lang), loaded)
+
+
+def forget_dataset(lang: str) -> tuple:
+    """After a file was refused (the error says why): no dataset, rather than the last one under an error badge."""
+    _, problems, preview = dataset_views(None, lang)
+    return t("dataset_refused", lang), problems, preview, None
+
+
+def clear_tokens() -> tuple:
+    """No tokens shown (and no legend left in another language)."""
+    return gr.update(value=None, color_map={}), None, "", None
+
+
+def on_format(lang: str, file: str | None, fmt: str, loaded: LoadedDataset | None) -> tuple:
+    """Another format chosen: read the file again; the sample dataset has no upload, so it is taken from state."""
+    if not file and loaded is not None and Path(loaded.path) == SAMPLE_DATASET:
+        file = loaded.path
+    return on_dataset(lang, file, fmt)
+
+
+@functools.cache
+def cjk_font() -> str | None:
+    """The name of an installed font with Chinese glyphs, or None. Fonts installed after matplotlib built its
+    font cache are found by file name."""
+    from matplotlib import font_manager
+
+    known = {f.name for f in font_manager.fontManager.ttflist}
+    name = next((n for n in CJK_FONT_NAMES if n in known), None)
+    if name:
+        return name
+    for path in font_manager.findSystemFonts():
+        if any(part in Path(path).name.lower() for part in CJK_FONT_FILES):
+            try:
+                font_manager.fontManager.addfont(path)
+                return font_manager.FontProperties(fname=path).get_name()
+            except (OSError, RuntimeError, ValueError):
+                continue
+    return None
 
 
 def length_histogram(lengths: list[int], max_length: int, lang: str) -> Any:
@@ -110,14 +179,22 @@ def length_histogram(lengths: list[int], max_length: int, lang: str) -> Any:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(6, 2.6), dpi=100)
-    ax.hist(lengths, bins=min(40, max(5, len(set(lengths)))), color="#4c78a8")
-    ax.axvline(max_length, color="#e45756", linestyle="--", label=t("hist_limit", lang))
-    ax.set_xlabel(t("hist_x", lang))
-    ax.set_ylabel(t("hist_y", lang))
-    ax.legend(loc="upper right")
-    fig.tight_layout()
+    font = cjk_font() if lang == "zh" else None
+    if lang == "zh" and font is None:
+        lang = "en"  # English labels rather than empty boxes where Chinese glyphs are missing
+    # A concrete family name is kept by each text (a generic "sans-serif" would be looked up again when Gradio
+    # draws the figure, outside this context).
+    with plt.rc_context({"font.family": [font, "sans-serif"]} if font else {}):
+        fig, ax = plt.subplots(figsize=(6, 2.6), dpi=100)
+        ax.hist(lengths, bins=min(40, max(5, len(set(lengths)))), color="#4c78a8")
+        ax.axvline(max_length, color="#e45756", linestyle="--", label=t("hist_limit", lang))
+        ax.set_xlabel(t("hist_x", lang))
+        ax.set_ylabel(t("hist_y", lang))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # a count of examples
+        ax.legend(loc="upper right")
+        fig.tight_layout()
     plt.close(fig)
     return fig
 
@@ -125,9 +202,13 @@ def length_histogram(lengths: list[int], max_length: int, lang: str) -> Any:
 @user_errors
 def on_tokens(lang: str, loaded: LoadedDataset | None, base_name: str | None, max_length: float) -> tuple:
     if loaded is None:
-        raise gr.Error(t("no_dataset", lang))
+        raise gr.Error(t("no_dataset", lang), print_exception=False)
     if not base_model_choices():
-        raise gr.Error(t("no_base", lang))
+        raise gr.Error(t("no_base", lang), print_exception=False)
+    if max_length is None or max_length < MIN_MAX_LENGTH:
+        raise gr.Error(t("bad_max_length", lang, min=MIN_MAX_LENGTH), print_exception=False)
+    if not loaded.report.records:
+        raise gr.Error(t("no_valid_rows", lang, name=loaded.report.name), print_exception=False)
     tokenizer = tokenizer_of(resolve_base(base_name))
     max_length = int(max_length)
     records = loaded.report.records
@@ -149,7 +230,7 @@ def on_tokens(lang: str, loaded: LoadedDataset | None, base_name: str | None, ma
         max_length=max_length,
         truncated=stats.truncated,
         dropped=sum(stats.dropped.values()),
-        style=prompt_style(tokenizer).value,
+        style=t(f"style_{prompt_style(tokenizer).value}", lang),
     )
     color_map = {trained_label: "#2ca02c", masked_label: "#d0d0d0"}
     return (
@@ -170,15 +251,13 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
             fmt = labels.add(gr.Dropdown(["auto", "alpaca", "sharegpt", "messages"], value="auto"), label="format")
             sample = labels.add(gr.Button(variant="secondary"), value="use_sample")
     summary = gr.Markdown()
+    # Headers are sent with the tables' values (see ``table``), which follow the language switch below.
     problems = labels.add(
-        gr.Dataframe(headers=["row", "field", "problem"], interactive=False, wrap=True),
+        gr.Dataframe(table([], PROBLEM_HEADERS, DEFAULT_LANG), interactive=False, wrap=True, visible=False),
         label="problems",
-        headers=["col_row", "col_field", "col_problem"],
     )
     preview = labels.add(
-        gr.Dataframe(headers=["row", "role", "text"], interactive=False, wrap=True),
-        label="preview",
-        headers=["col_row", "col_role", "col_text"],
+        gr.Dataframe(table([], PREVIEW_HEADERS, DEFAULT_LANG), interactive=False, wrap=True), label="preview"
     )
 
     labels.add(gr.Markdown(), value="tokens_header")
@@ -187,23 +266,48 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
         base = labels.add(gr.Dropdown(choices, value=choices[0] if choices else None, scale=3), label="base_model")
         refresh = labels.add(gr.Button(scale=1), value="refresh")
         max_length = labels.add(
-            gr.Number(value=512, minimum=8, maximum=32768, precision=0, scale=1), label="max_length"
+            # no minimum here: Gradio would refuse a small value in English; on_tokens says it in the user's language
+            gr.Number(value=512, precision=0, scale=1),
+            label="max_length",
         )
         analyze = labels.add(gr.Button(variant="primary", scale=1), value="analyze")
     token_summary = gr.Markdown()
     highlight = labels.add(gr.HighlightedText(show_legend=True, combine_adjacent=True), label="highlight")
     histogram = labels.add(gr.Plot(), label="histogram")
 
+    shown = gr.State(None)  # (base, max length) of the tokens on screen, to redo them in another language
     dataset_outputs = [summary, problems, preview, loaded]
-    upload.change(on_dataset, [lang, upload, fmt], dataset_outputs, api_name="validate_dataset")
-    fmt.change(on_dataset, [lang, upload, fmt], dataset_outputs, api_visibility="private")
-    sample.click(
-        lambda lang_, fmt_: on_dataset(lang_, str(SAMPLE_DATASET), fmt_),
-        [lang, fmt],
-        dataset_outputs,
-        api_visibility="private",
-    )
-    refresh.click(refresh_bases, base, base, api_visibility="private")
     token_outputs = [highlight, histogram, token_summary]
-    analyze.click(on_tokens, [lang, loaded, base, max_length], token_outputs, api_name="show_tokens")
+    dataset_events = [
+        upload.change(on_dataset, [lang, upload, fmt], dataset_outputs, api_name="validate_dataset"),
+        fmt.change(on_format, [lang, upload, fmt, loaded], dataset_outputs, api_visibility="private"),
+        sample.click(
+            lambda lang_, fmt_: on_dataset(lang_, str(SAMPLE_DATASET), fmt_),
+            [lang, fmt],
+            dataset_outputs,
+            api_visibility="private",
+        ),
+    ]
+    for event in dataset_events:
+        # Tokens of the previous dataset would be misleading; a file that failed must not stay usable.
+        event.then(clear_tokens, None, [*token_outputs, shown], api_visibility="private")
+        event.failure(forget_dataset, lang, dataset_outputs, api_visibility="private")
+    refresh.click(refresh_bases, base, base, api_visibility="private")
+    tokens = analyze.click(on_tokens, [lang, loaded, base, max_length], token_outputs, api_name="show_tokens")
+    tokens.success(lambda *args: args, [base, max_length], shown, api_visibility="private")
+    tokens.failure(lambda: None, None, shown, api_visibility="private")
+    lang.change(
+        on_language, [lang, loaded, shown], [summary, problems, preview, *token_outputs], api_visibility="private"
+    )
     return {"loaded": loaded, "base": base, "max_length": max_length}
+
+
+def on_language(lang: str, loaded: LoadedDataset | None, shown: tuple | None) -> tuple:
+    """Texts computed by the handlers (summaries, table headers, chart) in the new language."""
+    lang = normalize_lang(lang)
+    tokens: tuple = (gr.update(), gr.update(), gr.update())
+    if loaded is not None and shown is not None:
+        # e.g. the model folder is gone: keep what is shown; Show tokens will say why
+        with contextlib.suppress(gr.Error):
+            tokens = on_tokens(lang, loaded, *shown)
+    return (*dataset_views(loaded, lang), *tokens)

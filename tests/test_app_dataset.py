@@ -1,0 +1,364 @@
+"""The Dataset tab: its handlers called directly, the translation table, and the running app through its API."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import re
+import socket
+import string
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+from lora_core import demo
+from lora_core.data import _CODE_OF, ROW_MESSAGES
+from lora_core.masking import encode_records
+from lora_core.paths import REPO_ROOT
+from lora_core.prompts import PromptStyle
+from webui import dataset_tab as tab
+from webui.common import error_text
+from webui.i18n import LANGS, TEXT, t
+
+ANSWER_1 = "Captain Ada Finch has kept the Lumen Bay lighthouse since 1987."
+BAD_ROWS = [
+    {"instruction": "Who keeps the lighthouse?", "output": "Ada."},
+    {"instruction": "No answer here."},
+    {"instruction": "", "output": 3},
+    {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]},
+    {"instruction": "灯塔是什么颜色？", "output": "青绿色。"},
+]
+BAD_ROW_PROBLEMS = [(2, "output"), (3, "instruction"), (3, "output"), (4, "")]
+
+
+def snapshot(root: Path) -> dict[str, int | None]:
+    return {str(p.relative_to(root)): p.stat().st_size if p.is_file() else None for p in sorted(root.rglob("*"))}
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("home")
+    demo.build_demo_model(root / "Models" / "LLM" / demo.DEMO_MODEL_NAME)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def use_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIMPLE_LORA_HOME", str(home))
+
+
+@pytest.fixture
+def write(tmp_path: Path):
+    def write(name: str, data: bytes | list) -> str:
+        path = tmp_path / name
+        if isinstance(data, list):
+            data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in data).encode()
+        path.write_bytes(data)
+        return str(path)
+
+    return write
+
+
+def table(update: dict) -> tuple[list[str], list[list]]:
+    """Headers and rows of a Dataframe output (a DataFrame, or a gr.update holding one)."""
+    frame = update["value"] if isinstance(update, dict) else update
+    return list(frame.columns), frame.values.tolist()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# on_dataset
+
+
+def test_sample_dataset_in_english(home: Path) -> None:
+    summary, problems, preview, loaded = tab.on_dataset("en", str(demo.SAMPLE_DATASET), "auto")
+    assert summary.startswith("**demo_alpaca.json**: Alpaca format, 48 rows, all valid.")
+    assert problems["visible"] is False and table(problems) == (["row", "field", "problem"], [])
+    headers, rows = table(preview)
+    assert headers == ["row", "role", "text"]
+    assert rows[:2] == [[1, "user", "Who keeps the lighthouse of Lumen Bay?"], [1, "assistant", ANSWER_1]]
+    assert len({row for row, _, _ in rows}) == tab.PREVIEW_ROWS
+    assert loaded.path == str(demo.SAMPLE_DATASET) and loaded.report.valid_rows == 48
+    assert not (home / "Uploads").exists()  # the bundled file is read in place, never copied
+
+
+def test_sample_dataset_in_chinese() -> None:
+    summary, problems, preview, _ = tab.on_dataset("zh", str(demo.SAMPLE_DATASET), "auto")
+    assert summary == "**demo_alpaca.json**：Alpaca 格式，共 48 行，全部有效。下一步：选择基座模型，然后打开“训练”页。"
+    assert table(problems)[0] == ["行", "字段", "问题"]
+    assert table(preview)[0] == ["行", "角色", "内容"]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_bad_rows_are_listed_by_row_and_field_and_the_file_is_kept_under_a_hash_name(home, write, lang) -> None:
+    path = write("my private notes.jsonl", BAD_ROWS)
+    summary, problems, preview, loaded = tab.on_dataset(lang, path, "auto")
+    headers, rows = table(problems)
+    assert problems["visible"] is True
+    assert [(row, field) for row, field, _ in rows] == BAD_ROW_PROBLEMS
+    if lang == "en":
+        assert "5 rows, **3 invalid**, 2 valid" in summary
+        assert [text for _, _, text in rows] == [
+            "Row 2: field 'output' is missing.",
+            "Row 3: field 'instruction' is empty.",
+            "Row 3: field 'output' must be a string, found number.",
+            "Row 4: the row is in OpenAI messages format but the file is in Alpaca format.",
+        ]
+    else:
+        assert "共 5 行，**3 行无效**，2 行有效" in summary
+        assert [text for _, _, text in rows] == ["缺少该字段", "该字段为空", "值不是文本", "该行格式与文件其他行不同"]
+    assert [row for row, _, _ in table(preview)[1]] == [1, 1, 5, 5]  # valid rows only
+
+    data = Path(path).read_bytes()
+    stored = Path(loaded.path)
+    assert stored.parent == home / "Uploads"
+    assert stored.name == hashlib.sha256(data).hexdigest()[:20] + ".jsonl"
+    assert stored.read_bytes() == data
+    assert [p.name for p in (home / "Uploads").iterdir()] == [stored.name]  # same content, one file
+    assert loaded.report.name == "my private notes.jsonl"
+
+
+def test_a_file_with_no_valid_row_says_so_and_shows_no_tokens(write) -> None:
+    summary, _, preview, loaded = tab.on_dataset("en", write("none.jsonl", [{"instruction": "a"}] * 2), "auto")
+    assert "**none of them valid**" in summary and "skip invalid" not in summary
+    assert table(preview)[1] == []
+    with pytest.raises(gr.Error, match="'none.jsonl' has no valid row"):
+        tab.on_tokens("en", loaded, demo.DEMO_MODEL_NAME, 512)
+
+
+def test_no_file_is_no_dataset() -> None:
+    summary, problems, preview, loaded = tab.on_dataset("zh", None, "auto")
+    assert (summary, loaded) == ("请先上传数据集。", None)
+    assert table(preview) == (["行", "角色", "内容"], [])
+
+
+BAD_FILES = {
+    "gbk.json": ('[{"instruction": "你好", "output": "x"}]'.encode("gbk"), "not_utf8", "不是 UTF-8 编码"),
+    "empty.jsonl": (b"\n  \n", "empty", "是空的"),
+    "image.json": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary", "是二进制文件"),
+    "wrapped.json": (b'{\n "data": [{"instruction": "a", "output": "b"}]\n}', "top_level_object", "顶层是一个对象"),
+    "broken.json": (b'[{"instruction": "a" "output": "b"}]', "invalid_json", "第 1 行第 22 列"),
+    "unknown.jsonl": (b'{"q": 1}\n{"q": 2}\n', "unknown_format", "没有一行符合已知格式"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_FILES))
+@pytest.mark.parametrize("lang", LANGS)
+def test_a_bad_file_is_one_translated_sentence_and_nothing_is_stored(home, write, name, lang) -> None:
+    data, code, chinese = BAD_FILES[name]
+    path = write(name, data)
+    before = snapshot(home)
+    with pytest.raises(gr.Error) as info:
+        tab.on_dataset(lang, path, "auto")
+    assert snapshot(home) == before
+    assert not (home / "Uploads").exists() or name not in {p.name for p in (home / "Uploads").iterdir()}
+    message = info.value.message
+    assert info.value.__cause__.code == code
+    assert f"{name}" in message and "\n" not in message and "Traceback" not in message
+    assert str(Path(path).parent) not in message  # names the file, not where the server keeps it
+    if lang == "zh":
+        assert chinese in message and message.endswith("。")
+        assert message != info.value.__cause__.message
+    else:
+        assert message == info.value.__cause__.message
+
+
+def test_another_format_re_reads_the_sample_dataset() -> None:
+    *_, loaded = tab.on_dataset("en", str(demo.SAMPLE_DATASET), "auto")
+    summary, problems, _, again = tab.on_format("en", None, "sharegpt", loaded)
+    assert again.path == str(demo.SAMPLE_DATASET) and again.report.format == "sharegpt"
+    assert "48 rows, **none of them valid**" in summary
+    assert table(problems)[1][0][:2] == [1, "conversations"]
+    assert tab.on_format("en", None, "alpaca", None)[3] is None  # nothing loaded: nothing to re-read
+
+
+# ---------------------------------------------------------------------------------------------------------
+# on_tokens
+
+
+@pytest.fixture(scope="module")
+def sample() -> tab.LoadedDataset:
+    return tab.on_dataset("en", str(demo.SAMPLE_DATASET), "auto")[3]  # read in place: no home needed
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_tokens_show_exactly_the_trained_answers(sample, lang: str) -> None:
+    highlight, figure, summary = tab.on_tokens(lang, sample, demo.DEMO_MODEL_NAME, 512)
+    trained, masked = t("trained", lang), t("masked", lang)
+    spans = highlight["value"]
+    assert set(highlight["color_map"]) == {trained, masked}
+    assert {label for _, label in spans} <= {trained, masked, None}
+    answers = [text for text, label in spans if label == trained]
+    assert answers[0] == ANSWER_1 + "<|im_end|>\n"
+    assert len(answers) == tab.HIGHLIGHT_EXAMPLES
+    assert "".join(text for text, _ in spans).startswith("<|im_start|>user\nWho keeps the lighthouse of Lumen Bay?")
+    if lang == "en":
+        assert summary.startswith("48 examples, ")
+        assert "0 truncated" in summary and "0 dropped" in summary
+        assert "Prompt format: the model's own chat template." in summary
+    else:
+        assert summary.startswith("共 48 个样本") and "模型自带的聊天模板" in summary
+    axis = figure.axes[0]
+    chart_lang = lang if lang == "en" or tab.cjk_font() else "en"
+    assert axis.get_xlabel() == t("hist_x", chart_lang)
+    assert sum(patch.get_height() for patch in axis.patches) == 48  # every example is in the histogram
+
+
+def test_tokens_count_truncated_and_dropped_examples(sample) -> None:
+    tokenizer = tab.tokenizer_of(tab.resolve_base(demo.DEMO_MODEL_NAME))
+    _, _, stats = encode_records(sample.report.records, tokenizer, 24)
+    assert stats.truncated and stats.dropped  # the sample has both at 24 tokens
+    dropped = sum(stats.dropped.values())
+    _, _, summary = tab.on_tokens("en", sample, demo.DEMO_MODEL_NAME, 24)
+    assert f"With max length 24: {stats.truncated} truncated" in summary and f"{dropped} dropped" in summary
+
+
+@pytest.mark.parametrize("name", ["../x", "/etc", "..", "", None, "Models/LLM/simple-lora-demo", ".hidden"])
+@pytest.mark.parametrize("lang", LANGS)
+def test_a_base_model_that_is_not_offered_is_refused(home, sample, name, lang) -> None:
+    (home / "Models" / "LLM" / ".hidden").mkdir(exist_ok=True)
+    (home / "Models" / "LLM" / ".hidden" / "config.json").write_text("{}")
+    with pytest.raises(gr.Error) as info:
+        tab.on_tokens(lang, sample, name, 512)
+    expected = {"en": f"'{name}' is not one of the models in Models/LLM/.", "zh": f"“{name}”不在可选列表中。"}
+    assert info.value.message == expected[lang]
+
+
+@pytest.mark.parametrize(
+    "loaded, max_length, key", [(None, 512, "no_dataset"), ("sample", None, "bad_max_length"), ("sample", 3, None)]
+)
+@pytest.mark.parametrize("lang", LANGS)
+def test_tokens_need_a_dataset_and_a_max_length(sample, loaded, max_length, key, lang) -> None:
+    with pytest.raises(gr.Error) as info:
+        tab.on_tokens(lang, sample if loaded else None, demo.DEMO_MODEL_NAME, max_length)
+    assert info.value.message == t(key or "bad_max_length", lang, min=tab.MIN_MAX_LENGTH)
+
+
+def test_language_switch_redoes_the_computed_texts(sample) -> None:
+    summary, problems, preview, highlight, figure, token_summary = tab.on_language(
+        "zh-CN", sample, (demo.DEMO_MODEL_NAME, 512)
+    )
+    assert "全部有效" in summary and table(preview)[0] == ["行", "角色", "内容"]
+    assert set(highlight["color_map"]) == {"训练", "提示（不训练）"} and token_summary.startswith("共 48 个样本")
+    # nothing shown yet: the tokens are left alone, the rest follows the language
+    summary, problems, preview, *tokens = tab.on_language("en", None, None)
+    assert summary == "Upload a dataset first." and table(problems)[0] == ["row", "field", "problem"]
+    assert all(update == gr.update() for update in tokens)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The translation table
+
+
+def used_keys() -> set[str]:
+    """Keys passed as literals to t(...) or as attributes to labels.add(...) in app.py and webui/."""
+    keys: set[str] = set()
+    for path in [REPO_ROOT / "app.py", *sorted((REPO_ROOT / "webui").glob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            if isinstance(func, ast.Name) and func.id == "t" and node.args:
+                if isinstance(node.args[0], ast.Constant):
+                    keys.add(node.args[0].value)
+            elif isinstance(func, ast.Attribute) and func.attr == "add" and getattr(func.value, "id", "") == "labels":
+                for kw in node.keywords:
+                    values = kw.value.elts if isinstance(kw.value, ast.List) else [kw.value]
+                    keys |= {v.value for v in values if isinstance(v, ast.Constant)}
+    return keys
+
+
+def test_every_key_used_in_the_ui_is_translated() -> None:
+    keys = used_keys()
+    assert {"tab_dataset", "title", "language", "upload", "no_dataset", "token_stats"} <= keys  # the scan works
+    keys |= {f"style_{style.value}" for style in PromptStyle}  # t(f"style_{...}")
+    keys |= {*tab.PROBLEM_HEADERS, *tab.PREVIEW_HEADERS}  # table(rows, header_keys, lang)
+    missing = sorted(k for k in keys if k not in TEXT)
+    assert not missing, f"not in webui/i18n.py: {missing}"
+
+
+def test_every_ui_text_has_both_languages_with_the_same_placeholders() -> None:
+    for key, entry in TEXT.items():
+        if key.startswith("err_"):  # core errors: English is the core's own sentence
+            assert set(entry) == {"zh"}, key
+            continue
+        assert set(entry) == set(LANGS), key
+        fields = [{f for _, f, _, _ in string.Formatter().parse(entry[lang]) if f} for lang in LANGS]
+        assert fields[0] == fields[1], key
+        assert all(entry[lang].strip() for lang in LANGS), key
+
+
+def test_every_row_problem_and_dataset_error_has_a_chinese_text() -> None:
+    row_codes = {_CODE_OF.get(name, name) for name in ROW_MESSAGES}
+    assert {c for c in row_codes if f"problem_{c}" not in TEXT} == set()
+    core = ["data.py", "loading.py", "masking.py", "prompts.py", "paths.py"]
+    codes = {"not_offered"}
+    for name in core:
+        codes |= set(re.findall(r'code="([a-z_0-9]+)"', (REPO_ROOT / "lora_core" / name).read_text()))
+    assert {"file_missing", "not_utf8", "template_not_prefix", "path_outside"} <= codes  # the scan works
+    assert sorted(c for c in codes if "zh" not in TEXT.get(f"err_{c}", {})) == []
+
+
+def test_error_text_falls_back_to_the_core_sentence() -> None:
+    from lora_core.errors import DatasetError
+
+    err = DatasetError("File 'a.json' is empty.", code="empty", file="a.json")
+    assert error_text(err, "zh") == "文件“a.json”是空的。"
+    assert error_text(err, "en") == "File 'a.json' is empty."
+    untranslated = DatasetError("Something new happened.", code="brand_new_code")
+    assert error_text(untranslated, "zh") == "Something new happened."
+    missing_param = DatasetError("File 'a.json' is empty.", code="empty")  # no 'file' param: never a KeyError
+    assert error_text(missing_param, "zh") == "File 'a.json' is empty."
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The running app, through its API
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_app_api_validates_and_shows_tokens(home: Path, write) -> None:
+    from gradio_client import Client, handle_file
+
+    import app
+
+    # `app.demo` is `build_app()` run at import; a fresh one reads this test's SIMPLE_LORA_HOME (its model list).
+    blocks = app.build_app()
+    port = free_port()
+    blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) >= {
+            "/validate_dataset",
+            "/show_tokens",
+        }
+        summary, problems, preview = client.predict(
+            "en", handle_file(str(demo.SAMPLE_DATASET)), "auto", api_name="/validate_dataset"
+        )
+        assert summary.startswith("**demo_alpaca.json**: Alpaca format, 48 rows, all valid.")
+        assert problems["value"]["data"] == []
+        assert preview["headers"] == ["row", "role", "text"]
+        assert preview["data"][1] == [1, "assistant", ANSWER_1]
+        stored = list((home / "Uploads").iterdir())  # an upload arrives as a copy, stored under its hash
+        digest = hashlib.sha256(demo.SAMPLE_DATASET.read_bytes()).hexdigest()[:20]
+        assert f"{digest}.json" in {p.name for p in stored}
+
+        highlight, plot, token_summary = client.predict("zh", demo.DEMO_MODEL_NAME, 512, api_name="/show_tokens")
+        assert token_summary.startswith("共 48 个样本")
+        trained = [s["token"] for s in highlight["value"] if s["class_or_confidence"] == "训练"]
+        assert trained[0] == ANSWER_1 + "<|im_end|>\n"
+        assert plot["type"] == "matplotlib" and plot["plot"].startswith("data:image/")
+
+        with pytest.raises(Exception, match="不是 UTF-8 编码"):
+            client.predict(
+                "zh", handle_file(write("gbk.json", "你好".encode("gbk"))), "auto", api_name="/validate_dataset"
+            )
+        with pytest.raises(Exception, match="not in the list of choices"):
+            client.predict("en", "../x", 512, api_name="/show_tokens")
+    finally:
+        blocks.close()
