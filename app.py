@@ -19,7 +19,7 @@ import sys
 import gradio as gr
 
 from lora_core import paths
-from webui import dataset_tab
+from webui import dataset_tab, train_tab
 from webui.common import Labels
 from webui.i18n import DEFAULT_LANG, normalize_lang
 
@@ -41,8 +41,11 @@ def build_app() -> gr.Blocks:
                 gr.Radio([("中文", "zh"), ("English", "en")], value=DEFAULT_LANG, scale=1, elem_id="lang"),
                 label="language",
             )
-        with gr.Tabs(), labels.add(gr.Tab(elem_id="tab-dataset"), label="tab_dataset"):
-            shared = dataset_tab.build(labels, lang)
+        with gr.Tabs():
+            with labels.add(gr.Tab(elem_id="tab-dataset"), label="tab_dataset"):
+                shared = dataset_tab.build(labels, lang)
+            with labels.add(gr.Tab(elem_id="tab-train"), label="tab_train"):
+                train_tab.build(labels, lang, shared)
 
         def relabel(value: str) -> list:
             return labels.updates(normalize_lang(value))
@@ -50,7 +53,8 @@ def build_app() -> gr.Blocks:
         lang.change(relabel, lang, labels.components, api_visibility="private")
         blocks.load(None, None, lang, js=BROWSER_LANG_JS)
         blocks.load(relabel, lang, labels.components, api_visibility="private")
-        blocks.load(dataset_tab.refresh_bases, shared["base"], shared["base"], api_visibility="private")
+        for base in (shared["base"], shared["train_base"]):
+            blocks.load(dataset_tab.refresh_bases, base, base, api_visibility="private")
     return blocks
 
 
@@ -88,7 +92,10 @@ def main(argv: list[str] | None = None) -> None:
     built = ensure_demo_model()
     if built:
         logger.info("Models/LLM/ was empty: built the demo model at %s", built)
-    demo.queue(default_concurrency_limit=4).launch(
+    # `demo` read the model list at import, before the demo model existed: build the UI again so that the
+    # server (and API clients, which never run the page's load events) accept the new model.
+    app = build_app() if built else demo
+    app.queue(default_concurrency_limit=4).launch(
         server_name=args.host,
         server_port=args.port,
         share=args.share,

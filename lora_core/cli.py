@@ -80,6 +80,82 @@ def cmd_targets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    import signal
+
+    from .training import State, TrainConfig, TrainingJob
+
+    config = TrainConfig(**{f: getattr(args, f) for f in TrainConfig.__dataclass_fields__})
+    job = TrainingJob(config)
+
+    def on_interrupt(signum: int, frame: object) -> None:  # first Ctrl-C: stop and save; second: abort
+        print("Stopping after this step and saving the adapter (Ctrl-C again to abort)...", file=sys.stderr)
+        job.stop(save=True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    import threading
+
+    done = threading.Event()
+    threading.Thread(target=_print_progress, args=(job, done), daemon=True).start()
+    try:
+        snap = job.run()
+    finally:
+        done.set()
+    if not job.is_main_process:
+        return 0 if snap["state"] != State.FAILED else 1
+    summary = {
+        "status": str(snap["state"]),
+        "adapter_dir": snap["adapter_dir"],
+        "task": snap["task"],
+        "run": snap["run"],
+        "steps": snap["step"],
+        "final_loss": snap["loss"][-1][1] if snap["loss"] else None,
+        "eval_loss_before": snap["eval_loss_before"],
+        "eval_loss_after": snap["eval_loss_after"],
+        "seconds": round(snap["elapsed_s"], 1),
+    }
+    if snap["state"] == State.FAILED:
+        print(snap["error"], file=sys.stderr)
+        summary["error"] = snap["error"]
+    _print_json(summary)
+    return 1 if snap["state"] == State.FAILED else 0
+
+
+def _print_progress(job: object, stop: object, every: float = 2.0) -> None:
+    """Progress on stderr, as the UI sees it: the job's snapshot, polled."""
+    last = None
+    while not stop.wait(every if last else 0.2):
+        snap = job.snapshot()
+        loss = f" loss {snap['loss'][-1][1]:.4f}" if snap["loss"] else ""
+        eta = f" eta {snap['eta_s']:.0f}s" if snap["eta_s"] else ""
+        line = f"[{snap['state']}] step {snap['step']}/{snap['total_steps']}{loss}{eta}"
+        if line != last:
+            print(line, file=sys.stderr, flush=True)
+            last = line
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from .adapters import scan
+
+    _print_json([info.to_json() for info in scan(args.root)])
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .inference import GenerationSettings, generate, load_model, prompt_format_of, tokenizer_for
+
+    messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
+        {"role": "user", "content": args.prompt}
+    ]
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+    tokenizer = tokenizer_for(args.base, args.adapter)
+    model = load_model(args.base, args.adapter, trust_remote_code=args.trust_remote_code)
+    style = prompt_format_of(args.adapter)
+    print(generate(model, tokenizer, messages, settings, style))
+    return 0
+
+
 def _config_of(base: os.PathLike) -> object:
     from transformers import AutoConfig
 
@@ -116,7 +192,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="attention", choices=("attention", "all-linear"))
     p.add_argument("--trust-remote-code", action="store_true")
     p.set_defaults(func=cmd_targets)
+
+    p = sub.add_parser("train", help="train a LoRA adapter; progress on stderr, JSON summary last on stdout")
+    p.add_argument("--base", required=True, help="base model folder")
+    p.add_argument("--data", required=True, help="dataset file")
+    p.add_argument("--task", required=True, help="task name (the adapter folder is <task>_<timestamp>)")
+    _add_train_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("scan", help="list the adapters under Models/LoRA; JSON")
+    p.add_argument("--root", help="folder to scan (default: Models/LoRA)")
+    p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser("generate", help="answer one prompt with a base model, optionally with an adapter")
+    p.add_argument("--base", required=True)
+    p.add_argument("--adapter")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--system")
+    p.add_argument("--max-new-tokens", type=_positive_int, default=128)
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.set_defaults(func=cmd_generate)
     return parser
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, with its help and default."""
+    from .config import TrainConfig
+
+    defaults = TrainConfig(base="", data="", task="")
+    helps = TrainConfig.field_help()
+    p.add_argument("--format", default="auto", choices=FORMAT_CHOICES, help=helps["format"])
+    for name in (
+        "epochs", "max_steps", "learning_rate", "rank", "alpha", "dropout", "batch_size", "grad_accum",
+        "max_length", "val_split", "targets", "quantization", "warmup_ratio", "scheduler", "seed",
+    ):  # fmt: skip
+        default = getattr(defaults, name)
+        p.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default, help=helps[name])
+    for name in ("gradient_checkpointing", "skip_invalid", "resume", "trust_remote_code"):
+        p.add_argument(f"--{name.replace('_', '-')}", action="store_true", help=helps[name])
 
 
 def _positive_int(text: str) -> int:

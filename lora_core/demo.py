@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from . import paths
+from .errors import PathError
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,20 @@ MODEL_CONFIG = {
     "tie_word_embeddings": False,
 }
 SEED = 1234
+# Settings that make the demo model learn the sample answers in a couple of minutes on two CPU cores: a random
+# base model knows nothing, so the adapter needs every linear layer, a high learning rate and many passes.
+DEMO_TRAINING = {
+    "epochs": 60.0,
+    "learning_rate": 2e-3,
+    "rank": 16,
+    "alpha": 32.0,
+    "dropout": 0.0,
+    "batch_size": 8,
+    "max_length": 256,
+    "scheduler": "linear",
+    "warmup_ratio": 0.03,
+    "targets": "all-linear",
+}
 
 # Some ordinary text beside the sample data, so common words outside it still get sensible tokens.
 _EXTRA_TEXT = [
@@ -101,6 +116,13 @@ def build_demo_model(out: str | Path | None = None, *, force: bool = False) -> P
     if out.exists() and not force and (out / "config.json").exists():
         logger.info("demo model already at %s", out)
         return out
+    # A rebuild replaces the folder: never one that holds something else (`--out ~/Documents`).
+    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / "config.json").is_file())):
+        raise PathError(
+            f"{out} already exists and is not a model folder; choose an empty or new folder for the demo model.",
+            code="out_not_model",
+            path=str(out),
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -132,7 +154,10 @@ def build_demo_model(out: str | Path | None = None, *, force: bool = False) -> P
 
 def ensure_demo_model() -> Path | None:
     """Build the demo model when ``Models/LLM/`` holds no model at all (a fresh checkout)."""
+    from .loading import list_base_models
+
     llm = paths.llm_dir()
-    if llm.is_dir() and any((p / "config.json").exists() for p in llm.iterdir() if p.is_dir()):
+    # The same test as the model list of the UI: a hidden staging folder left by a crash is not a model.
+    if list_base_models(llm):
         return None
     return build_demo_model(llm / DEMO_MODEL_NAME)

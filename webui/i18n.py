@@ -54,6 +54,18 @@ TEXT: dict[str, dict[str, str]] = {
     "hist_y": {"en": "examples", "zh": "样本数"},
     "hist_limit": {"en": "max length", "zh": "最大长度"},
     "no_dataset": {"en": "Upload a dataset first.", "zh": "请先上传数据集。"},
+    "no_valid_rows": {
+        "en": "'{name}' has no valid row to show; fix the rows listed above first.",
+        "zh": "“{name}”中没有可显示的有效行，请先修正上面列出的行。",
+    },
+    "bad_max_length": {
+        "en": "Max length must be a whole number of at least {min} tokens.",
+        "zh": "最大长度必须是不小于 {min} 的整数（token 数）。",
+    },
+    "dataset_refused": {
+        "en": "This file cannot be used (the message at the top right says why). Fix it, or upload another file.",
+        "zh": "无法使用该文件（原因见右上角的提示）。请修正后重新上传，或换一个文件。",
+    },
     "no_base": {
         "en": "No base model in Models/LLM/ yet. Put a model folder there, then press Refresh.",
         "zh": "Models/LLM/ 中还没有基座模型。放入模型文件夹后点击“刷新”。",
@@ -65,9 +77,18 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "report_bad": {
         "en": "**{name}**: {fmt} format, {rows} rows, **{invalid} invalid**, {valid} valid. Fix the rows listed "
-        "below, or train with \u201cskip invalid rows\u201d to use the {valid} valid ones.",
+        "below, or train with \u201cskip invalid rows\u201d to use only the valid rows.",
         "zh": "**{name}**：{fmt} 格式，共 {rows} 行，**{invalid} 行无效**，{valid} 行有效。请修正下表列出的行，"
         "或在训练时选择“跳过无效行”，只使用 {valid} 行有效数据。",
+    },
+    "report_none": {
+        "en": "**{name}**: {fmt} format, {rows} rows, **none of them valid**. Fix the rows listed below.",
+        "zh": "**{name}**：{fmt} 格式，共 {rows} 行，**没有一行有效**。请修正下表列出的行。",
+    },
+    "style_chat_template": {"en": "the model's own chat template", "zh": "模型自带的聊天模板"},
+    "style_alpaca": {
+        "en": "built-in Alpaca template (the model has no chat template)",
+        "zh": "内置 Alpaca 模板（该模型没有聊天模板）",
     },
     "token_stats": {
         "en": "{total} examples, {tokens} tokens in all ({trained} trained). With max length {max_length}: "
@@ -117,7 +138,114 @@ TEXT: dict[str, dict[str, str]] = {
     "err_tokenizer_failed": {"zh": "无法加载 {path} 中的分词器。"},
     "err_template_not_prefix": {"zh": "聊天模板在加入后续轮次后改变了第 {turn} 轮的渲染结果，无法区分回复与提示。"},
     "err_path_outside": {"zh": "路径 {path} 不在允许的文件夹 {root} 之内。"},
+    "err_bad_name": {"zh": "名称“{name}”中没有可用的字符。"},
+    "err_bad_format_option": {"zh": "未知的数据集格式“{format}”，可选：auto、alpaca、sharegpt、messages。"},
+    "err_no_template": {"zh": "该分词器没有聊天模板，但适配器是用聊天模板训练的。"},
+    "err_no_eos": {"zh": "该分词器既没有聊天模板，也没有结束符（EOS），无法标出回复的结尾。"},
+    "err_template_failed": {"zh": "分词器的聊天模板无法渲染这段对话：{detail}"},
+    "err_template_token_prefix": {
+        "zh": "用该分词器的聊天模板时，提示的 token 不是“提示 + 回复”的 token 的前缀，无法精确地只训练回复。"
+    },
     "err_not_offered": {"zh": "“{value}”不在可选列表中。"},
+    # train tab
+    "tab_train": {"en": "2. Train", "zh": "2. 训练"},
+    "train_intro": {
+        "en": "Pick a base model, check the detected LoRA target modules, set the hyper-parameters and press Start. "
+        "Training runs in the background: you can close this page and come back.",
+        "zh": "选择基座模型，确认检测到的 LoRA 目标模块，设置超参数后点击“开始训练”。"
+        "训练在后台运行：可以关闭页面稍后再回来。",
+    },
+    "task_name": {"en": "Task name", "zh": "任务名称"},
+    "target_preset": {"en": "Target preset", "zh": "目标模块预设"},
+    "targets": {"en": "LoRA target modules", "zh": "LoRA 目标模块"},
+    "targets_info": {
+        "en": "Detected for this model; add or remove layers to override.",
+        "zh": "根据模型自动检测；可增删以覆盖。",
+    },
+    "model_info": {
+        "en": "**{model_type}** on {device} ({quant}): LoRA on `{targets}` ({reason}). Trainable: {lora} of {total} "
+        "parameters ({pct}%). Memory needed: about {memory}.",
+        "zh": "**{model_type}**，设备 {device}（量化：{quant}）：LoRA 作用于 `{targets}`（{reason}）。"
+        "可训练参数 {lora} / {total}（{pct}%）。预计内存：约 {memory}。",
+    },
+    "hyper": {"en": "Hyper-parameters", "zh": "超参数"},
+    "epochs": {"en": "Epochs", "zh": "训练轮数"},
+    "max_steps": {"en": "Max steps (0 = by epochs)", "zh": "最大步数（0 = 按轮数）"},
+    "learning_rate": {"en": "Learning rate", "zh": "学习率"},
+    "scheduler": {"en": "LR schedule", "zh": "学习率调度"},
+    "warmup_ratio": {"en": "Warm-up ratio", "zh": "预热比例"},
+    "rank": {"en": "LoRA rank r", "zh": "LoRA 秩 r"},
+    "alpha": {"en": "LoRA alpha", "zh": "LoRA alpha"},
+    "dropout": {"en": "LoRA dropout", "zh": "LoRA dropout"},
+    "batch_size": {"en": "Batch size", "zh": "批大小"},
+    "grad_accum": {"en": "Gradient accumulation", "zh": "梯度累积步数"},
+    "val_split": {"en": "Validation split", "zh": "验证集比例"},
+    "seed": {"en": "Seed", "zh": "随机种子"},
+    "quantization": {"en": "Quantization", "zh": "量化"},
+    "quant_cpu": {
+        "en": "No CUDA GPU here: the model trains in float32 (4-/8-bit need a GPU).",
+        "zh": "未检测到 CUDA GPU：以 float32 训练（4/8 位量化需要 GPU）。",
+    },
+    "quant_gpu": {"en": "auto = 4-bit NF4 (QLoRA) on this GPU.", "zh": "auto = 在此 GPU 上使用 4 位 NF4（QLoRA）。"},
+    "gradient_checkpointing": {
+        "en": "Gradient checkpointing (less memory, slower)",
+        "zh": "梯度检查点（省内存，较慢）",
+    },
+    "skip_invalid": {"en": "Skip invalid rows", "zh": "跳过无效行"},
+    "demo_settings": {"en": "Use demo settings", "zh": "使用演示设置"},
+    "start": {"en": "Start training", "zh": "开始训练"},
+    "stop_save": {"en": "Stop and save", "zh": "停止并保存"},
+    "stop_discard": {"en": "Stop and discard", "zh": "停止并丢弃"},
+    "loss_plot": {"en": "Loss (train and eval)", "zh": "损失（训练与验证）"},
+    "series_train": {"en": "train", "zh": "训练"},
+    "series_eval": {"en": "eval", "zh": "验证"},
+    "history": {"en": "Runs", "zh": "训练记录"},
+    "col_run": {"en": "run", "zh": "任务"},
+    "col_state": {"en": "state", "zh": "状态"},
+    "col_step": {"en": "step", "zh": "步数"},
+    "col_loss": {"en": "last loss", "zh": "最终损失"},
+    "col_started": {"en": "started", "zh": "开始时间"},
+    "col_adapter": {"en": "adapter / error", "zh": "适配器 / 错误"},
+    "started": {"en": "Training **{task}** started.", "zh": "训练 **{task}** 已开始。"},
+    "nothing_running": {"en": "No training is running.", "zh": "当前没有正在运行的训练。"},
+    "stopping_save": {
+        "en": "Stopping after this step; the adapter will be saved and marked stopped.",
+        "zh": "将在本步结束后停止，适配器会被保存并标记为“已停止”。",
+    },
+    "stopping_discard": {
+        "en": "Stopping after this step; nothing will be saved.",
+        "zh": "将在本步结束后停止，不保存任何内容。",
+    },
+    "no_training": {"en": "No training yet in this session of the app.", "zh": "本次启动后还没有训练。"},
+    "progress": {
+        "en": "**{task}**: {state} · step {step} / {total} · epoch {epoch}",
+        "zh": "**{task}**：{state} · 第 {step} / {total} 步 · 第 {epoch} 轮",
+    },
+    "speed": {"en": "ETA {eta} · {tps} tokens/s", "zh": "预计剩余 {eta} · 每秒 {tps} 个 token"},
+    "eval_before_after": {
+        "en": "Eval loss: base {before} → adapter {after}",
+        "zh": "验证损失：基座 {before} → 适配器 {after}",
+    },
+    "adapter_saved": {
+        "en": "Adapter saved in `{path}`. It is already listed in the Models tab: activate it there, then chat.",
+        "zh": "适配器已保存到 `{path}`，并已出现在“模型”页：在那里激活后即可对话。",
+    },
+    "discarded": {"en": "Stopped; nothing was saved.", "zh": "已停止，未保存任何内容。"},
+    "failed": {"en": "Training failed: {error}", "zh": "训练失败：{error}"},
+    "state_queued": {"en": "queued", "zh": "排队中"},
+    "state_loading": {"en": "loading", "zh": "加载中"},
+    "state_running": {"en": "running", "zh": "训练中"},
+    "state_stopping": {"en": "stopping", "zh": "正在停止"},
+    "state_completed": {"en": "completed", "zh": "已完成"},
+    "state_stopped": {"en": "stopped", "zh": "已停止"},
+    "state_failed": {"en": "failed", "zh": "失败"},
+    "state_interrupted": {"en": "interrupted", "zh": "已中断"},
+    "err_busy": {"zh": "已有训练在运行：{task}。"},
+    "err_bad_setting": {"zh": "设置 {setting} = {value} 超出范围。"},
+    "err_quantization_needs_cuda": {"zh": "{quantization} 量化需要 CUDA GPU；在 CPU 上以 float32 训练。"},
+    "err_nothing_to_train": {"zh": "在最大长度 {max_length} 下，没有任何样本留有可训练的 token。"},
+    "err_no_checkpoint": {"zh": "没有可恢复的检查点。"},
+    "err_unknown_target": {"zh": "模型中没有这些模块：{unknown}。"},
 }
 
 

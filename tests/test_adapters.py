@@ -1,0 +1,111 @@
+"""Adapter folders: scan lists valid, external and invalid ones (with the reason); verification refuses bad ones."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from safetensors.torch import save_file
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from lora_core import adapters
+from lora_core.adapters import AdapterError, save_adapter, scan, verify_adapter
+from lora_core.demo import build_tokenizer
+
+
+@pytest.fixture(scope="module")
+def peft_model():
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=64,
+    )  # fmt: skip
+    model = get_peft_model(LlamaForCausalLM(config), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param)
+    return model
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tokenizer()
+
+
+def test_save_writes_only_the_adapter_files_atomically(tmp_path, peft_model, tokenizer):
+    dest = tmp_path / "task_20250101_000000"
+    out = save_adapter(peft_model, tokenizer, {"status": "completed", "task": "task"}, dest)
+    names = {p.name for p in out.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "training_meta.json", "tokenizer.json"} <= names
+    assert not names & {"README.md", "model.safetensors", "pytorch_model.bin"}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+    with pytest.raises(AdapterError, match="already exists"):
+        save_adapter(peft_model, tokenizer, {}, dest)  # never overwrites
+
+
+def test_scan_lists_valid_external_and_invalid_with_reasons(tmp_path, peft_model, tokenizer):
+    root = tmp_path / "LoRA"
+    good = save_adapter(peft_model, tokenizer, {"status": "completed", "task": "good"}, root / "good_1")
+    external = root / "external"
+    shutil.copytree(good, external)
+    (external / "training_meta.json").unlink()
+
+    (root / "empty").mkdir()
+    pickle_only = root / "pickle_only"
+    shutil.copytree(good, pickle_only)
+    (pickle_only / "adapter_model.safetensors").unlink()
+    (pickle_only / "adapter_model.bin").write_bytes(b"\x80\x04not really a pickle")
+    truncated = root / "truncated"
+    shutil.copytree(good, truncated)
+    data = (truncated / "adapter_model.safetensors").read_bytes()
+    (truncated / "adapter_model.safetensors").write_bytes(data[: len(data) // 2])
+    bad_meta = root / "bad_meta"
+    shutil.copytree(good, bad_meta)
+    (bad_meta / "training_meta.json").write_text("{not json")
+    nan = root / "nan"
+    shutil.copytree(good, nan)
+    save_file({"base_model.model.x.lora_A.weight": torch.tensor([[float("nan")]])}, nan / "adapter_model.safetensors")
+    shutil.copytree(good, root / ".staging-half_written")
+
+    found = {info.name: info for info in scan(root)}
+    assert ".staging-half_written" not in found
+    assert found["good_1"].valid and not found["good_1"].external and found["good_1"].status == "completed"
+    assert found["good_1"].rank == 4 and found["good_1"].target_modules == ["q_proj", "v_proj"]
+    assert found["external"].valid and found["external"].external
+    reasons = {name: (info.valid, info.reason_code) for name, info in found.items()}
+    assert reasons["empty"] == (False, "adapter_no_config")
+    assert reasons["pickle_only"] == (False, "adapter_pickle_only")
+    assert reasons["truncated"] == (False, "adapter_corrupt")
+    assert reasons["bad_meta"] == (False, "adapter_bad_meta")
+    assert reasons["nan"] == (False, "adapter_not_finite")
+    assert all(info.reason for info in found.values() if not info.valid)
+
+
+def test_pickle_weights_are_never_unpickled(tmp_path, monkeypatch, peft_model, tokenizer):
+    folder = save_adapter(peft_model, tokenizer, {}, tmp_path / "a")
+    (folder / "adapter_model.safetensors").unlink()
+    (folder / "adapter_model.bin").write_bytes(b"whatever")
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load was called"))
+    with pytest.raises(AdapterError, match="pickle"):
+        verify_adapter(folder)
+
+
+def test_base_fingerprint_mismatch_is_refused(tmp_path, peft_model, tokenizer):
+    base_a, base_b = tmp_path / "a", tmp_path / "b"
+    for base, layers in ((base_a, 1), (base_b, 2)):
+        base.mkdir()
+        (base / "config.json").write_text(json.dumps({"model_type": "llama", "num_hidden_layers": layers}))
+    meta = {"base_model": str(base_a), "base_fingerprint": adapters.base_fingerprint(base_a)}
+    folder = save_adapter(peft_model, tokenizer, meta, tmp_path / "adapter")
+    verify_adapter(folder, base_dir=base_a)
+    with pytest.raises(AdapterError, match="another base model") as err:
+        verify_adapter(folder, base_dir=base_b)
+    assert err.value.code == "adapter_base_mismatch"
+
+
+def test_run_names_are_sanitised_and_unique(tmp_path):
+    name = adapters.run_name("../../etc/passwd; rm -rf /")
+    assert "/" not in name and ".." not in name and ";" not in name
+    (tmp_path / "x_1").mkdir()
+    assert adapters.unique_dir(tmp_path, "x_1").name == "x_1_2"
