@@ -19,7 +19,7 @@ import sys
 import gradio as gr
 
 from lora_core import paths
-from webui import dataset_tab, train_tab
+from webui import chat_tab, dataset_tab, models_tab, train_tab
 from webui.common import Labels
 from webui.i18n import DEFAULT_LANG, normalize_lang
 
@@ -46,6 +46,15 @@ def build_app() -> gr.Blocks:
                 shared = dataset_tab.build(labels, lang)
             with labels.add(gr.Tab(elem_id="tab-train"), label="tab_train"):
                 train_tab.build(labels, lang, shared)
+            with labels.add(gr.Tab(elem_id="tab-models"), label="tab_models") as models:
+                models_hooks = models_tab.build(labels, lang)
+            with labels.add(gr.Tab(elem_id="tab-chat"), label="tab_chat") as chat:
+                chat_hooks = chat_tab.build(labels, lang, shared)
+        # Opening a tab shows the current state: a new adapter is listed as soon as a training has ended.
+        models.select(*models_hooks["scan"], api_visibility="private")
+        models.select(*models_hooks["status"], api_visibility="private")
+        chat.select(chat_tab.on_tab, [lang, chat_hooks["adapter"]], [chat_hooks["adapter"], chat_hooks["status"]],
+                    api_visibility="private")  # fmt: skip
 
         def relabel(value: str) -> list:
             return labels.updates(normalize_lang(value))
@@ -53,7 +62,7 @@ def build_app() -> gr.Blocks:
         lang.change(relabel, lang, labels.components, api_visibility="private")
         blocks.load(None, None, lang, js=BROWSER_LANG_JS)
         blocks.load(relabel, lang, labels.components, api_visibility="private")
-        for base in (shared["base"], shared["train_base"]):
+        for base in (shared["base"], shared["train_base"], chat_hooks["base"]):
             blocks.load(dataset_tab.refresh_bases, base, base, api_visibility="private")
     return blocks
 

@@ -290,3 +290,19 @@ def _fill_from_meta(info: AdapterInfo, meta: dict) -> None:
 
 def _finite(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def adapter_path(name: str, root: str | Path | None = None) -> Path:
+    """The folder of adapter ``name``: a direct, visible child of ``Models/LoRA/`` (no ``..``, no links out)."""
+    root = Path(root) if root else paths.lora_dir()
+    path = paths.inside(root, name)
+    if path.parent != root.resolve() or name.startswith(".") or not path.is_dir():
+        raise AdapterError(f"There is no adapter named {name}.", code="adapter_missing", name=name)
+    return path
+
+
+def delete_adapter(name: str, root: str | Path | None = None) -> None:
+    """Remove an adapter folder for good."""
+    path = adapter_path(name, root)
+    shutil.rmtree(path)
+    logger.info("deleted adapter %s", path)

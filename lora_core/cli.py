@@ -143,16 +143,29 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .inference import GenerationSettings, generate, load_model, prompt_format_of, tokenizer_for
+    from .inference import ChatEngine, ChatError, GenerationSettings
 
+    if args.compare and not args.adapter:
+        raise ChatError("--compare needs --adapter: it answers with the base model and with the adapter.")
     messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
         {"role": "user", "content": args.prompt}
     ]
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
-    tokenizer = tokenizer_for(args.base, args.adapter)
-    model = load_model(args.base, args.adapter, trust_remote_code=args.trust_remote_code)
-    style = prompt_format_of(args.adapter)
-    print(generate(model, tokenizer, messages, settings, style))
+    engine = ChatEngine()
+    engine.load_base(args.base, trust_remote_code=args.trust_remote_code)
+    if args.adapter:
+        engine.activate(args.adapter)
+    if args.compare:
+        _print_json(engine.compare(messages, settings))
+    else:
+        print(engine.generate(messages, settings))
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from .inference import merge_adapter
+
+    print(merge_adapter(args.adapter, args.out, base=args.base))
     return 0
 
 
@@ -211,8 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--system")
     p.add_argument("--max-new-tokens", type=_positive_int, default=128)
     p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--compare", action="store_true", help="JSON {base, adapter}: the same prompt answered by both")
     p.add_argument("--trust-remote-code", action="store_true")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("merge", help="merge an adapter into a 16-bit copy of its base; prints the new folder")
+    p.add_argument("--adapter", required=True)
+    p.add_argument("--out", required=True, help="new model folder (must not exist or be empty)")
+    p.add_argument("--base", help="base model folder (default: the one recorded in the adapter)")
+    p.set_defaults(func=cmd_merge)
     return parser
 
 

@@ -1,12 +1,17 @@
-"""Generation with a base model and, optionally, an adapter.
+"""Chat with a base model and its adapters: load, activate / hot-swap, stream, compare, merge.
 
 Prompts are rendered by ``prompts.py`` and tokenized by ``masking.prompt_ids``, exactly as in training, with the
-prompt format recorded in the adapter's manifest and the tokenizer saved with the adapter.
+prompt format recorded in the adapter's manifest and the tokenizer saved with the adapter. The ``ChatEngine`` holds
+one base model and any number of adapters; switching adapters never reloads the base.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,12 +22,22 @@ from .errors import ModelError
 logger = logging.getLogger(__name__)
 
 
+class ChatError(ModelError):
+    code = "chat"
+
+
 @dataclass
 class GenerationSettings:
     max_new_tokens: int = 256
     temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0
     repetition_penalty: float = 1.0
+
+    def check(self) -> None:
+        if not (1 <= self.max_new_tokens <= 8192 and self.temperature >= 0 and 0 < self.top_p <= 1):
+            raise ChatError("A generation setting is out of range.", code="bad_generation_setting")
+        if self.repetition_penalty <= 0:
+            raise ChatError("The repetition penalty must be positive.", code="bad_generation_setting")
 
 
 def load_model(base: str | Path, adapter: str | Path | None = None, trust_remote_code: bool = False) -> Any:
@@ -50,6 +65,44 @@ def prompt_format_of(adapter: str | Path | None) -> str | None:
     return adapters.read_meta(adapter).get("prompt_format")
 
 
+def tokenizer_for(base: str | Path, adapter: str | Path | None) -> Any:
+    """The adapter's own tokenizer (saved with it, chat template included) when it has one, else the base's."""
+    from .loading import load_tokenizer
+
+    if adapter is not None and not Path(adapter).is_dir():
+        raise ModelError(f"The adapter folder {adapter} does not exist.", code="adapter_missing", path=str(adapter))
+    if adapter is not None and (Path(adapter) / "tokenizer_config.json").is_file():
+        return load_tokenizer(adapter)
+    return load_tokenizer(base)
+
+
+def _stop_ids(tokenizer: Any) -> list[int]:
+    """EOS and end-of-turn tokens: a reply stops at whichever comes first."""
+    ids = {tokenizer.eos_token_id}
+    vocab = tokenizer.get_vocab()
+    for token in ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>"):
+        if token in vocab:
+            ids.add(vocab[token])
+    return sorted(i for i in ids if i is not None)
+
+
+def _generate_kwargs(tokenizer: Any, settings: GenerationSettings) -> dict[str, Any]:
+    from .masking import pad_id_of
+
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": settings.max_new_tokens,
+        "eos_token_id": _stop_ids(tokenizer),
+        "pad_token_id": pad_id_of(tokenizer),
+        "repetition_penalty": settings.repetition_penalty,
+        "use_cache": True,
+    }
+    if settings.temperature > 0:
+        kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
+    else:  # greedy: keep sampling defaults from the model's generation_config out
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    return kwargs
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -57,51 +110,366 @@ def generate(
     settings: GenerationSettings | None = None,
     style: str | None = None,
     streamer: Any = None,
+    stopping_criteria: Any = None,
 ) -> str:
     """The reply to ``messages`` (the last one a user turn)."""
     import torch
 
-    from .masking import pad_id_of, prompt_ids
+    from .masking import prompt_ids
 
     settings = settings or GenerationSettings()
     ids = prompt_ids(tokenizer, messages, style)
     device = next(model.parameters()).device
     input_ids = torch.tensor([ids], device=device)
-    sampling = settings.temperature > 0
-    kwargs: dict[str, Any] = {
-        "max_new_tokens": settings.max_new_tokens,
-        "do_sample": sampling,
-        "eos_token_id": _stop_ids(tokenizer),
-        "pad_token_id": pad_id_of(tokenizer),
-        "repetition_penalty": settings.repetition_penalty,
-    }
-    if sampling:
-        kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
-    else:  # greedy: make sure no sampling defaults from the model's generation_config leak in
-        kwargs.update(temperature=None, top_p=None, top_k=None)
     with torch.inference_mode():
         out = model.generate(
-            input_ids=input_ids, attention_mask=torch.ones_like(input_ids), streamer=streamer, **kwargs
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            streamer=streamer,
+            stopping_criteria=stopping_criteria,
+            **_generate_kwargs(tokenizer, settings),
         )
     return tokenizer.decode(out[0][len(ids) :], skip_special_tokens=True).strip()
 
 
-def _stop_ids(tokenizer: Any) -> list[int]:
-    """EOS and end-of-turn tokens: a reply stops at whichever comes first."""
-    ids = {tokenizer.eos_token_id}
-    for token in ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>"):
-        tid = tokenizer.convert_tokens_to_ids(token) if token in tokenizer.get_vocab() else None
-        if isinstance(tid, int):
-            ids.add(tid)
-    return sorted(i for i in ids if i is not None)
+@dataclass(frozen=True)
+class LoadedAdapter:
+    name: str
+    path: str
+    style: str | None  # prompt format from the manifest
+    external: bool
 
 
-def tokenizer_for(base: str | Path, adapter: str | Path | None) -> Any:
-    """The adapter's own tokenizer (saved with it, chat template included) when it has one, else the base's."""
-    from .loading import load_tokenizer
+class ChatEngine:
+    """One base model and its adapters, shared by every chat session of the process.
 
-    if adapter is not None and (Path(adapter) / "tokenizer_config.json").is_file():
-        return load_tokenizer(adapter)
-    if adapter is not None and not Path(adapter).is_dir():
-        raise ModelError(f"The adapter folder {adapter} does not exist.", code="adapter_missing", path=str(adapter))
-    return load_tokenizer(base)
+    ``activate`` loads an adapter once and switches to it with PEFT's adapter API; ``deactivate`` returns to the
+    pure base (generation then runs with the adapters disabled, which is exactly the base model). One reply is
+    generated at a time, and the model is never changed while a reply is being generated.
+    """
+
+    def __init__(self) -> None:
+        self.base: Path | None = None
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.adapters: dict[str, LoadedAdapter] = {}
+        self.active: str | None = None
+        # A plain Lock, not an RLock: a streamed reply may be resumed by another worker thread than the one that
+        # started it, and must still be able to release it.
+        self._busy = threading.Lock()
+
+    def _hold(self, timeout: float = 600.0) -> None:
+        if not self._busy.acquire(timeout=timeout):
+            raise ChatError("The chat model is busy; try again in a moment.", code="chat_busy")
+
+    # --- loading ---
+
+    def load_base(self, base: str | Path, trust_remote_code: bool = False) -> None:
+        from .loading import check_model_dir, load_tokenizer
+
+        base = check_model_dir(base)
+        if self.base == base and self.model is not None:
+            return
+        self._refuse_during_gpu_training()
+        self._hold()
+        try:
+            self._unload()
+            self.model = load_model(base, trust_remote_code=trust_remote_code)
+            self.tokenizer = load_tokenizer(base, trust_remote_code=trust_remote_code)
+            self.base = base
+            logger.info("chat base model: %s", base)
+        finally:
+            self._busy.release()
+
+    def unload(self) -> None:
+        self._hold()
+        try:
+            self._unload()
+        finally:
+            self._busy.release()
+
+    def _unload(self) -> None:
+        import gc
+
+        self.model = self.tokenizer = self.base = None
+        self.adapters.clear()
+        self.active = None
+        gc.collect()
+
+    def _refuse_during_gpu_training(self) -> None:
+        from .training import active_job, device_kind
+
+        job = active_job()
+        if job is not None and device_kind() == "cuda":
+            raise ChatError(
+                f"The GPU is busy training {job.config.task}; chat can load a model when it ends.",
+                code="busy_training",
+                task=job.config.task,
+            )
+
+    def activate(self, adapter: str | Path) -> LoadedAdapter:
+        """Load ``adapter`` (once) onto the loaded base and make it the active one."""
+        path = Path(adapter).resolve()
+        if self.model is None or self.base is None:
+            raise ChatError("Load a base model before activating an adapter.", code="no_base_loaded")
+        self._check_base(path)
+        self._hold()
+        try:
+            if path.name not in self.adapters:
+                self._load_adapter(path)
+            self.model.set_adapter(path.name)
+            self.active = path.name
+            return self.adapters[path.name]
+        finally:
+            self._busy.release()
+
+    def _load_adapter(self, path: Path) -> None:
+        from peft import PeftModel
+
+        name = path.name
+        try:
+            if isinstance(self.model, PeftModel):
+                self.model.load_adapter(str(path), adapter_name=name, is_trainable=False)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name)
+        except (RuntimeError, ValueError, KeyError) as exc:  # shapes or module names that do not fit
+            raise ChatError(
+                f"The adapter {name} does not fit the base model {self.base.name}: {exc}",
+                code="adapter_does_not_fit",
+                adapter=name,
+                base=self.base.name,
+            ) from exc
+        self.model.eval()
+        external = not (path / adapters.META_NAME).is_file()
+        self.adapters[name] = LoadedAdapter(name, str(path), prompt_format_of(path), external)
+
+    def _check_base(self, path: Path) -> None:
+        """Refuse an adapter trained on another base, naming both."""
+        adapters.verify_adapter(path)
+        if not (path / adapters.META_NAME).is_file():
+            return  # external: PEFT itself checks that the modules and shapes fit
+        meta = adapters.read_meta(path)
+        if meta.get("base_fingerprint") and meta["base_fingerprint"] != adapters.base_fingerprint(self.base):
+            trained_on = meta.get("base_model_name") or meta.get("base_model") or "?"
+            raise ChatError(
+                f"The adapter {path.name} was trained on the base model {trained_on}, "
+                f"but the loaded base model is {self.base.name}.",
+                code="adapter_base_mismatch",
+                adapter=path.name,
+                trained_on=str(trained_on),
+                base=self.base.name,
+            )
+
+    def deactivate(self) -> None:
+        self._hold()
+        self.active = None
+        self._busy.release()
+
+    def remove(self, name: str) -> None:
+        """Forget a loaded adapter (e.g. before its folder is deleted)."""
+        self._hold()
+        try:
+            if name in self.adapters:
+                self.model.delete_adapter(name)
+                del self.adapters[name]
+            if self.active == name:
+                self.active = None
+        finally:
+            self._busy.release()
+
+    # --- generation ---
+
+    @property
+    def style(self) -> str | None:
+        return self.adapters[self.active].style if self.active else None
+
+    def prompt_text(self, messages: list[dict]) -> str:
+        """The exact text the model is given for ``messages`` (the same rendering as in training)."""
+        from .prompts import render
+
+        self._need_model()
+        rendered = render(self.tokenizer, messages, add_generation_prompt=True, style=self.style)
+        return rendered.text(self.tokenizer.eos_token or "")
+
+    def _need_model(self) -> None:
+        if self.model is None:
+            raise ChatError("No base model is loaded for chat.", code="no_base_loaded")
+
+    def generate(self, messages: list[dict], settings: GenerationSettings | None = None) -> str:
+        return "".join(self.stream(messages, settings))
+
+    def stream(self, messages: list[dict], settings: GenerationSettings | None = None) -> Iterator[str]:
+        """Yield the reply piece by piece as it is generated, with the active adapter (or the pure base)."""
+        settings = settings or GenerationSettings()
+        settings.check()
+        self._need_model()
+        self._hold()
+        try:
+            yield from self._stream(messages, settings, self.active)
+        finally:
+            self._busy.release()
+
+    def _stream(self, messages: list[dict], settings: GenerationSettings, adapter: str | None) -> Iterator[str]:
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        cancelled = threading.Event()
+
+        class Cancel(StoppingCriteria):  # the reader went away: stop generating for nobody
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+                return cancelled.is_set()
+
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        error: list[BaseException] = []
+        style = self.adapters[adapter].style if adapter else None
+
+        def work() -> None:
+            try:
+                with self._adapter_mode(adapter):
+                    generate(self.model, self.tokenizer, messages, settings, style, streamer,
+                             stopping_criteria=StoppingCriteriaList([Cancel()]))  # fmt: skip
+            except BaseException as exc:  # re-raised in the reader's thread below
+                error.append(exc)
+                streamer.end()
+
+        thread = threading.Thread(target=work, name="chat-generate", daemon=True)
+        thread.start()
+        try:
+            started = False
+            for piece in streamer:
+                if not started:  # a reply starts without the template's leading whitespace
+                    piece = piece.lstrip()
+                    started = bool(piece)
+                if piece:
+                    yield piece
+        finally:
+            cancelled.set()
+            thread.join()
+        if error:
+            raise error[0]
+
+    def _adapter_mode(self, adapter: str | None) -> Any:
+        """``adapter`` switched on, or every adapter disabled (exactly the base model) when it is None."""
+        from contextlib import nullcontext
+
+        from peft import PeftModel
+
+        if not isinstance(self.model, PeftModel):
+            return nullcontext()
+        if adapter is None:
+            return self.model.disable_adapter()
+        self.model.set_adapter(adapter)
+        return nullcontext()
+
+    def compare(self, messages: list[dict], settings: GenerationSettings | None = None) -> dict[str, str]:
+        """The same prompt answered by the base (adapters disabled) and by the active adapter, same settings."""
+        settings = settings or GenerationSettings()
+        settings.check()
+        if self.active is None:
+            raise ChatError("Activate an adapter to compare it with the base model.", code="no_active_adapter")
+        self._hold()
+        try:
+            adapter_reply = "".join(self._stream(messages, settings, self.active))
+            base_reply = "".join(self._stream(messages, settings, None))
+        finally:
+            self._busy.release()
+        return {"base": base_reply, "adapter": adapter_reply}
+
+    def replay(self, records: list[Any], settings: GenerationSettings | None = None) -> list[dict]:
+        """Dataset rows answered by base and adapter next to their reference answers."""
+        results = []
+        for record in records:
+            messages = [{"role": m.role, "content": m.content} for m in record.messages]
+            last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+            answers = self.compare(messages[:last], settings)
+            results.append({"row": record.row, "prompt": messages[last - 1]["content"],
+                            "reference": messages[last]["content"], **answers})  # fmt: skip
+        return results
+
+    def status(self) -> dict:
+        return {"base": str(self.base) if self.base else None, "active": self.active, "loaded": sorted(self.adapters)}
+
+
+_ENGINE: ChatEngine | None = None
+_ENGINE_LOCK = threading.Lock()
+
+
+def engine() -> ChatEngine:
+    """The process-wide chat engine (one loaded base model for every session)."""
+    global _ENGINE
+    with _ENGINE_LOCK:
+        if _ENGINE is None:
+            _ENGINE = ChatEngine()
+        return _ENGINE
+
+
+# --- merge and export ---------------------------------------------------------------------------------------------
+
+
+def merge_adapter(adapter: str | Path, out: str | Path, base: str | Path | None = None) -> Path:
+    """Merge ``adapter`` into a 16-bit copy of its base and save it as a standalone model folder at ``out``.
+
+    Refused, with the reason, for a base stored quantized (no full-precision weights to merge into), a base that
+    is not the one the adapter was trained on, or an ``out`` that already holds something.
+    """
+    import json
+
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from .loading import check_model_dir, load_tokenizer
+
+    adapter = Path(adapter)
+    adapters.verify_adapter(adapter)
+    meta = adapters.read_meta(adapter) if (adapter / adapters.META_NAME).is_file() else {}
+    base_dir = base or meta.get("base_model") or adapters._read_adapter_config(adapter).get("base_model_name_or_path")
+    base_dir = check_model_dir(base_dir)
+    config = json.loads((base_dir / "config.json").read_text(encoding="utf-8"))
+    if config.get("quantization_config"):
+        raise ChatError(
+            f"The base model {base_dir.name} is stored quantized; merging needs its full-precision weights.",
+            code="merge_quantized_base",
+            base=base_dir.name,
+        )
+    adapters.verify_adapter(adapter, base_dir=base_dir)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ChatError(f"The folder {out} is not empty; choose a new folder.", code="merge_out_exists", path=str(out))
+    dtype = {"float16": torch.float16}.get(str(config.get("dtype") or config.get("torch_dtype")), torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(base_dir), dtype=torch.float32, local_files_only=True, use_safetensors=True
+    )
+    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()  # exact in float32, then cast
+    merged = merged.to(dtype)
+    staging = out.parent / f".{out.name}.merging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        merged.save_pretrained(str(staging), safe_serialization=True)
+        load_tokenizer(adapter if (adapter / "tokenizer_config.json").is_file() else base_dir).save_pretrained(
+            str(staging)
+        )
+        if out.exists():
+            out.rmdir()
+        os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("merged %s into %s", adapter.name, out)
+    return out
+
+
+def base_for_adapter(adapter: str | Path) -> Path | None:
+    """The base model folder an adapter belongs to, when it is at hand: the one its manifest records, else a folder
+    of ``Models/LLM/`` named like the ``base_model_name_or_path`` of its PEFT config (external adapters)."""
+    from . import paths
+
+    adapter = Path(adapter)
+    candidates = []
+    if (adapter / adapters.META_NAME).is_file():
+        meta = adapters.read_meta(adapter)
+        candidates += [meta.get("base_model"), paths.llm_dir() / str(meta.get("base_model_name") or "")]
+    recorded = adapters._read_adapter_config(adapter).get("base_model_name_or_path") or ""
+    candidates.append(paths.llm_dir() / Path(str(recorded)).name)
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "config.json").is_file():
+            return Path(candidate).resolve()
+    return None

@@ -215,6 +215,7 @@ class Progress:
     adapter_dir: str | None = None
     error: str | None = None
     error_code: str | None = None
+    error_params: dict = field(default_factory=dict)  # the error's params, for a translated message
     detail: dict = field(default_factory=dict)  # dataset counts, trainable params, targets, device
 
 
@@ -310,7 +311,7 @@ class TrainingJob:
         try:
             self._train()
         except SimpleLoraError as exc:
-            self._fail(exc.message, exc.code)
+            self._fail(exc.message, exc.code, exc.params)
         except Exception as exc:  # a bug or a resource error: keep the message, log the traceback
             logger.error("training %s failed:\n%s", self.run_id, traceback.format_exc())
             self._fail(_describe(exc), "crashed")
@@ -319,9 +320,9 @@ class TrainingJob:
             _release(self)
             _free_memory()
 
-    def _fail(self, message: str, code: str) -> None:
+    def _fail(self, message: str, code: str, params: dict | None = None) -> None:
         self.finished_at = _now()
-        self._set(state=State.FAILED, error=message, error_code=code)
+        self._set(state=State.FAILED, error=message, error_code=code, error_params=_plain_params(params or {}))
 
     def _stopped_early(self) -> bool:
         return self._stop.is_set()
@@ -549,6 +550,19 @@ def _split(dataset: Any, val_split: float, seed: int) -> tuple[Any, Any]:
     order = list(range(n))
     random.Random(seed).shuffle(order)
     return dataset.select(sorted(order[n_eval:])), dataset.select(sorted(order[:n_eval]))
+
+
+def _plain_params(params: dict) -> dict:
+    """An error's params as JSON-able text and numbers (for run.json and a translated message)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, str | int | float | bool):
+            return value
+        if isinstance(value, list | tuple | set):
+            return ", ".join(str(v) for v in value)
+        return str(value)
+
+    return {key: plain(value) for key, value in params.items()}
 
 
 def _metric(metrics: dict, key: str) -> float | None:

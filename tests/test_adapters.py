@@ -109,3 +109,17 @@ def test_run_names_are_sanitised_and_unique(tmp_path):
     assert "/" not in name and ".." not in name and ";" not in name
     (tmp_path / "x_1").mkdir()
     assert adapters.unique_dir(tmp_path, "x_1").name == "x_1_2"
+
+
+def test_delete_removes_only_a_named_adapter_inside_the_root(tmp_path, peft_model, tokenizer):
+    root = tmp_path / "LoRA"
+    save_adapter(peft_model, tokenizer, {}, root / "keep")
+    save_adapter(peft_model, tokenizer, {}, root / "drop")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "link").symlink_to(outside)
+    for bad in ("../outside", "/etc", "link", ".", "", "missing"):
+        with pytest.raises((AdapterError, adapters.paths.PathError)):
+            adapters.delete_adapter(bad, root)
+    adapters.delete_adapter("drop", root)
+    assert sorted(p.name for p in root.iterdir()) == ["keep", "link"] and outside.is_dir()

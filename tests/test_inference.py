@@ -1,0 +1,206 @@
+"""ChatEngine on the demo model: activate / switch / deactivate, base mismatch, compare, merge, assistants."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from lora_core import assistants
+from lora_core.adapters import AdapterError
+from lora_core.data import load_records
+from lora_core.demo import DEMO_TRAINING, SAMPLE_DATASET, build_demo_model, sample_rows
+from lora_core.inference import ChatEngine, ChatError, GenerationSettings, load_model, merge_adapter
+from lora_core.masking import encode_messages, prompt_ids
+from lora_core.training import State, TrainConfig, TrainingJob
+
+GREEDY = GenerationSettings(max_new_tokens=24)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    import os
+
+    root = tmp_path_factory.mktemp("chat")
+    old = os.environ.get("SIMPLE_LORA_HOME")
+    os.environ["SIMPLE_LORA_HOME"] = str(root)
+    yield root
+    if old is None:
+        os.environ.pop("SIMPLE_LORA_HOME", None)
+    else:
+        os.environ["SIMPLE_LORA_HOME"] = old
+
+
+@pytest.fixture(scope="module")
+def base(home):
+    return build_demo_model(home / "Models" / "LLM" / "demo")
+
+
+def train(base, task, steps, seed=42):
+    settings = {**DEMO_TRAINING, "epochs": 1.0}
+    config = TrainConfig(base=str(base), data=str(SAMPLE_DATASET), task=task, max_steps=steps, seed=seed, **settings)
+    snap = TrainingJob(config).run()
+    assert snap["state"] == State.COMPLETED, snap["error"]
+    return snap["adapter_dir"]
+
+
+@pytest.fixture(scope="module")
+def adapter_a(base):
+    return train(base, "a", 120)
+
+
+@pytest.fixture(scope="module")
+def adapter_b(base):
+    return train(base, "b", 30, seed=7)
+
+
+@pytest.fixture()
+def engine(base):
+    chat = ChatEngine()
+    chat.load_base(base)
+    return chat
+
+
+QUESTION = [{"role": "user", "content": sample_rows()[0]["instruction"]}]
+
+
+def test_activate_switch_and_deactivate_restores_the_base_exactly(engine, base, adapter_a, adapter_b):
+    plain = engine.generate(QUESTION, GREEDY)
+    reference = load_model(base)
+    ids = torch.tensor([prompt_ids(engine.tokenizer, QUESTION)])
+    with torch.no_grad():
+        base_logits = reference(ids).logits
+
+    engine.activate(adapter_a)
+    with_a = engine.generate(QUESTION, GREEDY)
+    engine.activate(adapter_b)
+    with_b = engine.generate(QUESTION, GREEDY)
+    engine.activate(adapter_a)  # back again: loaded once, switched, not reloaded
+    assert engine.generate(QUESTION, GREEDY) == with_a
+    assert sorted(engine.adapters) == sorted([adapter_a.rsplit("/", 1)[1], adapter_b.rsplit("/", 1)[1]])
+    assert len({plain, with_a, with_b}) == 3
+
+    engine.deactivate()
+    assert engine.generate(QUESTION, GREEDY) == plain
+    with torch.no_grad(), engine._adapter_mode(None):
+        assert torch.equal(engine.model(ids).logits, base_logits)
+
+
+def test_stream_yields_the_reply_in_pieces(engine, adapter_a):
+    engine.activate(adapter_a)
+    pieces = list(engine.stream(QUESTION, GREEDY))
+    assert len(pieces) > 1 and "".join(pieces) == engine.generate(QUESTION, GREEDY)
+
+
+def test_compare_gives_two_different_answers_after_training(engine, adapter_a):
+    engine.activate(adapter_a)
+    answers = engine.compare(QUESTION, GREEDY)
+    assert answers["base"] != answers["adapter"]
+    assert answers["adapter"] == engine.generate(QUESTION, GREEDY)
+    assert engine.active  # compare leaves the adapter active
+    engine.deactivate()
+    with pytest.raises(ChatError, match="Activate an adapter"):
+        engine.compare(QUESTION, GREEDY)
+
+
+def test_replay_puts_dataset_rows_next_to_their_references(engine, adapter_a):
+    engine.activate(adapter_a)
+    records = load_records(SAMPLE_DATASET).records[:2]
+    rows = engine.replay(records, GREEDY)
+    assert [r["row"] for r in rows] == [1, 2]
+    assert rows[0]["reference"] == sample_rows()[0]["output"]
+    assert all({"prompt", "base", "adapter"} <= set(r) for r in rows)
+
+
+def test_the_chat_prompt_has_the_tokens_of_the_training_prompt(engine, adapter_a):
+    engine.activate(adapter_a)
+    row = load_records(SAMPLE_DATASET).records[30]
+    messages = [{"role": m.role, "content": m.content} for m in row.messages]
+    trained = encode_messages(engine.tokenizer, messages)
+    chat_text = engine.prompt_text(messages[:-1])
+    chat_ids = engine.tokenizer(chat_text, add_special_tokens=False)["input_ids"]
+    n = len(chat_ids)
+    assert trained.input_ids[:n] == chat_ids
+    assert all(label == -100 for label in trained.labels[:n]) and trained.labels[n] != -100
+
+
+def test_an_adapter_of_another_base_is_refused_naming_both(home, base, adapter_a):
+    other = home / "Models" / "LLM" / "other"
+    shutil.copytree(base, other)
+    config = json.loads((other / "config.json").read_text())
+    config["rms_norm_eps"] = 1e-5  # a different model with the same shapes
+    (other / "config.json").write_text(json.dumps(config))
+    chat = ChatEngine()
+    chat.load_base(other)
+    with pytest.raises(ChatError, match="trained on the base model demo, but the loaded base model is other") as err:
+        chat.activate(adapter_a)
+    assert err.value.code == "adapter_base_mismatch"
+
+
+def test_a_pickle_only_adapter_is_refused_without_unpickling(home, engine, adapter_a, monkeypatch):
+    folder = home / "Models" / "LoRA" / "pickled"
+    shutil.copytree(adapter_a, folder)
+    (folder / "adapter_model.safetensors").unlink()
+    torch.save({"x": torch.zeros(1)}, folder / "adapter_model.bin")
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("an adapter pickle was loaded"))
+    with pytest.raises(AdapterError, match="pickle"):
+        engine.activate(folder)
+
+
+def test_merged_model_answers_like_base_plus_adapter(home, base, adapter_a):
+    out = merge_adapter(adapter_a, home / "Models" / "LLM" / "merged")
+    assert (out / "model.safetensors").is_file() and not list(out.glob("adapter_*"))
+    merged, tuned = load_model(out), load_model(base, adapter_a)
+    assert merged.dtype == torch.float32  # loaded for CPU inference; stored as bfloat16
+    ids = torch.tensor([prompt_ids(_tok(base), QUESTION)])
+    with torch.no_grad():
+        a, b = merged(ids).logits, tuned(ids).logits
+    assert torch.allclose(a, b, atol=0.1), (a - b).abs().max()
+    assert (a.argmax(-1) == b.argmax(-1)).float().mean() > 0.9
+    with pytest.raises(ChatError, match="not empty"):
+        merge_adapter(adapter_a, out)
+
+
+def _tok(base):
+    from lora_core.loading import load_tokenizer
+
+    return load_tokenizer(base)
+
+
+def test_merge_refuses_a_quantized_base(home, base, adapter_a):
+    quantized = home / "Models" / "LLM" / "quantized"
+    shutil.copytree(base, quantized)
+    config = json.loads((quantized / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "bitsandbytes", "load_in_4bit": True}
+    (quantized / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ChatError, match="stored quantized"):
+        merge_adapter(adapter_a, home / "out_q", base=quantized)
+    assert not (home / "out_q").exists()
+
+
+def test_assistants_survive_a_restart(home):
+    saved = assistants.save(
+        assistants.Assistant(
+            name="Harbour guide",
+            base_model="demo",
+            adapter="a_x",
+            system_prompt="Answer like a sailor.",
+            settings={"temperature": 0.0, "max_new_tokens": 32},
+        )
+    )
+    assert saved.name == "Harbour guide"
+    again = assistants.load_all()  # what a new process reads from disk
+    assert again["Harbour guide"].system_prompt == "Answer like a sailor."
+    assert again["Harbour guide"].settings["max_new_tokens"] == 32
+    assistants.delete("Harbour guide")
+    assert "Harbour guide" not in assistants.load_all()
+    with pytest.raises(assistants.AssistantError):
+        assistants.save(assistants.Assistant(name="  ", base_model="demo"))
+
+
+def test_a_corrupt_assistant_store_is_kept_aside(home):
+    path = assistants.store_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("[{broken")
+    assert assistants.load_all() == {}
+    assert path.with_suffix(".json.corrupt").read_text() == "[{broken"
