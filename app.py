@@ -53,14 +53,14 @@ def build_app() -> gr.Blocks:
         # Opening a tab shows the current state: a new adapter is listed as soon as a training has ended.
         models.select(*models_hooks["scan"], api_visibility="private")
         models.select(*models_hooks["status"], api_visibility="private")
-        chat.select(chat_tab.on_tab, [lang, chat_hooks["adapter"]], [chat_hooks["adapter"], chat_hooks["status"]],
-                    api_visibility="private")  # fmt: skip
+        chat.select(*chat_hooks["open"], api_visibility="private")
 
         def relabel(value: str) -> list:
             return labels.updates(normalize_lang(value))
 
         lang.change(relabel, lang, labels.components, api_visibility="private")
-        blocks.load(None, None, lang, js=BROWSER_LANG_JS)
+        browser_lang = blocks.load(None, None, lang, js=BROWSER_LANG_JS)
+        browser_lang.then(*shared["train_on_load"], api_visibility="private")  # the Train tab's model line
         blocks.load(relabel, lang, labels.components, api_visibility="private")
         for base in (shared["base"], shared["train_base"], chat_hooks["base"]):
             blocks.load(dataset_tab.refresh_bases, base, base, api_visibility="private")

@@ -132,6 +132,28 @@ def generate(
     return tokenizer.decode(out[0][len(ids) :], skip_special_tokens=True).strip()
 
 
+def check_adapter_base(adapter: str | Path, base: str | Path, loaded: bool = True) -> None:
+    """Refuse an adapter that is not valid or was trained on another base model than ``base``, naming both.
+
+    An external adapter (no manifest) is not checked here: PEFT itself checks that its modules and shapes fit.
+    ``loaded``: whether ``base`` is the model already loaded or only the one chosen (for the sentence)."""
+    adapter, base = Path(adapter), Path(base)
+    adapters.verify_adapter(adapter)
+    if not (adapter / adapters.META_NAME).is_file():
+        return
+    meta = adapters.read_meta(adapter)
+    if meta.get("base_fingerprint") and meta["base_fingerprint"] != adapters.base_fingerprint(base):
+        trained_on = meta.get("base_model_name") or Path(str(meta.get("base_model") or "?")).name
+        raise ChatError(
+            f"The adapter {adapter.name} was trained on the base model {trained_on}, "
+            f"but the {'loaded' if loaded else 'chosen'} base model is {base.name}.",
+            code="adapter_base_mismatch",
+            adapter=adapter.name,
+            trained_on=str(trained_on),
+            base=base.name,
+        )
+
+
 @dataclass(frozen=True)
 class LoadedAdapter:
     name: str
@@ -245,20 +267,7 @@ class ChatEngine:
 
     def _check_base(self, path: Path) -> None:
         """Refuse an adapter trained on another base, naming both."""
-        adapters.verify_adapter(path)
-        if not (path / adapters.META_NAME).is_file():
-            return  # external: PEFT itself checks that the modules and shapes fit
-        meta = adapters.read_meta(path)
-        if meta.get("base_fingerprint") and meta["base_fingerprint"] != adapters.base_fingerprint(self.base):
-            trained_on = meta.get("base_model_name") or meta.get("base_model") or "?"
-            raise ChatError(
-                f"The adapter {path.name} was trained on the base model {trained_on}, "
-                f"but the loaded base model is {self.base.name}.",
-                code="adapter_base_mismatch",
-                adapter=path.name,
-                trained_on=str(trained_on),
-                base=self.base.name,
-            )
+        check_adapter_base(path, self.base)
 
     def deactivate(self) -> None:
         self._hold()
@@ -270,7 +279,13 @@ class ChatEngine:
         self._hold()
         try:
             if name in self.adapters:
-                self.model.delete_adapter(name)
+                if len(self.adapters) == 1:
+                    # PEFT cannot run a PeftModel left without adapters (disable_adapter looks the deleted one up):
+                    # take the LoRA layers out and keep the plain base model.
+                    self.model = self.model.unload()
+                    self.model.eval()
+                else:
+                    self.model.delete_adapter(name)
                 del self.adapters[name]
             if self.active == name:
                 self.active = None

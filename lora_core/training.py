@@ -193,6 +193,22 @@ def latest_checkpoint(task: str) -> Path | None:
     return candidates[0] if candidates else None
 
 
+_USED_RUN_IDS: set[str] = set()
+_RUN_IDS_LOCK = threading.Lock()
+
+
+def _unique_run_id(task: str) -> str:
+    """``<task>_<timestamp>``, with ``_2``, ``_3``... when that run or adapter exists (two starts in one second)."""
+    base = adapters.run_name(task)
+    run_id, n = base, 1
+    with _RUN_IDS_LOCK:
+        while run_id in _USED_RUN_IDS or (paths.runs_dir() / run_id).exists() or (paths.lora_dir() / run_id).exists():
+            n += 1
+            run_id = f"{base}_{n}"
+        _USED_RUN_IDS.add(run_id)
+    return run_id
+
+
 # --- the job -----------------------------------------------------------------------------------------------
 
 
@@ -225,7 +241,7 @@ class TrainingJob:
     def __init__(self, config: TrainConfig) -> None:
         config.check()
         self.config = config
-        self.run_id = adapters.run_name(config.task)
+        self.run_id = _unique_run_id(config.task)
         self.progress = Progress()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -380,12 +396,12 @@ class TrainingJob:
             self._set(eval_loss_before=_metric(trainer.evaluate(), "eval_loss"))
         self._started = time.monotonic()
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-        if eval_set is not None:
-            self._set(eval_loss_after=_metric(trainer.evaluate(), "eval_loss"))
-
         stopped = self._stopped_early()
         if stopped and not self._save_on_stop:
             return self._finish_without_adapter()
+        if eval_set is not None:
+            self._set(eval_loss_after=_metric(trainer.evaluate(), "eval_loss"))
+
         status = State.STOPPED if stopped else State.COMPLETED
         adapter_dir = None
         if self.is_main_process:

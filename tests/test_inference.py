@@ -18,17 +18,8 @@ GREEDY = GenerationSettings(max_new_tokens=24)
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    import os
-
-    root = tmp_path_factory.mktemp("chat")
-    old = os.environ.get("SIMPLE_LORA_HOME")
-    os.environ["SIMPLE_LORA_HOME"] = str(root)
-    yield root
-    if old is None:
-        os.environ.pop("SIMPLE_LORA_HOME", None)
-    else:
-        os.environ["SIMPLE_LORA_HOME"] = old
+def home(module_home):
+    return module_home
 
 
 @pytest.fixture(scope="module")

@@ -265,3 +265,8 @@ def test_resume_continues_a_stopped_run_from_its_checkpoint(home):
 def raise_if_failed(snap):
     if snap["state"] == State.FAILED:
         raise TrainingError(snap["error"], code=snap["error_code"])
+
+
+def test_two_runs_of_one_task_in_the_same_second_get_their_own_names(home):
+    first, second = TrainingJob(config(home, task="twice")), TrainingJob(config(home, task="twice"))
+    assert first.run_id != second.run_id and second.run_id.startswith(first.run_id.rsplit("_", 2)[0])

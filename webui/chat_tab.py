@@ -9,18 +9,23 @@ import gradio as gr
 import pandas as pd
 
 from lora_core import adapters, assistants
-from lora_core.inference import GenerationSettings, engine
+from lora_core.errors import SimpleLoraError
+from lora_core.inference import GenerationSettings, base_for_adapter, check_adapter_base, engine
 
-from .common import Labels, user_errors
+from .common import Labels, error_text, user_errors
 from .dataset_tab import LoadedDataset, base_model_choices, resolve_base
 from .i18n import t
-from .models_tab import activate_by_name, engine_status
+from .models_tab import engine_status, paths_name
 
-NO_ADAPTER = ""
+NO_ADAPTER = ""  # the adapter choice "none (pure base)"
+REPLAY_COLUMNS = ["col_row", "col_prompt", "col_reference", "col_adapter_reply", "col_match", "col_base_reply"]
+REPLAY_WIDTHS = ["5%", "20%", "23%", "23%", "6%", "23%"]
+REPLAY_MAX_ROWS = 100
+MATCH = "✓"
 
 
-def adapter_choices() -> list[str]:
-    return [a.name for a in adapters.scan() if a.valid]
+def adapter_choices(lang: str) -> list[tuple[str, str]]:
+    return [(t("no_adapter", lang), NO_ADAPTER), *((a.name, a.name) for a in adapters.scan() if a.valid)]
 
 
 def _settings(temperature: float, top_p: float, max_new: float, repetition: float) -> GenerationSettings:
@@ -35,7 +40,7 @@ def _messages(history: list[dict], system: str, message: str) -> list[dict]:
         {"role": m["role"], "content": _text(m["content"])} for m in history if m["role"] in ("user", "assistant")
     ]
     return (
-        ([{"role": "system", "content": system}] if system.strip() else [])
+        ([{"role": "system", "content": system}] if (system or "").strip() else [])
         + turns
         + [{"role": "user", "content": message}]
     )
@@ -48,59 +53,122 @@ def _text(content: Any) -> str:
     return str(content)
 
 
-def on_tab(lang: str, current: str | None) -> tuple[Any, str]:
-    """Opening the tab: the adapter list as it is on disk now, and what the chat holds."""
-    choices = [NO_ADAPTER, *adapter_choices()]
-    return gr.update(choices=choices, value=current if current in choices else NO_ADAPTER), engine_status(lang)
+def _need_model(lang: str) -> None:
+    if engine().model is None:
+        raise gr.Error(t("load_first", lang), print_exception=False)
+
+
+def replay_frame(rows: list[list], lang: str) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=[t(c, lang) for c in REPLAY_COLUMNS])
+
+
+def on_tab(lang: str, base: str | None, adapter: str | None) -> tuple[Any, Any, str, Any]:
+    """Opening the tab: the models and adapters as they are on disk now (a merged model, a new training), the
+    choices showing what the chat holds, and the saved assistants."""
+    status = engine().status()
+    bases = base_model_choices()
+    choices = adapter_choices(lang)
+    names = [value for _, value in choices]
+    if status["base"]:  # show what is loaded
+        base, adapter = paths_name(status["base"]), status["active"] or NO_ADAPTER
+    base = base if base in bases else (bases[0] if bases else None)
+    adapter = adapter if adapter in names else NO_ADAPTER
+    return (
+        gr.update(choices=bases, value=base),
+        gr.update(choices=choices, value=adapter),
+        engine_status(lang),
+        gr.update(choices=sorted(assistants.load_all())),
+    )
+
+
+def on_language(lang: str, adapter: str | None, replay: pd.DataFrame | None) -> tuple[Any, str, Any]:
+    """The texts the handlers wrote (the "none" adapter choice, the status, the replay headers) in the new
+    language."""
+    choices = adapter_choices(lang)
+    value = adapter if adapter in [v for _, v in choices] else NO_ADAPTER
+    frame = gr.update()
+    if isinstance(replay, pd.DataFrame) and len(replay.columns) == len(REPLAY_COLUMNS):
+        frame = replay_frame(replay.to_numpy().tolist(), lang)
+    return gr.update(choices=choices, value=value), engine_status(lang), frame
+
+
+def on_adapter_pick(adapter: str | None, base: str | None) -> Any:
+    """Choosing an adapter chooses the base model it was trained on, when that model is in Models/LLM/."""
+    if not adapter:
+        return gr.update()
+    try:
+        own = base_for_adapter(adapters.adapter_path(adapter))
+    except SimpleLoraError:
+        return gr.update()
+    return gr.update(value=own.name) if own is not None and own.name in base_model_choices() else gr.update()
 
 
 @user_errors
 def on_load(lang: str, base_name: str | None, adapter: str | None) -> str:
+    """Load the chosen base model and activate the chosen adapter (or none). An adapter trained on another base
+    model is refused before anything is loaded."""
+    base = resolve_base(base_name)
+    path = adapters.adapter_path(adapter) if adapter else None
+    if path is not None:
+        check_adapter_base(path, base, loaded=False)
     chat = engine()
-    chat.load_base(resolve_base(base_name))
-    if adapter:
-        activate_by_name(adapter)
+    chat.load_base(base)
+    if path is not None:
+        chat.activate(path)
     else:
         chat.deactivate()
     return engine_status(lang)
 
 
-@user_errors
 def respond(lang: str, message: str, history: list[dict], system: str, temperature: float, top_p: float,
             max_new: float, repetition: float) -> Iterator[tuple[list[dict], str, str]]:  # fmt: skip
-    """Stream the reply into the chat history; also show the exact prompt text the model was given."""
-    if not message.strip():
+    """Stream the reply into the chat history; also show the exact prompt text the model was given.
+
+    A generator: ``user_errors`` wraps plain functions only (Gradio must see a generator function to stream), so
+    errors are translated here."""
+    if not (message or "").strip():
         yield history, "", gr.skip()
         return
     chat = engine()
-    if chat.model is None:
-        raise gr.Error(t("load_first", lang))
-    messages = _messages(history or [], system, message)
-    prompt = chat.prompt_text(messages)
-    history = [*(history or []), {"role": "user", "content": message}, {"role": "assistant", "content": ""}]
-    for piece in chat.stream(messages, _settings(temperature, top_p, max_new, repetition)):
-        history[-1]["content"] += piece
-        yield history, "", prompt
-    yield history, "", prompt
+    try:
+        _need_model(lang)
+        messages = _messages(history or [], system, message)
+        prompt = chat.prompt_text(messages)
+        history = [*(history or []), {"role": "user", "content": message}, {"role": "assistant", "content": ""}]
+        yield history, "", prompt  # the question shows at once, the reply streams in below it
+        for piece in chat.stream(messages, _settings(temperature, top_p, max_new, repetition)):
+            history[-1]["content"] += piece
+            yield history, "", prompt
+    except SimpleLoraError as exc:
+        raise gr.Error(error_text(exc, lang), title=t("error_title", lang), print_exception=False) from exc
+    except gr.Error as exc:
+        exc.title = t("error_title", lang)
+        raise
 
 
 @user_errors
 def on_compare(lang: str, message: str, system: str, temperature: float, top_p: float, max_new: float,
                repetition: float) -> tuple[str, str]:  # fmt: skip
-    if engine().model is None:
-        raise gr.Error(t("load_first", lang))
+    if not (message or "").strip():
+        raise gr.Error(t("need_prompt", lang), print_exception=False)
+    _need_model(lang)
     answers = engine().compare(_messages([], system, message), _settings(temperature, top_p, max_new, repetition))
     return answers["base"], answers["adapter"]
 
 
 @user_errors
-def on_replay(lang: str, loaded: LoadedDataset | None, n: float, max_new: float) -> pd.DataFrame:
+def on_replay(lang: str, loaded: LoadedDataset | None, n: float | None, max_new: float) -> pd.DataFrame:
     if loaded is None:
-        raise gr.Error(t("no_dataset", lang))
+        raise gr.Error(t("replay_no_dataset", lang), print_exception=False)
+    if n is None or int(n) != n or not 1 <= n <= REPLAY_MAX_ROWS:
+        raise gr.Error(t("bad_replay_n", lang, max=REPLAY_MAX_ROWS), print_exception=False)
+    _need_model(lang)
     rows = engine().replay(loaded.report.records[: int(n)], GenerationSettings(max_new_tokens=int(max_new)))
-    columns = [t(c, lang) for c in ("col_row", "col_prompt", "col_reference", "col_base_reply", "col_adapter_reply")]
-    return pd.DataFrame([[r["row"], r["prompt"], r["reference"], r["base"], r["adapter"]] for r in rows],
-                        columns=columns)  # fmt: skip
+    return replay_frame(
+        [[r["row"], r["prompt"], r["reference"], r["adapter"], MATCH if r["adapter"] == r["reference"].strip() else "",
+          r["base"]] for r in rows],
+        lang,
+    )  # fmt: skip
 
 
 @user_errors
@@ -110,7 +178,7 @@ def on_save_assistant(lang: str, name: str, base_name: str | None, adapter: str 
     if adapter:
         adapters.adapter_path(adapter)
     settings = _settings(temperature, top_p, max_new, repetition)
-    saved = assistants.save(assistants.Assistant(name, base_name, adapter or None, system, settings.__dict__))
+    saved = assistants.save(assistants.Assistant(name or "", base_name, adapter or None, system, settings.__dict__))
     return t("assistant_saved", lang, name=saved.name), gr.update(
         choices=sorted(assistants.load_all()), value=saved.name
     )
@@ -118,19 +186,21 @@ def on_save_assistant(lang: str, name: str, base_name: str | None, adapter: str 
 
 @user_errors
 def on_pick_assistant(lang: str, name: str | None) -> tuple:
-    """Load an assistant: its base, adapter, system prompt and settings."""
+    """Load an assistant: its base, adapter, system prompt and settings (and start a new conversation)."""
     found = assistants.load_all().get(name or "")
     if found is None:
-        raise gr.Error(t("assistant_missing", lang))
+        raise gr.Error(t("assistant_missing", lang), print_exception=False)
     status = on_load(lang, found.base_model, found.adapter)
     s = {**GenerationSettings().__dict__, **found.settings}
     return (status, found.base_model, found.adapter or NO_ADAPTER, found.system_prompt, s["temperature"], s["top_p"],
-            s["max_new_tokens"], s["repetition_penalty"], [])  # fmt: skip
+            s["max_new_tokens"], s["repetition_penalty"], [], "")  # fmt: skip
 
 
 @user_errors
 def on_delete_assistant(lang: str, name: str | None) -> tuple[str, Any]:
-    assistants.delete(name or "")
+    if not name:
+        raise gr.Error(t("assistant_missing", lang), print_exception=False)
+    assistants.delete(name)
     return t("assistant_deleted", lang, name=name), gr.update(choices=sorted(assistants.load_all()), value=None)
 
 
@@ -140,59 +210,80 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> dict[str, A
     with gr.Row():
         base = labels.add(gr.Dropdown(choices, value=choices[0] if choices else None, scale=2), label="base_model")
         adapter = labels.add(
-            gr.Dropdown([NO_ADAPTER, *adapter_choices()], value=NO_ADAPTER, allow_custom_value=True, scale=2),
-            label="adapter",
+            gr.Dropdown(adapter_choices("en"), value=NO_ADAPTER, allow_custom_value=True, scale=2), label="adapter"
         )
         load = labels.add(gr.Button(variant="primary", scale=1), value="load")
     status = gr.Markdown()
     with gr.Row():
         with gr.Column(scale=3):
-            chatbot = labels.add(gr.Chatbot(height=380), label="chat")
+            chatbot = labels.add(gr.Chatbot(height=380), label="chat", placeholder="chat_placeholder")
             with gr.Row():
                 message = labels.add(gr.Textbox(scale=4, lines=1), label="message", placeholder="message_hint")
-                send = labels.add(gr.Button(variant="primary", scale=1), value="send")
-                clear = labels.add(gr.Button(scale=1), value="clear")
+                send = labels.add(gr.Button(variant="primary", scale=1, min_width=80), value="send")
+                clear = labels.add(gr.Button(scale=1, min_width=80), value="clear")
             with labels.add(gr.Accordion(open=False), label="prompt_sent"):
-                prompt_view = gr.Code(language=None, interactive=False)
+                prompt_view = gr.Code(language=None, interactive=False, show_label=False)
         with gr.Column(scale=1):
-            system = labels.add(gr.Textbox(lines=3), label="system_prompt")
+            system = labels.add(gr.Textbox(lines=3), label="system_prompt", info="system_prompt_info")
             temperature = labels.add(gr.Slider(0, 2, value=0, step=0.05), label="temperature", info="temperature_info")
-            top_p = labels.add(gr.Slider(0.05, 1, value=1, step=0.05), label="top_p")
+            top_p = labels.add(gr.Slider(0.05, 1, value=1, step=0.05), label="top_p", info="top_p_info")
             max_new = labels.add(gr.Slider(8, 2048, value=256, step=8), label="max_new_tokens")
             repetition = labels.add(gr.Slider(0.8, 2, value=1, step=0.05), label="repetition_penalty")
             with labels.add(gr.Accordion(open=False), label="assistants"):
                 picked = labels.add(gr.Dropdown(sorted(assistants.load_all()), value=None), label="assistant")
                 assistant_name = labels.add(gr.Textbox(), label="assistant_name")
                 with gr.Row():
-                    save_assistant = labels.add(gr.Button(size="sm"), value="save_assistant")
-                    delete_assistant = labels.add(gr.Button(size="sm", variant="stop"), value="delete_assistant")
+                    save_assistant = labels.add(gr.Button(size="sm", min_width=60), value="save_assistant")
+                    delete_assistant = labels.add(
+                        gr.Button(size="sm", variant="stop", min_width=60), value="delete_assistant"
+                    )
                 assistant_status = gr.Markdown()
     with labels.add(gr.Accordion(open=True), label="compare_header"):
         with gr.Row():
-            compare_prompt = labels.add(gr.Textbox(scale=4), label="compare_prompt")
+            compare_prompt = labels.add(gr.Textbox(scale=4), label="compare_prompt", placeholder="compare_hint")
             compare = labels.add(gr.Button(scale=1), value="compare")
         with gr.Row():
-            base_reply = labels.add(gr.Textbox(lines=4, interactive=False), label="base_reply")
-            adapter_reply = labels.add(gr.Textbox(lines=4, interactive=False), label="adapter_reply")
+            base_reply = labels.add(gr.Textbox(lines=4, max_lines=8, interactive=False), label="base_reply")
+            adapter_reply = labels.add(gr.Textbox(lines=4, max_lines=8, interactive=False), label="adapter_reply")
+        labels.add(gr.Markdown(), value="replay_intro")
         with gr.Row():
-            replay_n = labels.add(gr.Number(5, minimum=1, maximum=100, precision=0, scale=1), label="replay_n")
+            # no minimum / maximum here: Gradio would refuse a value in English; on_replay says it translated
+            replay_n = labels.add(gr.Number(5, precision=0, scale=1), label="replay_n")
             replay = labels.add(gr.Button(scale=1), value="replay")
-        replay_table = labels.add(gr.Dataframe(interactive=False, wrap=True), label="replay_table")
+        replay_table = labels.add(
+            gr.Dataframe(replay_frame([], "en"), interactive=False, wrap=True, column_widths=REPLAY_WIDTHS,
+                         max_chars=160),
+            label="replay_table",
+        )  # fmt: skip
 
     gen = [system, temperature, top_p, max_new, repetition]
     load.click(on_load, [lang, base, adapter], status, api_name="load_chat_model")
-    send.click(respond, [lang, message, chatbot, *gen], [chatbot, message, prompt_view], api_name="chat")
-    message.submit(respond, [lang, message, chatbot, *gen], [chatbot, message, prompt_view], api_visibility="private")
-    clear.click(lambda: ([], ""), None, [chatbot, prompt_view], api_visibility="private")
+    adapter.input(on_adapter_pick, [adapter, base], base, api_visibility="private")
+    # Errors are marked on the status line (what is loaded), never over the conversation.
+    chat_io = dict(inputs=[lang, message, chatbot, *gen], outputs=[chatbot, message, prompt_view])
+    send.click(respond, **chat_io, api_name="chat", show_progress_on=status)
+    message.submit(respond, **chat_io, api_visibility="private", show_progress_on=status)
+    clear.click(lambda: ([], ""), None, [chatbot, prompt_view], api_visibility="private", queue=False)
     compare.click(on_compare, [lang, compare_prompt, *gen], [base_reply, adapter_reply], api_name="compare")
+    compare_prompt.submit(on_compare, [lang, compare_prompt, *gen], [base_reply, adapter_reply],
+                          api_visibility="private")  # fmt: skip
     replay.click(on_replay, [lang, shared["loaded"], replay_n, max_new], replay_table, api_visibility="private")
     save_assistant.click(
         on_save_assistant, [lang, assistant_name, base, adapter, *gen], [assistant_status, picked],
-        api_visibility="private",
+        api_visibility="private", show_progress_on=assistant_status,
     )  # fmt: skip
     picked.input(
         on_pick_assistant, [lang, picked],
-        [status, base, adapter, system, temperature, top_p, max_new, repetition, chatbot], api_visibility="private",
+        [status, base, adapter, system, temperature, top_p, max_new, repetition, chatbot, prompt_view],
+        api_visibility="private", show_progress_on=status,
     )  # fmt: skip
-    delete_assistant.click(on_delete_assistant, [lang, picked], [assistant_status, picked], api_visibility="private")
-    return {"adapter": adapter, "base": base, "status": status}
+    delete_assistant.click(on_delete_assistant, [lang, picked], [assistant_status, picked], api_visibility="private",
+                           show_progress_on=assistant_status)  # fmt: skip
+    lang.change(on_language, [lang, adapter, replay_table], [adapter, status, replay_table],
+                api_visibility="private", show_progress="hidden")  # fmt: skip
+    return {
+        "adapter": adapter,
+        "base": base,
+        "status": status,
+        "open": (on_tab, [lang, base, adapter], [base, adapter, status, picked]),
+    }

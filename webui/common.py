@@ -54,14 +54,19 @@ def error_text(exc: SimpleLoraError, lang: str) -> str:
 
 
 def user_errors(fn: Callable) -> Callable:
-    """Turn a core error into a readable gr.Error (never a stack trace). The handler's first input is the lang."""
+    """Turn a core error into a readable gr.Error (never a stack trace), titled in the user's language. The
+    handler's first input is the lang."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        lang = args[0] if args and args[0] in ("zh", "en") else DEFAULT_LANG
         try:
             return fn(*args, **kwargs)
         except SimpleLoraError as exc:
-            lang = args[0] if args and args[0] in ("zh", "en") else DEFAULT_LANG
-            raise gr.Error(error_text(exc, lang), print_exception=False) from exc
+            raise gr.Error(error_text(exc, lang), title=t("error_title", lang), print_exception=False) from exc
+        except gr.Error as exc:  # raised by the handler itself: its title in the user's language too
+            if exc.title == "Error":
+                exc.title = t("error_title", lang)
+            raise
 
     return wrapper

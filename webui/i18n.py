@@ -19,6 +19,7 @@ TEXT: dict[str, dict[str, str]] = {
         "zh": "在浏览器里用 LoRA 微调语言模型：上传数据集、训练、与适配器对话。",
     },
     "language": {"en": "Language / 语言", "zh": "语言 / Language"},
+    "error_title": {"en": "Error", "zh": "错误"},
     # dataset tab
     "tab_dataset": {"en": "1. Dataset", "zh": "1. 数据集"},
     "dataset_intro": {
@@ -159,14 +160,48 @@ TEXT: dict[str, dict[str, str]] = {
     "target_preset": {"en": "Target preset", "zh": "目标模块预设"},
     "targets": {"en": "LoRA target modules", "zh": "LoRA 目标模块"},
     "targets_info": {
-        "en": "Detected for this model; add or remove layers to override.",
-        "zh": "根据模型自动检测；可增删以覆盖。",
+        "en": "Detected for this model; add or remove layers to override (none chosen: the preset's).",
+        "zh": "根据模型自动检测；可增删以覆盖（全部删除则使用预设）。",
     },
     "model_info": {
-        "en": "**{model_type}** on {device} ({quant}): LoRA on `{targets}` ({reason}). Trainable: {lora} of {total} "
+        "en": "**{model_type}** on {device}, {quant}. LoRA on `{targets}`: {reason}. Trainable: {lora} of {total} "
         "parameters ({pct}%). Memory needed: about {memory}.",
-        "zh": "**{model_type}**，设备 {device}（量化：{quant}）：LoRA 作用于 `{targets}`（{reason}）。"
+        "zh": "**{model_type}**，设备 {device}，{quant}。LoRA 作用于 `{targets}`：{reason}。"
         "可训练参数 {lora} / {total}（{pct}%）。预计内存：约 {memory}。",
+    },
+    "quant_name_none_cpu": {"en": "float32, no quantization", "zh": "float32，不量化"},
+    "quant_name_none_cuda": {"en": "16-bit, no quantization", "zh": "16 位，不量化"},
+    "quant_name_4bit": {"en": "4-bit NF4 (QLoRA)", "zh": "4 位 NF4（QLoRA）"},
+    "quant_name_8bit": {"en": "8-bit", "zh": "8 位"},
+    "reason_all-linear": {
+        "en": "all {n} kinds of linear layer, except the LM head",
+        "zh": "全部 {n} 种线性层（不含输出层 LM head）",
+    },
+    "reason_peft": {
+        "en": "PEFT's own target modules for the {model_type} architecture",
+        "zh": "PEFT 为 {model_type} 架构给出的目标模块",
+    },
+    "reason_remote-code": {
+        "en": "the known attention projection of the {model_type} architecture",
+        "zh": "{model_type} 架构已知的注意力投影层",
+    },
+    "reason_scan": {
+        "en": "no known target list fits {model_type}, so the attention layers were found by name",
+        "zh": "没有适用于 {model_type} 的已知目标列表，按名称找到了注意力层",
+    },
+    "reason_default": {
+        "en": "no attention layer was recognised, so this is the LLaMA default",
+        "zh": "未识别出注意力层，使用 LLaMA 的默认值",
+    },
+    "reason_default_missing": {
+        "en": "no attention layer was recognised and the LLaMA default is missing too: pick the targets from the list",
+        "zh": "未识别出注意力层，模型中也没有 LLaMA 的默认模块：请从列表中选择目标模块",
+    },
+    "reason_user": {"en": "chosen by you", "zh": "由你选择"},
+    "estimate_needs_numbers": {
+        "en": "Set the LoRA rank, the batch size and the max length (at least 8) to see the trainable parameters "
+        "and the memory needed.",
+        "zh": "填写 LoRA 秩、批大小和最大长度（至少 8）后，即可看到可训练参数和所需内存。",
     },
     "hyper": {"en": "Hyper-parameters", "zh": "超参数"},
     "epochs": {"en": "Epochs", "zh": "训练轮数"},
@@ -196,10 +231,13 @@ TEXT: dict[str, dict[str, str]] = {
     "start": {"en": "Start training", "zh": "开始训练"},
     "stop_save": {"en": "Stop and save", "zh": "停止并保存"},
     "stop_discard": {"en": "Stop and discard", "zh": "停止并丢弃"},
-    "loss_plot": {"en": "Loss (train and eval)", "zh": "损失（训练与验证）"},
-    "series_train": {"en": "train", "zh": "训练"},
-    "series_eval": {"en": "eval", "zh": "验证"},
-    "history": {"en": "Runs", "zh": "训练记录"},
+    "loss_plot": {
+        "en": "Loss: blue line = training, red line = validation (when a validation split is set)",
+        "zh": "损失：蓝线为训练损失，红线为验证损失（设置了验证集比例时）",
+    },
+    "history": {"en": "Training runs", "zh": "训练记录"},
+    "plot_step": {"en": "step", "zh": "步数"},
+    "plot_loss": {"en": "loss", "zh": "损失"},
     "col_run": {"en": "run", "zh": "任务"},
     "col_state": {"en": "state", "zh": "状态"},
     "col_step": {"en": "step", "zh": "步数"},
@@ -231,6 +269,10 @@ TEXT: dict[str, dict[str, str]] = {
         "zh": "适配器已保存到 `{path}`，并已出现在“模型”页：在那里激活后即可对话。",
     },
     "discarded": {"en": "Stopped; nothing was saved.", "zh": "已停止，未保存任何内容。"},
+    "nothing_saved": {"en": "nothing saved", "zh": "未保存"},
+    "took": {"en": "took {time}", "zh": "用时 {time}"},
+    "bad_number": {"en": "“{label}” needs a number.", "zh": "“{label}”需要填写数字。"},
+    "bad_setting": {"en": "“{label}” = {value} is out of range.", "zh": "“{label}” = {value} 超出范围。"},
     "failed": {"en": "Training failed: {error}", "zh": "训练失败：{error}"},
     "state_queued": {"en": "queued", "zh": "排队中"},
     "state_loading": {"en": "loading", "zh": "加载中"},
@@ -246,21 +288,39 @@ TEXT: dict[str, dict[str, str]] = {
     "err_nothing_to_train": {"zh": "在最大长度 {max_length} 下，没有任何样本留有可训练的 token。"},
     "err_no_checkpoint": {"zh": "没有可恢复的检查点。"},
     "err_unknown_target": {"zh": "模型中没有这些模块：{unknown}。"},
+    "err_model_load_failed": {"zh": "无法加载 {path} 中的基座模型。"},
+    "err_config_missing": {"zh": "模型文件夹 {folder} 中没有 config.json。"},
+    "err_config_invalid": {"zh": "无法根据 {folder} 中的 config.json 构建模型。"},
+    "err_remote_code_required": {
+        "zh": "{folder} 中的模型（model_type {model_type}）需要运行其自带的代码；"
+        "只有信任该文件夹时才能允许 trust_remote_code。"
+    },
+    "err_no_linear_layers": {"zh": "该模型没有可供 LoRA 适配的线性层。"},
+    "err_no_target": {"zh": "没有指定目标模块。"},
     # models tab
     "tab_models": {"en": "3. Models", "zh": "3. 模型"},
     "models_intro": {
         "en": "Every folder in Models/LoRA/ is listed, valid or not (with the reason). Activate an adapter to use it "
         "in chat; its base model is loaded for you. A new training is listed as soon as it ends.",
         "zh": "列出 Models/LoRA/ 中的每个文件夹，无论是否有效（附原因）。激活适配器后即可在对话中使用，"
-        "会自动加载其基座模型。训练结束后即可在此看到（点击“扫描”）。",
+        "会自动加载其基座模型。训练结束后，新适配器会立即列在这里。",
     },
     "scan": {"en": "Scan", "zh": "扫描"},
-    "scanned": {"en": "{n} folders, {valid} usable adapters.", "zh": "共 {n} 个文件夹，其中 {valid} 个可用适配器。"},
+    "scanned": {
+        "en": "{n} folders in Models/LoRA/: {valid} usable, {invalid} invalid.",
+        "zh": "Models/LoRA/ 中共 {n} 个文件夹：{valid} 个可用，{invalid} 个无效。",
+    },
+    "choose_adapter": {"en": "Choose an adapter in the list first.", "zh": "请先在列表中选择一个适配器。"},
+    "need_prompt": {"en": "Type a prompt first.", "zh": "请先输入提示。"},
     "adapters": {"en": "Adapters in Models/LoRA/", "zh": "Models/LoRA/ 中的适配器"},
     "adapter": {"en": "Adapter", "zh": "适配器"},
     "activate": {"en": "Activate", "zh": "激活"},
     "deactivate": {"en": "Deactivate (pure base)", "zh": "停用（仅基座）"},
-    "quick_test": {"en": "Quick test: a prompt for the active adapter", "zh": "快速测试：向当前适配器提问"},
+    "quick_test": {"en": "Quick test: ask the chosen adapter", "zh": "快速测试：向所选适配器提问"},
+    "quick_test_hint": {
+        "en": "e.g. a question from your dataset; Enter sends (the adapter is activated first)",
+        "zh": "例如数据集中的一个问题；按回车发送（会先激活该适配器）",
+    },
     "send": {"en": "Send", "zh": "发送"},
     "reply": {"en": "Reply", "zh": "回复"},
     "merge_header": {"en": "Merge and export", "zh": "合并并导出"},
@@ -270,12 +330,21 @@ TEXT: dict[str, dict[str, str]] = {
         "zh": "将适配器合并进基座模型的 16 位副本，另存为 Models/LLM/ 中的新模型文件夹（无需 PEFT 即可使用）。",
     },
     "merge_name": {"en": "New model folder name", "zh": "新模型文件夹名"},
+    "merge_name_hint": {"en": "empty: <adapter>-merged", "zh": "留空则为 <适配器名>-merged"},
     "merge": {"en": "Merge", "zh": "合并"},
-    "merged": {"en": "Merged model saved in `{path}`.", "zh": "合并后的模型已保存到 `{path}`。"},
+    "merged": {
+        "en": "Merged model saved in `{path}`. It is a base model now: choose **{name}** as the base model in the "
+        "other tabs.",
+        "zh": "合并后的模型已保存到 `{path}`，现在它是一个基座模型：可在其他页中选择 **{name}** 作为基座模型。",
+    },
     "delete_header": {"en": "Delete", "zh": "删除"},
+    "delete_intro": {
+        "en": "Deletes the folder chosen above from Models/LoRA/ for good (an invalid folder too).",
+        "zh": "从 Models/LoRA/ 中永久删除上面所选的文件夹（无效的文件夹也可删除）。",
+    },
     "delete_confirm": {"en": "Yes, delete this adapter for good", "zh": "确认永久删除此适配器"},
     "delete": {"en": "Delete", "zh": "删除"},
-    "confirm_first": {"en": "Tick the confirmation box first.", "zh": "请先勾选确认框。"},
+    "confirm_first": {"en": "Tick the confirmation box to delete {name}.", "zh": "要删除 {name}，请先勾选确认框。"},
     "deleted": {"en": "Deleted {name}.", "zh": "已删除 {name}。"},
     "valid": {"en": "valid", "zh": "有效"},
     "external": {"en": "valid (external)", "zh": "有效（外部）"},
@@ -300,22 +369,33 @@ TEXT: dict[str, dict[str, str]] = {
     # chat tab
     "tab_chat": {"en": "4. Chat", "zh": "4. 对话"},
     "chat_intro": {
-        "en": "Choose a base model and an adapter (or none) and press Load. Questions are rendered exactly as in "
-        "training. Compare shows the base model and the adapter answering the same prompt.",
-        "zh": "选择基座模型和适配器（可不选）后点击“加载”。提问的渲染方式与训练时完全一致。"
+        "en": "Choose an adapter (its base model is chosen with it) or a base model alone, and press Load. "
+        "Questions are rendered exactly as in training. Compare shows the base model and the adapter answering "
+        "the same prompt.",
+        "zh": "选择适配器（会同时选好其基座模型）或只选基座模型，然后点击“加载”。提问的渲染方式与训练时完全一致。"
         "“对比”会并排显示基座模型与适配器对同一问题的回答。",
     },
     "load": {"en": "Load", "zh": "加载"},
     "load_first": {"en": "Load a model first (Load button above).", "zh": "请先加载模型（点击上方“加载”）。"},
     "chat": {"en": "Chat", "zh": "对话"},
+    "chat_placeholder": {
+        "en": "Ask something below (load a model above first).",
+        "zh": "在下方提问（先在上方加载模型）。",
+    },
     "message": {"en": "Message", "zh": "消息"},
     "message_hint": {"en": "Ask something and press Enter", "zh": "输入问题后按回车"},
     "clear": {"en": "Clear", "zh": "清空"},
     "prompt_sent": {"en": "Exact prompt sent to the model", "zh": "发送给模型的完整提示"},
     "system_prompt": {"en": "System prompt", "zh": "系统提示"},
+    "system_prompt_info": {
+        "en": "Optional, sent before the conversation. Answers are best with the system prompt used in training "
+        "(the demo dataset has none).",
+        "zh": "可选，在对话之前发送。使用与训练时相同的系统提示效果最好（演示数据集没有系统提示）。",
+    },
     "temperature": {"en": "Temperature", "zh": "温度"},
     "temperature_info": {"en": "0 = greedy (always the same answer)", "zh": "0 = 贪心解码（回答固定）"},
     "top_p": {"en": "Top-p", "zh": "Top-p"},
+    "top_p_info": {"en": "Used only when the temperature is above 0", "zh": "仅在温度大于 0 时生效"},
     "max_new_tokens": {"en": "Max new tokens", "zh": "最大生成 token 数"},
     "repetition_penalty": {"en": "Repetition penalty", "zh": "重复惩罚"},
     "assistants": {"en": "Assistants", "zh": "助手"},
@@ -328,9 +408,26 @@ TEXT: dict[str, dict[str, str]] = {
     "assistant_missing": {"en": "Choose a saved assistant.", "zh": "请选择一个已保存的助手。"},
     "compare_header": {"en": "Compare base and adapter", "zh": "对比基座与适配器"},
     "compare_prompt": {"en": "Prompt", "zh": "提示"},
+    "compare_hint": {
+        "en": "One prompt for both, with the system prompt and settings above; Enter compares",
+        "zh": "两者使用同一提示以及上方的系统提示和设置；按回车对比",
+    },
     "compare": {"en": "Compare", "zh": "对比"},
     "base_reply": {"en": "Base model", "zh": "基座模型"},
     "adapter_reply": {"en": "With the adapter", "zh": "加载适配器后"},
+    "replay_intro": {
+        "en": "**Replay**: the first rows of the dataset loaded in the Dataset tab, answered by the adapter and by "
+        "the base model, next to the reference answer.",
+        "zh": "**重放**：用“数据集”页中已加载数据集的前几行提问，把适配器和基座模型的回答与参考答案并排显示。",
+    },
+    "replay_no_dataset": {
+        "en": "Load a dataset in the Dataset tab first (the bundled sample works).",
+        "zh": "请先在“数据集”页加载数据集（可使用内置示例）。",
+    },
+    "bad_replay_n": {
+        "en": "Rows to replay must be a whole number from 1 to {max}.",
+        "zh": "重放行数必须是 1 到 {max} 之间的整数。",
+    },
     "replay_n": {"en": "Dataset rows to replay", "zh": "重放的数据集行数"},
     "replay": {"en": "Replay dataset rows", "zh": "重放数据集行"},
     "replay_table": {"en": "Replayed rows", "zh": "重放结果"},
@@ -338,12 +435,20 @@ TEXT: dict[str, dict[str, str]] = {
     "col_reference": {"en": "reference answer", "zh": "参考答案"},
     "col_base_reply": {"en": "base", "zh": "基座"},
     "col_adapter_reply": {"en": "adapter", "zh": "适配器"},
+    "col_match": {"en": "match", "zh": "一致"},
     "err_adapter_missing": {"zh": "没有名为 {name} 的适配器。"},
     "err_adapter_no_config": {"zh": "该文件夹缺少 adapter_config.json。"},
     "err_adapter_pickle_only": {"zh": "该适配器只有 pickle 格式的权重（.bin），出于安全只加载 safetensors。"},
     "err_adapter_corrupt": {"zh": "适配器权重文件已截断或损坏。"},
+    "err_adapter_no_weights": {"zh": "该文件夹缺少 adapter_model.safetensors。"},
+    "err_adapter_empty": {"zh": "适配器权重为空。"},
+    "err_adapter_not_finite": {"zh": "适配器权重中有 NaN 或无穷大的值。"},
+    "err_adapter_full_model": {"zh": "该文件夹包含完整模型，而不是适配器。"},
+    "err_adapter_bad_config": {"zh": "adapter_config.json 无法读取，或不是 PEFT 适配器配置。"},
+    "err_adapter_bad_meta": {"zh": "training_meta.json 无法读取。"},
+    "err_adapter_mismatch": {"zh": "保存的权重与训练得到的适配器不一致。"},
     "err_adapter_base_mismatch": {
-        "zh": "适配器 {adapter} 是在基座模型 {trained_on} 上训练的，而当前加载的基座模型是 {base}。"
+        "zh": "适配器 {adapter} 是在基座模型 {trained_on} 上训练的，不能用于基座模型 {base}。"
     },
     "err_adapter_does_not_fit": {"zh": "适配器 {adapter} 与基座模型 {base} 不匹配。"},
     "err_adapter_base_unknown": {"zh": "{name} 的基座模型不在 Models/LLM/ 中；请先在“对话”页加载其基座模型。"},

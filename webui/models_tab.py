@@ -11,29 +11,54 @@ from lora_core import adapters, paths
 from lora_core.inference import GenerationSettings, base_for_adapter, engine, merge_adapter
 
 from .common import Labels, user_errors
-from .i18n import t
+from .i18n import TEXT, t
 
-COLUMNS = ["col_adapter_name", "col_valid", "col_status", "col_base", "col_rank", "col_targets", "col_size",
-           "col_date", "col_train_loss", "col_eval_loss", "col_reason"]  # fmt: skip
+# The reason next to the validity, so that why a folder is unusable is seen without scrolling; the long list of
+# target modules last.
+COLUMNS = ["col_adapter_name", "col_valid", "col_reason", "col_status", "col_base", "col_rank", "col_size",
+           "col_date", "col_train_loss", "col_eval_loss", "col_targets"]  # fmt: skip
+COLUMN_WIDTHS = ["17%", "7%", "12%", "8%", "10%", "5%", "6%", "9%", "6%", "6%", "14%"]
 
 
 def _loss(value: float | None) -> str:
     return f"{value:.4f}" if value is not None else ""
 
 
-def adapter_table(lang: str) -> tuple[pd.DataFrame, list[str]]:
-    """Every folder under Models/LoRA/ (valid or not, with the reason), and the names of the usable ones."""
+def human_size(size: int) -> str:
+    """``812 B``, ``4.0 KB``, ``1.2 MB``, ``3.4 GB``."""
+    value = float(size)
+    for unit in ("B", "KB", "MB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+def reason_text(info: adapters.AdapterInfo, lang: str) -> str:
+    """Why a folder is not a usable adapter, in ``lang`` (the scan keeps the code, not the params: only texts
+    without placeholders are used)."""
+    text = TEXT.get(f"err_{info.reason_code}", {}).get(lang)
+    return text if text and "{" not in text else info.reason
+
+
+def adapter_choices(infos: list[adapters.AdapterInfo], lang: str) -> list[tuple[str, str]]:
+    """Every folder, the unusable ones marked: an invalid folder can still be chosen to be deleted."""
+    return [(a.name if a.valid else f"{a.name} ({t('invalid', lang)})", a.name) for a in infos]
+
+
+def adapter_table(lang: str) -> tuple[pd.DataFrame, list[adapters.AdapterInfo]]:
+    """Every folder under Models/LoRA/ (valid or not, with the reason), and what the scan found."""
     infos = adapters.scan()
     rows = []
     for a in infos:
         validity = t("external" if a.external else "valid", lang) if a.valid else t("invalid", lang)
+        reason = "" if a.valid else reason_text(a, lang)
         rows.append([
-            a.name, validity, t(f"state_{a.status}", lang) if a.status else "", paths_name(a.base_model), a.rank or "",
-            ", ".join(a.target_modules), f"{a.size_bytes / 1024**2:.1f} MB", a.created.replace("T", " "),
-            _loss(a.final_train_loss), _loss(a.final_eval_loss), a.reason,
+            a.name, validity, reason, t(f"state_{a.status}", lang) if a.status else "",
+            paths_name(a.base_model), a.rank or "", human_size(a.size_bytes), a.created.replace("T", " "),
+            _loss(a.final_train_loss), _loss(a.final_eval_loss), ", ".join(a.target_modules),
         ])  # fmt: skip
-    frame = pd.DataFrame(rows, columns=[t(c, lang) for c in COLUMNS])
-    return frame, [a.name for a in infos if a.valid]
+    return pd.DataFrame(rows, columns=[t(c, lang) for c in COLUMNS]), infos
 
 
 def paths_name(path: str) -> str:
@@ -50,16 +75,29 @@ def engine_status(lang: str) -> str:
 
 @user_errors
 def on_scan(lang: str, current: str | None) -> tuple[Any, Any, str]:
-    frame, names = adapter_table(lang)
-    value = current if current in names else (names[0] if names else None)
-    return frame, gr.update(choices=names, value=value), t("scanned", lang, n=len(frame), valid=len(names))
+    frame, infos = adapter_table(lang)
+    names = [a.name for a in infos]
+    usable = [a.name for a in infos if a.valid]
+    value = current if current in names else (usable or names or [None])[0]
+    status = t("scanned", lang, n=len(infos), valid=len(usable), invalid=len(infos) - len(usable))
+    return frame, gr.update(choices=adapter_choices(infos, lang), value=value), status
 
 
-def activate_by_name(name: str | None) -> None:
-    """Load the adapter's own base model if the chat holds another, then switch to the adapter."""
+def on_language(lang: str, current: str | None) -> tuple[Any, Any, str, str]:
+    """The texts the handlers wrote (table headers and cells, scan and chat status) in the new language."""
+    return (*on_scan(lang, current), engine_status(lang))
+
+
+def chosen(name: str | None, lang: str) -> str:
     if not name:
-        raise adapters.AdapterError("Choose an adapter first.", code="adapter_missing", name="")
+        raise gr.Error(t("choose_adapter", lang), print_exception=False)
+    return name
+
+
+def activate_by_name(name: str) -> None:
+    """Load the adapter's own base model if the chat holds another, then switch to the adapter."""
     path = adapters.adapter_path(name)
+    adapters.verify_adapter(path)  # an invalid folder says why before any model is loaded
     chat = engine()
     base = base_for_adapter(path)
     if base is not None and chat.base != base:
@@ -75,7 +113,7 @@ def activate_by_name(name: str | None) -> None:
 
 @user_errors
 def on_activate(lang: str, name: str | None) -> str:
-    activate_by_name(name)
+    activate_by_name(chosen(name, lang))
     return engine_status(lang)
 
 
@@ -86,32 +124,36 @@ def on_deactivate(lang: str) -> str:
 
 
 @user_errors
-def on_quick_test(lang: str, name: str | None, prompt: str) -> str:
-    if not prompt.strip():
-        return ""
-    if name and engine().active != name:
+def on_quick_test(lang: str, name: str | None, prompt: str) -> tuple[str, str]:
+    """The selected adapter (activated first) answers ``prompt``, greedy."""
+    if not (prompt or "").strip():
+        raise gr.Error(t("need_prompt", lang), print_exception=False)
+    name = chosen(name, lang)
+    if engine().active != name:
         activate_by_name(name)
-    return engine().generate([{"role": "user", "content": prompt}], GenerationSettings(max_new_tokens=128))
+    reply = engine().generate([{"role": "user", "content": prompt}], GenerationSettings(max_new_tokens=128))
+    return reply, engine_status(lang)
 
 
 @user_errors
 def on_merge(lang: str, name: str | None, out_name: str) -> str:
-    path = adapters.adapter_path(name or "")
-    folder = paths.safe_name(out_name or f"{name}-merged")
+    path = adapters.adapter_path(chosen(name, lang))
+    folder = paths.safe_name((out_name or "").strip() or f"{name}-merged")
     out = paths.inside(paths.llm_dir(), folder)
     merged = merge_adapter(path, out)
-    return t("merged", lang, path=str(merged))
+    return t("merged", lang, path=str(merged), name=merged.name)
 
 
 @user_errors
-def on_delete(lang: str, name: str | None, confirmed: bool) -> tuple[str, Any, Any, Any]:
+def on_delete(lang: str, name: str | None, confirmed: bool) -> tuple[str, Any, Any, str, Any, str]:
+    name = chosen(name, lang)
     if not confirmed:
-        raise gr.Error(t("confirm_first", lang))
-    adapters.adapter_path(name or "")
+        raise gr.Error(t("confirm_first", lang, name=name), print_exception=False)
+    adapters.adapter_path(name)
     engine().remove(name)
     adapters.delete_adapter(name)
-    frame, names = adapter_table(lang)
-    return t("deleted", lang, name=name), frame, gr.update(choices=names, value=names[0] if names else None), False
+    frame, choice, scan_status = on_scan(lang, None)
+    return t("deleted", lang, name=name), frame, choice, scan_status, False, engine_status(lang)
 
 
 def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
@@ -119,35 +161,45 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
     with gr.Row():
         scan = labels.add(gr.Button(variant="secondary", scale=1), value="scan")
         scan_status = gr.Markdown()
-    table = labels.add(gr.Dataframe(interactive=False, wrap=True), label="adapters")
+    table = labels.add(gr.Dataframe(interactive=False, wrap=True, column_widths=COLUMN_WIDTHS), label="adapters")
     with gr.Row():
         choice = labels.add(gr.Dropdown([], allow_custom_value=True, scale=3), label="adapter")
         activate = labels.add(gr.Button(variant="primary", scale=1), value="activate")
         deactivate = labels.add(gr.Button(scale=1), value="deactivate")
     status = gr.Markdown()
     with gr.Row():
-        prompt = labels.add(gr.Textbox(lines=2, scale=3), label="quick_test")
+        prompt = labels.add(gr.Textbox(lines=1, scale=3), label="quick_test", placeholder="quick_test_hint")
         test_btn = labels.add(gr.Button(scale=1), value="send")
-    reply = labels.add(gr.Textbox(lines=3, interactive=False), label="reply")
+    reply = labels.add(gr.Textbox(lines=2, interactive=False), label="reply")
     with labels.add(gr.Accordion(open=False), label="merge_header"):
         labels.add(gr.Markdown(), value="merge_intro")
         with gr.Row():
-            merge_name = labels.add(gr.Textbox(scale=3), label="merge_name")
+            merge_name = labels.add(gr.Textbox(scale=3), label="merge_name", placeholder="merge_name_hint")
             merge_btn = labels.add(gr.Button(scale=1), value="merge")
         merge_status = gr.Markdown()
     with labels.add(gr.Accordion(open=False), label="delete_header"):
+        labels.add(gr.Markdown(), value="delete_intro")
         with gr.Row():
             confirm = labels.add(gr.Checkbox(False, scale=3), label="delete_confirm")
             delete_btn = labels.add(gr.Button(variant="stop", scale=1), value="delete")
         delete_status = gr.Markdown()
 
-    scan.click(on_scan, [lang, choice], [table, choice, scan_status], api_name="scan_adapters")
+    # An error shows as a message at the top right and a mark on the line it concerns (show_progress_on), never
+    # over the table or the choices.
+    scan.click(on_scan, [lang, choice], [table, choice, scan_status], api_name="scan_adapters",
+               show_progress_on=scan_status)  # fmt: skip
     activate.click(on_activate, [lang, choice], status, api_name="activate_adapter")
     deactivate.click(on_deactivate, lang, status, api_name="deactivate_adapter")
-    test_btn.click(on_quick_test, [lang, choice, prompt], reply, api_visibility="private")
-    prompt.submit(on_quick_test, [lang, choice, prompt], reply, api_visibility="private")
-    merge_btn.click(on_merge, [lang, choice, merge_name], merge_status, api_name="merge_adapter")
-    delete_btn.click(
-        on_delete, [lang, choice, confirm], [delete_status, table, choice, confirm], api_visibility="private"
+    for trigger in (test_btn.click, prompt.submit):
+        trigger(on_quick_test, [lang, choice, prompt], [reply, status], api_visibility="private",
+                show_progress_on=reply)  # fmt: skip
+    merge_btn.click(lambda: "", None, merge_status, api_visibility="private", queue=False).then(
+        on_merge, [lang, choice, merge_name], merge_status, api_name="merge_adapter"
     )
+    # a tick given for one adapter never deletes another
+    choice.input(lambda: (False, ""), None, [confirm, delete_status], api_visibility="private", queue=False)
+    delete_btn.click(on_delete, [lang, choice, confirm], [delete_status, table, choice, scan_status, confirm, status],
+                     api_visibility="private", show_progress_on=delete_status)  # fmt: skip
+    lang.change(on_language, [lang, choice], [table, choice, scan_status, status], api_visibility="private",
+                show_progress="hidden")  # fmt: skip
     return {"scan": (on_scan, [lang, choice], [table, choice, scan_status]), "status": (engine_status, lang, status)}

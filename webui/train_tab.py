@@ -13,14 +13,15 @@ import gradio as gr
 import pandas as pd
 
 from lora_core import training
-from lora_core.config import TrainConfig
+from lora_core.config import TrainConfig, TrainingError
 from lora_core.demo import DEMO_TRAINING
+from lora_core.errors import SimpleLoraError
 from lora_core.targets import PRESETS
-from lora_core.training import State, TrainingJob
+from lora_core.training import ACTIVE_STATES, FINAL_STATES, State, TrainingJob
 
-from .common import Labels, user_errors
-from .dataset_tab import LoadedDataset, base_model_choices, refresh_bases, resolve_base
-from .i18n import t
+from .common import Labels, error_text, user_errors
+from .dataset_tab import LoadedDataset, base_model_choices, refresh_bases, resolve_base, table
+from .i18n import DEFAULT_LANG, TEXT, t
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,17 @@ DEFAULTS = TrainConfig(base="", data="", task="")
 HYPER = (
     "epochs", "max_steps", "learning_rate", "rank", "alpha", "dropout", "batch_size", "grad_accum", "max_length",
     "val_split", "warmup_ratio", "scheduler", "seed", "quantization", "gradient_checkpointing", "skip_invalid",
+)  # fmt: skip
+FLOAT_SETTINGS = ("epochs", "learning_rate", "alpha", "dropout", "val_split", "warmup_ratio")
+INT_SETTINGS = ("max_steps", "rank", "batch_size", "grad_accum", "max_length", "seed")
+SERIES = ("train", "eval")  # the curves' names in the plot's data; never shown (the legend is the plot's label)
+SERIES_COLORS = {"train": "#4c78a8", "eval": "#e45756"}  # blue and red, as the label says
+EMPTY_X_MAX = 10  # the step axis before a run's length is known
+HISTORY_HEADERS = ["col_run", "col_state", "col_step", "col_loss", "col_started", "col_adapter"]
+STATUS_FIELDS = (
+    "run", "task", "state", "step", "total_steps", "epoch", "loss", "eval_loss", "eta_s", "tokens_per_s",
+    "elapsed_s", "eval_loss_before", "eval_loss_after", "adapter_dir", "error", "error_code", "started_at",
+    "finished_at",
 )  # fmt: skip
 
 
@@ -41,27 +53,67 @@ def _gb(n: int) -> str:
     return f"{n / 1024**3:.2f} GB" if n >= 1024**3 else f"{n / 1024**2:.0f} MB"
 
 
-@user_errors
-def on_model(lang: str, base_name: str | None, preset: str, rank: float, batch: float, max_len: float, quant: str):
-    """Detected architecture and targets, trainable parameters and memory, before anything is loaded."""
-    if not base_name:
-        return t("no_base", lang), gr.update()
+# --- before Start: what will be trained ------------------------------------------------------------------------
+
+
+def _estimate(base_name: str, targets: str, rank: Any, batch: Any, max_len: Any, quant: str) -> Any:
+    """The core's estimate, or None while a number it needs is missing or out of range (the user is typing)."""
+    numbers = [rank, batch, max_len]
+    if any(n is None or n < 1 for n in numbers) or max_len < 8:
+        return None
     base = resolve_base(base_name)
-    est = training.estimate(base, preset, int(rank), int(batch), int(max_len), _quant_for_estimate(quant))
-    info = t(
+    return training.estimate(base, targets, int(rank), int(batch), int(max_len), _quant_for_estimate(quant))
+
+
+def _reason(est: Any, lang: str) -> str:
+    key = f"reason_{est.targets_source}"
+    if est.targets_source == "default" and not set(est.target_modules) <= set(est.linear_modules):
+        key = "reason_default_missing"
+    return t(key, lang, n=len(est.linear_modules), model_type=est.model_type) if key in TEXT else est.targets_reason
+
+
+def _info(est: Any, lang: str) -> str:
+    if est is None:
+        return t("estimate_needs_numbers", lang)
+    quant = est.quantization if est.quantization != "none" else f"none_{est.device}"
+    return t(
         "model_info",
         lang,
         model_type=est.model_type,
         targets=", ".join(est.target_modules),
-        reason=est.targets_reason,
+        reason=_reason(est, lang),
         lora=f"{est.lora_params:,}",
         total=f"{est.total_params:,}",
         pct=f"{100 * est.lora_params / max(1, est.total_params):.2f}",
         memory=_gb(est.memory_bytes),
         device=est.device.upper(),
-        quant=est.quantization,
+        quant=t(f"quant_name_{quant}", lang),
     )
-    return info, gr.update(choices=est.linear_modules, value=est.target_modules)
+
+
+@user_errors
+def on_model(lang: str, base_name: str | None, preset: str, rank: Any, batch: Any, max_len: Any, quant: str):
+    """Another base model or preset: the targets detected afresh, the trainable parameters and the memory."""
+    if not base_name:
+        return t("no_base", lang), gr.update(choices=[], value=[])
+    est = _estimate(base_name, preset, rank, batch, max_len, quant)
+    if est is None:
+        return _info(None, lang), gr.update()
+    return _info(est, lang), gr.update(choices=est.linear_modules, value=est.target_modules)
+
+
+@user_errors
+def on_estimate(
+    lang: str, base_name: str | None, preset: str, targets: list[str] | None, rank: Any, batch: Any, max_len: Any,
+    quant: str,
+) -> str:  # fmt: skip
+    """Numbers, targets or language changed: the same line for the targets chosen (none chosen: the preset's)."""
+    if not base_name:
+        return t("no_base", lang)
+    est = _estimate(base_name, preset, rank, batch, max_len, quant)
+    if est is not None and targets and sorted(targets) != est.target_modules:
+        est = _estimate(base_name, ",".join(targets), rank, batch, max_len, quant)
+    return _info(est, lang)
 
 
 def _quant_for_estimate(quant: str) -> str:
@@ -71,30 +123,57 @@ def _quant_for_estimate(quant: str) -> str:
 def demo_settings() -> list[Any]:
     """The settings that make the demo model learn the sample data in a few minutes on a CPU."""
     values = {**{k: getattr(DEFAULTS, k) for k in HYPER}, **DEMO_TRAINING}
+    if training.device_kind() != "cuda":
+        values["quantization"] = "none"  # what the (locked) dropdown shows on a CPU
     return [values[k] for k in HYPER] + [values["targets"]]
 
 
-@user_errors
-def on_start(lang: str, loaded: LoadedDataset | None, base_name: str | None, task: str, targets: list[str], *hyper):
-    if loaded is None:
-        raise gr.Error(t("no_dataset", lang))
-    base = resolve_base(base_name)
+# --- Start / Stop ------------------------------------------------------------------------------------------------
+
+
+def _settings(hyper: tuple, lang: str) -> dict[str, Any]:
     values = dict(zip(HYPER, hyper, strict=True))
-    for key in ("epochs", "learning_rate", "alpha", "dropout", "val_split", "warmup_ratio"):
-        values[key] = float(values[key])
-    for key in ("max_steps", "rank", "batch_size", "grad_accum", "max_length", "seed"):
-        values[key] = int(values[key])
+    for key in (*FLOAT_SETTINGS, *INT_SETTINGS):
+        value = values[key]
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise gr.Error(t("bad_number", lang, label=t(key, lang)), print_exception=False)
+        try:
+            values[key] = int(float(value)) if key in INT_SETTINGS else float(value)
+        except ValueError:
+            raise gr.Error(t("bad_number", lang, label=t(key, lang)), print_exception=False) from None
     if training.device_kind() != "cuda":
         values["quantization"] = "none"
+    return values
+
+
+@user_errors
+def on_start(
+    lang: str, loaded: LoadedDataset | None, base_name: str | None, task: str, preset: str, targets: list[str] | None,
+    *hyper: Any,
+) -> str:  # fmt: skip
+    """Start a training on a background thread; the timer shows it. No targets chosen: the preset's."""
+    if loaded is None:
+        raise gr.Error(t("no_dataset", lang), print_exception=False)
+    base = resolve_base(base_name)
+    values = _settings(hyper, lang)
+    loaded.report.usable(skip_invalid=values["skip_invalid"])  # invalid rows: say so now, not from the thread
     config = TrainConfig(
         base=str(base),
         data=loaded.path,
-        task=task or loaded.report.name.rsplit(".", 1)[0],
+        task=(task or "").strip() or loaded.report.name.rsplit(".", 1)[0],
         format=loaded.report.format,
-        targets=",".join(targets) if targets else "all-linear",
+        targets=",".join(targets) if targets else (preset if preset in PRESETS else DEFAULTS.targets),
         **values,
     )
-    _LAST["job"] = TrainingJob(config).start()
+    try:
+        job = TrainingJob(config)
+    except TrainingError as exc:
+        if exc.code != "bad_setting":
+            raise
+        setting = exc.params.get("setting", "")
+        message = t("bad_setting", lang, label=t(setting, lang), value=exc.params.get("value", ""))
+        raise gr.Error(message, print_exception=False) from exc
+    _LAST["job"] = job.start()
     return t("started", lang, task=config.task)
 
 
@@ -106,11 +185,41 @@ def on_stop(lang: str, save: bool) -> str:
     return t("stopping_save" if save else "stopping_discard", lang)
 
 
-def loss_frame(snap: dict | None, lang: str) -> pd.DataFrame:
-    train_name, eval_name = t("series_train", lang), t("series_eval", lang)
-    rows = [(s, v, train_name) for s, v in (snap or {}).get("loss", [])]
-    rows += [(s, v, eval_name) for s, v in (snap or {}).get("eval_loss", [])]
-    return pd.DataFrame(rows, columns=["step", "loss", "series"])
+# --- what the timer shows -----------------------------------------------------------------------------------------
+
+
+def loss_frame(snap: dict | None) -> pd.DataFrame:
+    """The plot's points. The browser's plot keeps what it learnt from the data it was first drawn with (which
+    columns are numbers, which curves exist) and later only swaps the points, so: typed columns even when empty,
+    and both curves always present (an empty one as a single blank point), under fixed names whose colours the
+    plot's label explains in the user's language."""
+    rows = [(s, v, SERIES[0]) for s, v in (snap or {}).get("loss", [])]
+    rows += [(s, v, SERIES[1]) for s, v in (snap or {}).get("eval_loss", [])]
+    rows += [(0, None, name) for name in SERIES if name not in {r[2] for r in rows}]
+    return pd.DataFrame(
+        {
+            "step": pd.Series([r[0] for r in rows], dtype="int64"),
+            "loss": pd.Series([r[1] for r in rows], dtype="float64"),
+            "series": pd.Series([r[2] for r in rows], dtype="str"),
+        }
+    )
+
+
+def x_max(snap: dict | None) -> int:
+    """The end of the plot's step axis: the run's last step, so the curve fills the plot as the run goes."""
+    if not snap:
+        return EMPTY_X_MAX
+    last = max((step for step, _ in snap["loss"] + snap["eval_loss"]), default=0)
+    return max(snap["total_steps"] or EMPTY_X_MAX, last, 1)
+
+
+def _error(snap: dict, lang: str) -> str:
+    """A run's error in ``lang``: translated by its code and params when the table has it."""
+    message = snap.get("error") or ""
+    code = snap.get("error_code")
+    if not code:
+        return message
+    return error_text(SimpleLoraError(message, code=code, **(snap.get("error_params") or {})), lang)
 
 
 def progress_text(snap: dict | None, lang: str) -> str:
@@ -121,9 +230,11 @@ def progress_text(snap: dict | None, lang: str) -> str:
                total=snap["total_steps"] or "?", epoch=f"{snap['epoch']:.2f}")]  # fmt: skip
     if state == State.RUNNING:
         eta = snap["eta_s"]
-        parts.append(
-            t("speed", lang, eta=_duration(eta) if eta is not None else "?", tps=f"{snap['tokens_per_s']:.0f}")
+        parts[0] += " · " + t(
+            "speed", lang, eta=_duration(eta) if eta is not None else "…", tps=f"{snap['tokens_per_s']:.0f}"
         )
+    elif state in (State.COMPLETED, State.STOPPED) and snap.get("elapsed_s"):
+        parts[0] += " · " + t("took", lang, time=_duration(snap["elapsed_s"]))
     if snap.get("eval_loss_before") is not None:
         after = snap.get("eval_loss_after")
         parts.append(t("eval_before_after", lang, before=f"{snap['eval_loss_before']:.4f}",
@@ -133,7 +244,7 @@ def progress_text(snap: dict | None, lang: str) -> str:
     elif state == State.STOPPED:
         parts.append(t("discarded", lang))
     if state == State.FAILED:
-        parts.append(t("failed", lang, error=snap.get("error") or ""))
+        parts.append(t("failed", lang, error=_error(snap, lang)))
     return "\n\n".join(parts)
 
 
@@ -147,27 +258,74 @@ def _duration(seconds: float) -> str:
 
 
 def history_rows(lang: str) -> list[list]:
+    """Every recorded run, newest first. The live step and loss of a running one are in the progress line."""
     rows = []
     for run in training.list_runs():
+        state = str(run.get("state", "failed"))
+        active = state in ACTIVE_STATES
         losses = run.get("loss") or []
+        if run.get("adapter_dir"):
+            outcome = run["adapter_dir"]
+        elif run.get("error"):
+            outcome = _error(run, lang)
+        else:
+            outcome = t("nothing_saved", lang) if state == State.STOPPED else ""
         rows.append([
             run.get("run", ""),
-            t(f"state_{run.get('state', 'failed')}", lang),
-            run.get("step", 0),
-            f"{losses[-1][1]:.4f}" if losses else "",
-            run.get("started_at", ""),
-            run.get("adapter_dir") or run.get("error") or "",
+            t(f"state_{state}", lang),
+            "" if active else run.get("step", 0),
+            f"{losses[-1][1]:.4f}" if losses and not active else "",
+            (run.get("started_at") or "").replace("T", " "),
+            outcome,
         ])  # fmt: skip
     return rows
 
 
-def poll(lang: str, seen_state: str | None) -> tuple:
-    """Timer tick: progress, plot, and (when the state changed) the run history."""
+def history_table(lang: str) -> pd.DataFrame:
+    return table(history_rows(lang), HISTORY_HEADERS, lang)
+
+
+def poll(lang: str, seen: dict | None) -> tuple:
+    """Timer tick: progress every time; the plot when it has new points; the history, the buttons and the
+    status line when the run, its state or the language changed."""
     job = current_job()
     snap = job.snapshot() if job else None
     state = str(snap["state"]) if snap else None
-    history = history_rows(lang) if state != seen_state else gr.skip()
-    return progress_text(snap, lang), loss_frame(snap, lang), history, state
+    now = {
+        "run": snap["run"] if snap else None,
+        "state": state,
+        "lang": lang,
+        "points": len(snap["loss"]) + len(snap["eval_loss"]) if snap else 0,
+    }
+    seen = seen or {}
+    changed = any(seen.get(k, "?") != now[k] for k in ("run", "state", "lang"))
+    plot: Any = gr.skip()
+    if changed or seen.get("points") != now["points"]:
+        plot = gr.update(value=loss_frame(snap), x_lim=[0, x_max(snap)])
+    if changed:
+        active = state in ACTIVE_STATES
+        history: Any = history_table(lang)
+        buttons = [gr.update(interactive=not active), gr.update(interactive=active), gr.update(interactive=active)]
+        # "started" / "stopping..." said what was asked; once the run has ended the progress line says the rest
+        status: Any = "" if state in FINAL_STATES or seen.get("lang", lang) != lang else gr.skip()
+    else:
+        history, status, buttons = gr.skip(), gr.skip(), [gr.skip()] * 3
+    return progress_text(snap, lang), plot, history, status, *buttons, now
+
+
+def training_status() -> dict:
+    """The current (or last) training of this app: state, step, total_steps, loss points, adapter_dir, error...
+    (``{"state": None}`` before the first one). For API clients following a training started by /start_training."""
+    job = current_job()
+    if job is None:
+        return {"state": None}
+    snap = job.snapshot()
+    status = {key: snap.get(key) for key in STATUS_FIELDS}
+    status["state"] = str(snap["state"])
+    return status
+
+
+# --- layout ---------------------------------------------------------------------------------------------------
 
 
 def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
@@ -181,62 +339,100 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
     model_info = gr.Markdown()
     with gr.Row():
         preset = labels.add(gr.Radio(list(PRESETS), value=DEFAULTS.targets, scale=1), label="target_preset")
-        targets = labels.add(gr.Dropdown([], multiselect=True, scale=3), label="targets", info="targets_info")
+        targets = labels.add(
+            gr.Dropdown(_initial_targets(choices), multiselect=True, scale=3), label="targets", info="targets_info"
+        )
+    # No minimum / maximum on the numbers: Gradio would refuse a value in English; Start says it in the user's
+    # language (TrainConfig.check decides what is in range).
     with labels.add(gr.Accordion(open=True), label="hyper"):
         with gr.Row():
-            epochs = labels.add(gr.Number(DEFAULTS.epochs, minimum=0.01), label="epochs")
-            max_steps = labels.add(gr.Number(DEFAULTS.max_steps, minimum=0, precision=0), label="max_steps")
-            lr = labels.add(gr.Number(DEFAULTS.learning_rate, minimum=1e-7), label="learning_rate")
+            epochs = labels.add(gr.Number(DEFAULTS.epochs), label="epochs")
+            max_steps = labels.add(gr.Number(DEFAULTS.max_steps, precision=0), label="max_steps")
+            lr = labels.add(gr.Number(DEFAULTS.learning_rate), label="learning_rate")
             scheduler = labels.add(
                 gr.Dropdown(["cosine", "linear", "constant"], value=DEFAULTS.scheduler), label="scheduler"
             )
-            warmup = labels.add(gr.Number(DEFAULTS.warmup_ratio, minimum=0, maximum=0.9), label="warmup_ratio")
+            warmup = labels.add(gr.Number(DEFAULTS.warmup_ratio), label="warmup_ratio")
         with gr.Row():
-            rank = labels.add(gr.Number(DEFAULTS.rank, minimum=1, precision=0), label="rank")
-            alpha = labels.add(gr.Number(DEFAULTS.alpha, minimum=0.1), label="alpha")
-            dropout = labels.add(gr.Number(DEFAULTS.dropout, minimum=0, maximum=0.9), label="dropout")
-            batch = labels.add(gr.Number(DEFAULTS.batch_size, minimum=1, precision=0), label="batch_size")
-            accum = labels.add(gr.Number(DEFAULTS.grad_accum, minimum=1, precision=0), label="grad_accum")
+            rank = labels.add(gr.Number(DEFAULTS.rank, precision=0), label="rank")
+            alpha = labels.add(gr.Number(DEFAULTS.alpha), label="alpha")
+            dropout = labels.add(gr.Number(DEFAULTS.dropout), label="dropout")
+            batch = labels.add(gr.Number(DEFAULTS.batch_size, precision=0), label="batch_size")
+            accum = labels.add(gr.Number(DEFAULTS.grad_accum, precision=0), label="grad_accum")
         with gr.Row():
-            max_len = labels.add(gr.Number(DEFAULTS.max_length, minimum=8, precision=0), label="max_length")
-            val = labels.add(gr.Number(DEFAULTS.val_split, minimum=0, maximum=0.49), label="val_split")
+            max_len = labels.add(gr.Number(DEFAULTS.max_length, precision=0), label="max_length")
+            val = labels.add(gr.Number(DEFAULTS.val_split), label="val_split")
             seed = labels.add(gr.Number(DEFAULTS.seed, precision=0), label="seed")
             quant = labels.add(
                 gr.Dropdown(["auto", "4bit", "8bit", "none"], value="none" if cpu else "auto", interactive=not cpu),
                 label="quantization",
                 info="quant_cpu" if cpu else "quant_gpu",
             )
-        with gr.Row():
+        with gr.Row(equal_height=True):
             checkpointing = labels.add(gr.Checkbox(DEFAULTS.gradient_checkpointing), label="gradient_checkpointing")
             skip_invalid = labels.add(gr.Checkbox(DEFAULTS.skip_invalid), label="skip_invalid")
-            demo_btn = labels.add(gr.Button(size="sm"), value="demo_settings")
+            demo_btn = labels.add(gr.Button(), value="demo_settings")
     with gr.Row():
         start = labels.add(gr.Button(variant="primary"), value="start")
-        stop_save = labels.add(gr.Button(variant="stop"), value="stop_save")
-        stop_discard = labels.add(gr.Button(), value="stop_discard")
+        stop_save = labels.add(gr.Button(variant="stop", interactive=False), value="stop_save")
+        stop_discard = labels.add(gr.Button(interactive=False), value="stop_discard")
     status = gr.Markdown()
     progress = gr.Markdown()
     plot = labels.add(
-        gr.LinePlot(loss_frame(None, "en"), x="step", y="loss", color="series", height=280),
+        gr.LinePlot(
+            loss_frame(None),
+            x="step",
+            y="loss",
+            color="series",
+            color_map=SERIES_COLORS,
+            colors_in_legend=[],  # no legend: it would show the curves' internal names
+            x_lim=[0, EMPTY_X_MAX],
+            show_label=True,
+        ),
         label="loss_plot",
+        x_title="plot_step",
+        y_title="plot_loss",
     )
     history = labels.add(
-        gr.Dataframe(headers=["run", "state", "step", "loss", "started", "adapter"], interactive=False, wrap=True),
-        label="history",
-        headers=["col_run", "col_state", "col_step", "col_loss", "col_started", "col_adapter"],
+        gr.Dataframe(history_table(DEFAULT_LANG), interactive=False, wrap=True, show_label=True), label="history"
     )
-    seen_state = gr.State(None)
+    seen = gr.State(None)
 
     hyper = [epochs, max_steps, lr, rank, alpha, dropout, batch, accum, max_len, val, warmup, scheduler, seed, quant,
              checkpointing, skip_invalid]  # fmt: skip
     model_inputs = [lang, base, preset, rank, batch, max_len, quant]
-    for trigger in (base.change, preset.change, rank.change, batch.change, max_len.change):
+    for trigger in (base.change, preset.change):
         trigger(on_model, model_inputs, [model_info, targets], api_visibility="private")
+    estimate_inputs = [lang, base, preset, targets, rank, batch, max_len, quant]
+    # the user's own targets are kept when a number or the language changes
+    for trigger in (rank.change, batch.change, max_len.change, targets.input, lang.change):
+        trigger(on_estimate, estimate_inputs, model_info, api_visibility="private")
     refresh.click(refresh_bases, base, base, api_visibility="private")
     demo_btn.click(demo_settings, None, [*hyper, preset], api_visibility="private")
-    start.click(on_start, [lang, shared["loaded"], base, task, targets, *hyper], status, api_name="start_training")
+    start.click(
+        on_start, [lang, shared["loaded"], base, task, preset, targets, *hyper], status, api_name="start_training"
+    )
     stop_save.click(lambda lang_: on_stop(lang_, True), lang, status, api_name="stop_training")
     stop_discard.click(lambda lang_: on_stop(lang_, False), lang, status, api_name="discard_training")
     timer = gr.Timer(1.0)
-    timer.tick(poll, [lang, seen_state], [progress, plot, history, seen_state], api_visibility="private")
+    timer.tick(
+        poll,
+        [lang, seen],
+        [progress, plot, history, status, start, stop_save, stop_discard, seen],
+        api_visibility="private",
+    )
+    gr.api(training_status, api_name="training_status")
     shared["train_base"] = base
+    # for the page's load event (app.py): the first model's line, once the browser's language is known
+    shared["train_on_load"] = (on_model, model_inputs, [model_info, targets])
+
+
+def _initial_targets(choices: list[str]) -> list[str]:
+    """The first model's linear layers, so that an API client may name targets before any page has loaded."""
+    if not choices:
+        return []
+    try:
+        return training.estimate(resolve_base(choices[0]), "all-linear").linear_modules
+    except Exception as exc:  # an unusable model is reported when it is chosen, not while the app is built
+        logger.warning("cannot list the linear layers of %s: %s", choices[0], exc)
+        return []

@@ -1,0 +1,403 @@
+"""The Train tab: its handlers called directly (real trainings of the demo model, a few steps each), and the
+running app through its API. Every test leaves no training running: the core allows one per process."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+import pytest
+
+from lora_core import demo, training
+from lora_core.paths import REPO_ROOT
+from lora_core.training import State, TrainConfig, TrainingJob
+from webui import dataset_tab, train_tab
+from webui.i18n import LANGS, TEXT, t
+
+DEMO = demo.DEMO_MODEL_NAME
+ALL_LINEAR = ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("home")
+    demo.build_demo_model(root / "Models" / "LLM" / DEMO)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def use_home(home: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("SIMPLE_LORA_HOME", str(home))
+    yield
+    job = training.active_job()
+    if job is not None:  # a failed test must not leave the process-wide lock taken
+        job.stop(save=False)
+        job.wait(60)
+    assert training.active_job() is None
+    train_tab._LAST["job"] = None
+
+
+@pytest.fixture(scope="module")
+def sample() -> dataset_tab.LoadedDataset:
+    return dataset_tab.on_dataset("en", str(demo.SAMPLE_DATASET), "auto")[3]
+
+
+def settings(**overrides) -> list:
+    """The hyper-parameter inputs in the tab's order: the demo settings, short."""
+    values = dict(zip(train_tab.HYPER, train_tab.demo_settings()[:-1], strict=True))
+    values.update(max_steps=6, max_length=128, batch_size=8, warmup_ratio=0.0)
+    values.update(overrides)
+    return [values[key] for key in train_tab.HYPER]
+
+
+def wait_until(predicate, timeout: float = 60.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def running(job: TrainingJob) -> bool:
+    snap = job.snapshot()
+    return snap["state"] == State.RUNNING and snap["step"] >= 1
+
+
+def rows(frame: pd.DataFrame) -> list[list]:
+    return frame.values.tolist()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Before Start: the model line
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_model_line_shows_architecture_targets_parameters_and_memory(lang: str) -> None:
+    info, targets = train_tab.on_model(lang, DEMO, "attention", 16, 4, 256, "none")
+    est = training.estimate(dataset_tab.resolve_base(DEMO), "attention", 16, 4, 256)
+    assert est.target_modules == ["q_proj", "v_proj"] and est.lora_params > 0
+    assert targets["choices"] == ALL_LINEAR and targets["value"] == ["q_proj", "v_proj"]
+    assert info.startswith("**llama**")
+    assert "`q_proj, v_proj`" in info
+    assert f"{est.lora_params:,}" in info and f"{est.total_params:,}" in info
+    assert f"{100 * est.lora_params / est.total_params:.2f}%" in info
+    assert train_tab._gb(est.memory_bytes) in info
+    if lang == "en":
+        assert "PEFT's own target modules for the llama architecture" in info
+        assert "float32, no quantization" in info and "Memory needed: about" in info
+    else:
+        assert "PEFT 为 llama 架构给出的目标模块" in info and "预计内存：约" in info
+        assert "PEFT's" not in info and "Memory" not in info  # not the core's English sentence
+
+    info, targets = train_tab.on_model(lang, DEMO, "all-linear", 16, 4, 256, "none")
+    assert targets["value"] == ALL_LINEAR
+    assert t("reason_all-linear", lang, n=7) in info
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_the_users_own_targets_are_estimated_and_kept(lang: str) -> None:
+    preset_line = train_tab.on_estimate(lang, DEMO, "attention", ["q_proj", "v_proj"], 16, 4, 256, "none")
+    assert preset_line == train_tab.on_model(lang, DEMO, "attention", 16, 4, 256, "none")[0]  # still the preset's
+    mine = train_tab.on_estimate(lang, DEMO, "attention", ["o_proj", "q_proj", "v_proj"], 16, 4, 256, "none")
+    est = training.estimate(dataset_tab.resolve_base(DEMO), "o_proj,q_proj,v_proj", 16, 4, 256)
+    assert "`o_proj, q_proj, v_proj`" in mine and t("reason_user", lang) in mine
+    assert f"{est.lora_params:,}" in mine
+    # none chosen: the preset's; a number missing while the user types: a hint, not an error
+    assert train_tab.on_estimate(lang, DEMO, "attention", [], 16, 4, 256, "none") == preset_line
+    assert train_tab.on_estimate(lang, DEMO, "attention", None, None, 4, 256, "none") == t(
+        "estimate_needs_numbers", lang
+    )
+    assert train_tab.on_model(lang, DEMO, "attention", 16, 4, 4, "none")[0] == t("estimate_needs_numbers", lang)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_no_base_model_says_where_to_put_one(lang: str) -> None:
+    info, targets = train_tab.on_model(lang, None, "attention", 16, 4, 256, "none")
+    assert info == t("no_base", lang) and targets["value"] == []
+
+
+def test_demo_settings_fill_the_demo_values() -> None:
+    values = train_tab.demo_settings()
+    named = dict(zip(train_tab.HYPER, values[:-1], strict=True))
+    assert {k: named[k] for k in demo.DEMO_TRAINING if k != "targets"} == {
+        k: v for k, v in demo.DEMO_TRAINING.items() if k != "targets"
+    }
+    assert values[-1] == demo.DEMO_TRAINING["targets"]
+    if training.device_kind() == "cpu":
+        assert named["quantization"] == "none"  # what the locked dropdown shows on a CPU
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Start refused, in the user's language, and nothing started
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_start_without_a_dataset_is_refused(lang: str) -> None:
+    with pytest.raises(gr.Error) as info:
+        train_tab.on_start(lang, None, DEMO, "x", "attention", [], *settings())
+    assert info.value.message == t("no_dataset", lang) and info.value.title == t("error_title", lang)
+    assert training.active_job() is None
+
+
+@pytest.mark.parametrize("name", ["../x", "/etc", "", None, f"Models/LLM/{DEMO}"])
+@pytest.mark.parametrize("lang", LANGS)
+def test_a_base_model_that_is_not_offered_is_refused(sample, name, lang: str) -> None:
+    expected = {"en": f"'{name}' is not one of the models in Models/LLM/.", "zh": f"“{name}”不在可选列表中。"}
+    with pytest.raises(gr.Error) as info:
+        train_tab.on_start(lang, sample, name, "x", "attention", [], *settings())
+    assert info.value.message == expected[lang] and info.value.title == {"en": "Error", "zh": "错误"}[lang]
+    if name:  # an empty choice is "no model yet" for the model line
+        with pytest.raises(gr.Error) as info:
+            train_tab.on_model(lang, name, "attention", 16, 4, 256, "none")
+        assert info.value.message == expected[lang]
+    assert training.active_job() is None
+
+
+@pytest.mark.parametrize(
+    "override, en, zh",
+    [
+        ({"rank": None}, "“LoRA rank r” needs a number.", "“LoRA 秩 r”需要填写数字。"),
+        ({"learning_rate": 2.0}, "“Learning rate” = 2.0 is out of range.", "“学习率” = 2.0 超出范围。"),
+        ({"val_split": 0.7}, "“Validation split” = 0.7 is out of range.", "“验证集比例” = 0.7 超出范围。"),
+        ({"batch_size": 0}, "“Batch size” = 0 is out of range.", "“批大小” = 0 超出范围。"),
+    ],
+)
+@pytest.mark.parametrize("lang", LANGS)
+def test_bad_settings_are_named_by_their_label(sample, override, en, zh, lang: str) -> None:
+    with pytest.raises(gr.Error) as info:
+        train_tab.on_start(lang, sample, DEMO, "x", "attention", [], *settings(**override))
+    assert info.value.message == {"en": en, "zh": zh}[lang]
+    assert training.active_job() is None
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_a_dataset_with_invalid_rows_needs_skip_invalid(tmp_path: Path, lang: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "no answer"}\n', encoding="utf-8")
+    loaded = dataset_tab.on_dataset(lang, str(path), "auto")[3]
+    with pytest.raises(gr.Error) as info:
+        train_tab.on_start(lang, loaded, DEMO, "x", "attention", [], *settings())
+    message = info.value.message
+    assert "bad.jsonl" in message and ("跳过无效行" in message if lang == "zh" else "1 of 2 rows" in message)
+    assert training.active_job() is None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A training, followed as the timer follows it
+
+
+def follow(lang: str = "en", timeout: float = 90.0) -> list[tuple]:
+    """Poll like the timer until the current job has ended; every tick's outputs."""
+    ticks, seen = [], None
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        out = train_tab.poll(lang, seen)
+        seen = out[-1]
+        ticks.append(out)
+        if seen["state"] in {str(s) for s in training.FINAL_STATES}:
+            return ticks
+        time.sleep(0.1)
+    raise AssertionError(f"the training did not end: {ticks[-1][0]}")
+
+
+def test_a_training_runs_to_completion_and_the_tab_shows_it(home: Path, sample) -> None:
+    status = train_tab.on_start("en", sample, DEMO, "ui_done", "attention", [], *settings(max_steps=8, val_split=0.25))
+    assert status == "Training **ui_done** started."
+    job = train_tab.current_job()
+    assert job is not None and job.config.targets == "attention"  # no targets chosen: the preset's
+
+    ticks = follow()
+    progress, plot, history, status, start, stop_save, stop_discard, seen = ticks[-1]
+    assert plot["x_lim"] == [0, 8]  # the whole run's steps: the curve fills the plot as it goes
+    plot = plot["value"]
+    snap = job.snapshot()
+    assert snap["state"] == State.COMPLETED and seen["state"] == "completed"
+    adapter = Path(snap["adapter_dir"])
+    assert adapter.parent == home / "Models" / "LoRA" and adapter.name.startswith("ui_done_")
+    assert (adapter / "adapter_model.safetensors").is_file()
+
+    # progress: step / total and epoch while running (ETA and tokens/s too), then where the adapter is
+    texts = [tick[0] for tick in ticks]
+    assert all(re.search(r"step \d+ / (\d+|\?) · epoch \d+\.\d\d", text) for text in texts[1:])
+    assert any(" · ETA " in text and "tokens/s" in text for text in texts if ": running" in text)
+    assert progress.startswith("**ui_done**: completed · step 8 / 8 · epoch ")
+    assert f"Adapter saved in `{adapter}`. It is already listed in the Models tab" in progress
+    assert "Eval loss: base " in progress  # a validation split was set
+    assert status == ""  # "started" has been said; the progress line says the rest
+
+    # the plot: 8 train points (one per step) and the eval points, numbers on both axes
+    assert list(plot.columns) == ["step", "loss", "series"]
+    assert pd.api.types.is_integer_dtype(plot["step"]) and pd.api.types.is_float_dtype(plot["loss"])
+    train_points = plot[plot["series"] == "train"]
+    eval_points = plot[plot["series"] == "eval"]
+    assert train_points["step"].tolist() == list(range(1, 9))
+    assert train_points["loss"].tolist() == [loss for _, loss in snap["loss"]]
+    assert len(eval_points) >= 2 and eval_points["loss"].notna().all()
+
+    # the history lists the run; the buttons follow the state
+    assert list(history.columns) == [t(k, "en") for k in train_tab.HISTORY_HEADERS]
+    row = next(r for r in rows(history) if r[0] == snap["run"])
+    assert row[1:4] == ["completed", 8, f"{snap['loss'][-1][1]:.4f}"] and row[5] == str(adapter)
+    assert (start["interactive"], stop_save["interactive"], stop_discard["interactive"]) == (True, False, False)
+
+    # the trainable parameters shown before Start are the ones PEFT trained
+    est = training.estimate(dataset_tab.resolve_base(DEMO), "attention", 16, 8, 128)
+    assert snap["detail"]["trainable_params"] == est.lora_params
+    assert snap["detail"]["target_modules"] == ["q_proj", "v_proj"]
+
+    # nothing new: nothing resent; another language: everything computed again
+    again = train_tab.poll("en", seen)
+    assert all(x == gr.skip() for x in again[1:7])
+    zh = train_tab.poll("zh", seen)
+    assert zh[0].startswith("**ui_done**：已完成 · 第 8 / 8 步") and "已出现在“模型”页" in zh[0]
+    assert list(zh[2].columns) == [t(k, "zh") for k in train_tab.HISTORY_HEADERS]
+    assert next(r for r in rows(zh[2]) if r[0] == snap["run"])[1] == "已完成"
+    assert zh[3] == ""
+
+    # the API's view of the same run
+    api = train_tab.training_status()
+    json.dumps(api)  # JSON-able
+    assert api["state"] == "completed" and api["step"] == api["total_steps"] == 8
+    assert api["loss"] == snap["loss"] and api["adapter_dir"] == str(adapter) and api["error"] is None
+
+
+@pytest.mark.parametrize("save", [True, False])
+def test_stop_and_save_or_discard_and_one_training_at_a_time(home: Path, sample, save: bool) -> None:
+    task = f"ui_stop_{'save' if save else 'discard'}"
+    train_tab.on_start("en", sample, DEMO, task, "attention", [], *settings(max_steps=400))
+    job = train_tab.current_job()
+    assert wait_until(lambda: running(job)), job.snapshot()
+
+    progress, _, _, _, start, stop_save, stop_discard, _ = train_tab.poll("en", None)
+    assert f"**{task}**: running · step " in progress and " / 400 · epoch " in progress
+    assert (start["interactive"], stop_save["interactive"], stop_discard["interactive"]) == (False, True, True)
+    history = train_tab.history_table("en")
+    assert next(r for r in rows(history) if r[0] == job.run_id)[1:4] == ["running", "", ""]  # live: above
+
+    for lang, busy in [("en", f"A training is already running: {task}."), ("zh", f"已有训练在运行：{task}。")]:
+        with pytest.raises(gr.Error) as info:
+            train_tab.on_start(lang, sample, DEMO, "other", "attention", [], *settings())
+        assert info.value.message == busy
+    assert train_tab.current_job() is job
+
+    lang = "en" if save else "zh"
+    assert train_tab.on_stop(lang, save) == t("stopping_save" if save else "stopping_discard", lang)
+    ticks = follow(lang)
+    snap = job.snapshot()
+    assert snap["state"] == State.STOPPED and snap["step"] < 400
+    progress, history = ticks[-1][0], ticks[-1][2]
+    row = next(r for r in rows(history) if r[0] == job.run_id)
+    if save:
+        adapter = Path(snap["adapter_dir"])
+        assert json.loads((adapter / "training_meta.json").read_text())["status"] == "stopped"
+        assert progress.startswith(f"**{task}**: stopped · step {snap['step']} / 400")
+        assert f"Adapter saved in `{adapter}`" in progress and row[5] == str(adapter)
+    else:
+        assert snap["adapter_dir"] is None
+        assert not list((home / "Models" / "LoRA").glob(f"{task}_*"))
+        assert progress.startswith(f"**{task}**：已停止") and progress.endswith("已停止，未保存任何内容。")
+        assert row[1] == "已停止" and row[5] == "未保存"
+    assert training.active_job() is None
+    assert train_tab.on_stop("en", True) == "No training is running."
+
+
+@pytest.mark.skipif(training.device_kind() == "cuda", reason="4-bit works on CUDA")
+def test_a_failed_training_is_explained_in_the_users_language(home: Path) -> None:
+    config = TrainConfig(
+        base=str(home / "Models" / "LLM" / DEMO), data=str(demo.SAMPLE_DATASET), task="ui_4bit", quantization="4bit"
+    )
+    snap = TrainingJob(config).run()
+    assert snap["state"] == State.FAILED and snap["error_params"] == {"quantization": "4bit"}
+    assert train_tab.progress_text(snap, "zh").endswith("训练失败：4bit 量化需要 CUDA GPU；在 CPU 上以 float32 训练。")
+    assert train_tab.progress_text(snap, "en").endswith(f"Training failed: {snap['error']}")
+    row = next(r for r in train_tab.history_rows("zh") if r[0] == snap["run"])
+    assert row[1] == "失败" and row[5].startswith("4bit 量化需要 CUDA GPU")
+
+
+def test_before_any_training_the_plot_is_empty_but_typed() -> None:
+    progress, plot, history, *_ = train_tab.poll("zh", None)
+    assert plot["x_lim"] == [0, train_tab.EMPTY_X_MAX]
+    plot = plot["value"]
+    assert progress == "本次启动后还没有训练。"
+    assert plot["loss"].isna().all() and sorted(plot["series"]) == ["eval", "train"]
+    assert pd.api.types.is_integer_dtype(plot["step"]) and pd.api.types.is_float_dtype(plot["loss"])
+    assert list(history.columns) == [t(k, "zh") for k in train_tab.HISTORY_HEADERS]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The translation table: the keys the tab builds at run time
+
+
+def test_every_computed_key_of_the_tab_is_translated() -> None:
+    keys = {f"state_{state}" for state in State}
+    keys |= {f"reason_{source}" for source in ("all-linear", "peft", "remote-code", "scan", "default", "user")}
+    keys |= {"reason_default_missing", "quant_name_none_cpu", "quant_name_none_cuda", "quant_name_4bit"}
+    keys |= {"quant_name_8bit", *train_tab.HISTORY_HEADERS, *train_tab.HYPER}
+    assert sorted(k for k in keys if set(TEXT.get(k, {})) != set(LANGS)) == []
+    codes = set()
+    for name in ("training.py", "config.py", "targets.py"):
+        codes |= set(re.findall(r'code="([a-z_0-9]+)"', (REPO_ROOT / "lora_core" / name).read_text()))
+    assert {"busy", "bad_setting", "nothing_to_train", "unknown_target"} <= codes  # the scan works
+    assert sorted(c for c in codes - {"unknown_preset"} if "zh" not in TEXT.get(f"err_{c}", {})) == []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The running app, through its API
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_app_api_starts_follows_and_stops_a_training(home: Path) -> None:
+    from gradio_client import Client, handle_file
+
+    import app
+
+    blocks = app.build_app()  # reads this test's SIMPLE_LORA_HOME (its model list)
+    port = free_port()
+    blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+        assert {"/start_training", "/stop_training", "/discard_training", "/training_status"} <= set(endpoints)
+
+        with pytest.raises(Exception, match="Upload a dataset first"):  # this session has no dataset yet
+            client.predict("en", DEMO, "api_run", "attention", [], *settings(), api_name="/start_training")
+
+        client.predict("en", handle_file(str(demo.SAMPLE_DATASET)), "auto", api_name="/validate_dataset")
+        started = client.predict(
+            "en", DEMO, "api_run", "attention", ["q_proj", "v_proj"], *settings(max_steps=5),
+            api_name="/start_training",
+        )  # fmt: skip
+        assert started == "Training **api_run** started."
+        status: dict = {}
+
+        def finished() -> bool:
+            nonlocal status
+            status = client.predict(api_name="/training_status")
+            return status["state"] in ("completed", "stopped", "failed")
+
+        assert wait_until(finished, 90), status
+        assert status["state"] == "completed", status["error"]
+        assert status["task"] == "api_run" and status["step"] == status["total_steps"] == 5
+        assert [step for step, _ in status["loss"]] == [1, 2, 3, 4, 5]
+        assert Path(status["adapter_dir"]).parent == home / "Models" / "LoRA"
+        assert client.predict("zh", api_name="/stop_training") == "当前没有正在运行的训练。"
+
+        with pytest.raises(Exception, match="not in the list of choices"):
+            client.predict("en", "../x", "api_bad", "attention", [], *settings(), api_name="/start_training")
+    finally:
+        blocks.close()
+        job = training.active_job()
+        if job is not None:
+            job.stop(save=False)
+            job.wait(60)
