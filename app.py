@@ -44,13 +44,15 @@ def build_app() -> gr.Blocks:
         with gr.Tabs():
             with labels.add(gr.Tab(elem_id="tab-dataset"), label="tab_dataset"):
                 shared = dataset_tab.build(labels, lang)
-            with labels.add(gr.Tab(elem_id="tab-train"), label="tab_train"):
+            with labels.add(gr.Tab(elem_id="tab-train"), label="tab_train") as train:
                 train_tab.build(labels, lang, shared)
             with labels.add(gr.Tab(elem_id="tab-models"), label="tab_models") as models:
                 models_hooks = models_tab.build(labels, lang)
             with labels.add(gr.Tab(elem_id="tab-chat"), label="tab_chat") as chat:
                 chat_hooks = chat_tab.build(labels, lang, shared)
-        # Opening a tab shows the current state: a new adapter is listed as soon as a training has ended.
+        # Opening a tab shows the current state: the loss plot is drawn again (a plot drawn while its tab was
+        # hidden stays empty), a new adapter is listed as soon as a training has ended.
+        train.select(*shared["train_open"], api_visibility="private")
         models.select(*models_hooks["scan"], api_visibility="private")
         models.select(*models_hooks["status"], api_visibility="private")
         chat.select(*chat_hooks["open"], api_visibility="private")

@@ -192,12 +192,10 @@ def meta_model(base_dir: str | Path, trust_remote_code: bool = False) -> tuple[n
     Without ``trust_remote_code`` no code from the folder runs: a config whose architecture transformers does not
     know (custom code via ``auto_map``) is refused.
     """
-    folder = Path(base_dir)
+    from .loading import check_model_dir
+
+    folder = check_model_dir(base_dir)
     config_file = folder / "config.json"
-    if not folder.is_dir():
-        raise ModelError(f"The model folder {folder} does not exist.", code="model_missing", folder=str(folder))
-    if not config_file.is_file():
-        raise ModelError(f"The model folder {folder} has no config.json.", code="config_missing", folder=str(folder))
     try:
         raw = json.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:

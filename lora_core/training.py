@@ -252,10 +252,11 @@ class TrainingJob:
         self.finished_at: str | None = None
         self.is_main_process = int(os.environ.get("RANK", "0")) == 0
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun / accelerate launch: one run name for all ranks
+            import torch
             from accelerate import PartialState
             from accelerate.utils import broadcast_object_list
 
-            PartialState()
+            PartialState(cpu=not torch.cuda.is_available())  # without cpu=True it sees one process on a CPU
             self.run_id = broadcast_object_list([self.run_id])[0]
 
     # public API

@@ -3,11 +3,11 @@
 import copy
 import inspect
 import shutil
-import socket
 
 import gradio as gr
 import pandas as pd
 import pytest
+from tiny import launched_app
 
 from lora_core import assistants, inference
 from lora_core.demo import DEMO_TRAINING, SAMPLE_DATASET, build_demo_model, sample_rows
@@ -21,12 +21,8 @@ ANSWER = sample_rows()[0]["output"]
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    import os
-
-    root = tmp_path_factory.mktemp("apphome")
-    old = os.environ.get("SIMPLE_LORA_HOME")
-    os.environ["SIMPLE_LORA_HOME"] = str(root)
+def home(module_home):
+    root = module_home
     build_demo_model(root / "Models" / "LLM" / "demo")
     config = TrainConfig(
         base=str(root / "Models" / "LLM" / "demo"), data=str(SAMPLE_DATASET), task="tab", **DEMO_TRAINING
@@ -37,10 +33,6 @@ def home(tmp_path_factory):
     (root / "Models" / "LoRA" / "broken").mkdir()
     yield root
     inference.engine().unload()
-    if old is None:
-        os.environ.pop("SIMPLE_LORA_HOME", None)
-    else:
-        os.environ["SIMPLE_LORA_HOME"] = old
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +73,7 @@ def test_scan_lists_valid_and_invalid_folders_in_both_languages(home, adapter_na
     # an invalid folder can be chosen (to be deleted), marked; a usable one is chosen first
     assert sorted(choice["choices"]) == sorted([(adapter_name, adapter_name), ("broken (invalid)", "broken")])
     assert choice["value"] == adapter_name
-    assert status == "2 folders in Models/LoRA/: 1 usable, 1 invalid."
+    assert status == "Models/LoRA/: 1 usable, 1 invalid (folders: 2)."
     frame_zh, choice_zh, status_zh = models_tab.on_scan("zh", "broken")
     assert list(frame_zh.columns[:3]) == ["适配器", "有效性", "原因"] and choice_zh["value"] == "broken"
     assert frame_zh[frame_zh["适配器"] == "broken"].iloc[0]["原因"] == "该文件夹缺少 adapter_config.json。"
@@ -239,7 +231,7 @@ def test_delete_needs_confirmation_and_removes_the_folder(home):
     assert (home / "Models" / "LoRA" / "not_an_adapter").is_dir()
     message, frame, _, scanned, confirm, _ = models_tab.on_delete("en", "not_an_adapter", True)
     assert not (home / "Models" / "LoRA" / "not_an_adapter").exists() and confirm is False
-    assert "not_an_adapter" not in set(frame["adapter"]) and scanned.startswith("2 folders")
+    assert "not_an_adapter" not in set(frame["adapter"]) and scanned.endswith("(folders: 2).")
 
 
 def test_deleting_the_active_adapter_leaves_a_working_base(home, adapter_name, copy_of):
@@ -274,22 +266,9 @@ def test_every_key_of_the_two_tabs_is_translated():
 # The running app, through its API
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_app_api_loads_chats_and_compares(home, adapter_name):
-    from gradio_client import Client
 
-    import app
-
-    blocks = app.build_app()
-    port = free_port()
-    blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    with launched_app() as client:
         assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) >= {
             "/load_chat_model", "/chat", "/compare", "/scan_adapters", "/activate_adapter", "/merge_adapter",
         }  # fmt: skip
@@ -300,5 +279,3 @@ def test_app_api_loads_chats_and_compares(home, adapter_name):
         assert "".join(part["text"] if isinstance(part, dict) else part for part in history[-1]["content"]) == ANSWER
         base_reply, adapter_reply = client.predict("en", QUESTION, *GEN, api_name="/compare")
         assert adapter_reply == ANSWER and base_reply != ANSWER
-    finally:
-        blocks.close()

@@ -6,12 +6,12 @@ import ast
 import hashlib
 import json
 import re
-import socket
 import string
 from pathlib import Path
 
 import gradio as gr
 import pytest
+from tiny import launched_app
 
 from lora_core import demo
 from lora_core.data import _CODE_OF, ROW_MESSAGES
@@ -316,23 +316,11 @@ def test_error_text_falls_back_to_the_core_sentence() -> None:
 # The running app, through its API
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_app_api_validates_and_shows_tokens(home: Path, write) -> None:
-    from gradio_client import Client, handle_file
-
-    import app
+    from gradio_client import handle_file
 
     # `app.demo` is `build_app()` run at import; a fresh one reads this test's SIMPLE_LORA_HOME (its model list).
-    blocks = app.build_app()
-    port = free_port()
-    blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    with launched_app() as client:
         assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) >= {
             "/validate_dataset",
             "/show_tokens",
@@ -360,5 +348,3 @@ def test_app_api_validates_and_shows_tokens(home: Path, write) -> None:
             )
         with pytest.raises(Exception, match="not in the list of choices"):
             client.predict("en", "../x", 512, api_name="/show_tokens")
-    finally:
-        blocks.close()

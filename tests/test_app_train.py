@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import time
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 import pytest
+from tiny import launched_app
 
 from lora_core import demo, training
 from lora_core.paths import REPO_ROOT
@@ -351,22 +351,10 @@ def test_every_computed_key_of_the_tab_is_translated() -> None:
 # The running app, through its API
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_app_api_starts_follows_and_stops_a_training(home: Path) -> None:
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
-    import app
-
-    blocks = app.build_app()  # reads this test's SIMPLE_LORA_HOME (its model list)
-    port = free_port()
-    blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    with launched_app() as client:
         endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
         assert {"/start_training", "/stop_training", "/discard_training", "/training_status"} <= set(endpoints)
 
@@ -395,9 +383,18 @@ def test_app_api_starts_follows_and_stops_a_training(home: Path) -> None:
 
         with pytest.raises(Exception, match="not in the list of choices"):
             client.predict("en", "../x", "api_bad", "attention", [], *settings(), api_name="/start_training")
-    finally:
-        blocks.close()
         job = training.active_job()
         if job is not None:
             job.stop(save=False)
             job.wait(60)
+
+
+def test_opening_the_tab_redraws_the_plot_with_a_changed_property():
+    from webui import train_tab
+
+    first, flip = train_tab.on_open("en", False)
+    second, flop = train_tab.on_open("en", flip)
+    assert flip is True and flop is False
+    assert first["x_title"] != second["x_title"]  # the browser redraws only on a changed property
+    assert second["x_title"].rstrip("\u200b") == first["x_title"]
+    assert list(first["value"].columns) == ["step", "loss", "series"]

@@ -237,7 +237,7 @@ def test_meta_model_and_targets_for_folder(tmp_path) -> None:
 
 
 def test_meta_model_refuses_unusable_folders(tmp_path) -> None:
-    cases = {"missing": "model_missing", "empty": "config_missing", "broken": "config_invalid"}
+    cases = {"missing": "model_missing", "empty": "model_no_config", "broken": "config_invalid"}
     (tmp_path / "empty").mkdir()
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "config.json").write_text("{not json")

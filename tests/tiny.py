@@ -1,6 +1,11 @@
-"""Tiny tokenizers and models built locally, so tests can write expected token ids by hand."""
+"""Test helpers: tiny tokenizers built locally (so tests can write expected token ids by hand), and the app
+launched on a free port."""
 
 from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
@@ -40,3 +45,25 @@ def word_tokenizer(*, bos: bool = False, pad_is_eos: bool = False, template: str
 
 def ids(text: str) -> list[int]:
     return [ID[w] for w in text.split()]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def launched_app() -> Iterator:
+    """The app, built afresh (so it reads the test's SIMPLE_LORA_HOME), served on a free port; yields a client."""
+    from gradio_client import Client
+
+    import app
+
+    blocks = app.build_app()
+    port = free_port()
+    blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    finally:
+        blocks.close()

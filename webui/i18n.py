@@ -289,7 +289,6 @@ TEXT: dict[str, dict[str, str]] = {
     "err_no_checkpoint": {"zh": "没有可恢复的检查点。"},
     "err_unknown_target": {"zh": "模型中没有这些模块：{unknown}。"},
     "err_model_load_failed": {"zh": "无法加载 {path} 中的基座模型。"},
-    "err_config_missing": {"zh": "模型文件夹 {folder} 中没有 config.json。"},
     "err_config_invalid": {"zh": "无法根据 {folder} 中的 config.json 构建模型。"},
     "err_remote_code_required": {
         "zh": "{folder} 中的模型（model_type {model_type}）需要运行其自带的代码；"
@@ -307,7 +306,7 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "scan": {"en": "Scan", "zh": "扫描"},
     "scanned": {
-        "en": "{n} folders in Models/LoRA/: {valid} usable, {invalid} invalid.",
+        "en": "Models/LoRA/: {valid} usable, {invalid} invalid (folders: {n}).",
         "zh": "Models/LoRA/ 中共 {n} 个文件夹：{valid} 个可用，{invalid} 个无效。",
     },
     "choose_adapter": {"en": "Choose an adapter in the list first.", "zh": "请先在列表中选择一个适配器。"},

@@ -313,6 +313,16 @@ def poll(lang: str, seen: dict | None) -> tuple:
     return progress_text(snap, lang), plot, history, status, *buttons, now
 
 
+def on_open(lang: str, flip: bool) -> tuple[Any, bool]:
+    """The tab is opened: draw the plot again. A plot that got its points while its tab was hidden was laid out
+    with no size and stays empty, and the browser redraws it only when one of its properties changes, so the
+    axis title alternates between two spellings that look the same (with and without a zero-width space)."""
+    job = current_job()
+    snap = job.snapshot() if job else None
+    title = t("plot_step", lang) + ("\u200b" if flip else "")
+    return gr.update(value=loss_frame(snap), x_lim=[0, x_max(snap)], x_title=title), not flip
+
+
 def training_status() -> dict:
     """The current (or last) training of this app: state, step, total_steps, loss points, adapter_dir, error...
     (``{"state": None}`` before the first one). For API clients following a training started by /start_training."""
@@ -423,6 +433,8 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
     )
     gr.api(training_status, api_name="training_status")
     shared["train_base"] = base
+    flip = gr.State(False)
+    shared["train_open"] = (on_open, [lang, flip], [plot, flip])
     # for the page's load event (app.py): the first model's line, once the browser's language is known
     shared["train_on_load"] = (on_model, model_inputs, [model_info, targets])
 
