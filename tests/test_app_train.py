@@ -11,7 +11,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 import pytest
-from tiny import launched_app
+from tiny import launched_app, wait_for
 
 from lora_core import demo, training
 from lora_core.paths import REPO_ROOT
@@ -53,15 +53,6 @@ def settings(**overrides) -> list:
     values.update(max_steps=6, max_length=128, batch_size=8, warmup_ratio=0.0)
     values.update(overrides)
     return [values[key] for key in train_tab.HYPER]
-
-
-def wait_until(predicate, timeout: float = 60.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def running(job: TrainingJob) -> bool:
@@ -272,7 +263,7 @@ def test_stop_and_save_or_discard_and_one_training_at_a_time(home: Path, sample,
     task = f"ui_stop_{'save' if save else 'discard'}"
     train_tab.on_start("en", sample, DEMO, task, "attention", [], *settings(max_steps=400))
     job = train_tab.current_job()
-    assert wait_until(lambda: running(job)), job.snapshot()
+    assert wait_for(lambda: running(job)), job.snapshot()
 
     progress, _, _, _, start, stop_save, stop_discard, _ = train_tab.poll("en", None)
     assert f"**{task}**: running · step " in progress and " / 400 · epoch " in progress
@@ -374,7 +365,7 @@ def test_app_api_starts_follows_and_stops_a_training(home: Path) -> None:
             status = client.predict(api_name="/training_status")
             return status["state"] in ("completed", "stopped", "failed")
 
-        assert wait_until(finished, 90), status
+        assert wait_for(finished, 90), status
         assert status["state"] == "completed", status["error"]
         assert status["task"] == "api_run" and status["step"] == status["total_steps"] == 5
         assert [step for step, _ in status["loss"]] == [1, 2, 3, 4, 5]

@@ -3,12 +3,12 @@
 import hashlib
 import json
 import threading
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny import wait_for
 
 from lora_core import adapters, training
 from lora_core.demo import SAMPLE_DATASET, build_demo_model
@@ -123,15 +123,6 @@ def test_adapter_changes_the_model_and_base_weights_stay(home):
             disabled = tuned(ids).logits
     assert not torch.allclose(base_logits, tuned_logits, atol=1e-4)
     assert torch.allclose(base_logits, disabled, atol=1e-5)
-
-
-def wait_for(predicate, timeout=60.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.mark.parametrize("save", [True, False])

@@ -4,6 +4,7 @@ launched on a free port."""
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -67,3 +68,13 @@ def launched_app() -> Iterator:
         yield Client(f"http://127.0.0.1:{port}/", verbose=False)
     finally:
         blocks.close()
+
+
+def wait_for(predicate, timeout: float = 60.0) -> bool:
+    """Poll ``predicate`` until it is true (True) or ``timeout`` seconds pass (False)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
