@@ -3,6 +3,7 @@
     python app.py                      # http://127.0.0.1:7860, nothing opened to the network
     python app.py --host 0.0.0.0 --auth user:password
     python app.py --share              # a share link; a password is generated unless --auth is given
+    python app.py --auth-file secret   # the file's first line is user:password (or SIMPLE_LORA_AUTH=user:password)
 
 The UI is thin wiring over ``lora_core`` (one module per tab under ``webui/``); ``demo`` is built at import so
 Hugging Face Spaces and ``gradio app.py`` find it.
@@ -15,6 +16,7 @@ import logging
 import os
 import secrets
 import sys
+from pathlib import Path
 
 import gradio as gr
 
@@ -73,21 +75,36 @@ demo = build_app()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    env = os.environ.get
     parser = argparse.ArgumentParser(description="Simple LoRA web app")
-    parser.add_argument("--host", default=os.environ.get("SIMPLE_LORA_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("SIMPLE_LORA_PORT", "7860")))
+    # GRADIO_SERVER_NAME / _PORT are what a Hugging Face Space sets (0.0.0.0:7860).
+    parser.add_argument("--host", default=env("SIMPLE_LORA_HOST") or env("GRADIO_SERVER_NAME") or "127.0.0.1",
+                        help="address to bind (default 127.0.0.1: this machine only)")  # fmt: skip
+    parser.add_argument("--port", type=int, default=int(env("SIMPLE_LORA_PORT") or env("GRADIO_SERVER_PORT") or 7860))
     parser.add_argument("--share", action="store_true", help="create a public share link (needs a password)")
-    parser.add_argument("--auth", default=os.environ.get("SIMPLE_LORA_AUTH"), help="user:password")
+    parser.add_argument("--auth", default=env("SIMPLE_LORA_AUTH"), help="user:password (or env SIMPLE_LORA_AUTH)")
+    parser.add_argument("--auth-file", default=env("SIMPLE_LORA_AUTH_FILE"),
+                        help="a file whose first line is user:password (or env SIMPLE_LORA_AUTH_FILE)")  # fmt: skip
     return parser.parse_args(argv)
+
+
+def _credentials(text: str, where: str) -> tuple[str, str]:
+    user, sep, password = text.strip().partition(":")
+    if not sep or not user or not password:
+        sys.exit(f"{where} must look like user:password")
+    return user, password
 
 
 def launch_auth(args: argparse.Namespace) -> tuple[str, str] | None:
     """Auth for the launch: required whenever the app is reachable beyond this machine."""
+    if args.auth_file:
+        try:
+            lines = Path(args.auth_file).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            sys.exit(f"cannot read the auth file {args.auth_file}: {exc.__class__.__name__}")
+        return _credentials(next((line for line in lines if line.strip()), ""), f"the first line of {args.auth_file}")
     if args.auth:
-        user, sep, password = args.auth.partition(":")
-        if not sep or not user or not password:
-            sys.exit("--auth must look like user:password")
-        return user, password
+        return _credentials(args.auth, "--auth")
     if args.share or args.host not in LOOPBACK:
         password = secrets.token_urlsafe(12)
         print(f"This app is reachable from other machines: log in as 'admin' with password {password}", flush=True)
@@ -97,6 +114,7 @@ def launch_auth(args: argparse.Namespace) -> tuple[str, str] | None:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests
     args = parse_args(argv)
     from lora_core.demo import ensure_demo_model
 
@@ -106,7 +124,9 @@ def main(argv: list[str] | None = None) -> None:
     # `demo` read the model list at import, before the demo model existed: build the UI again so that the
     # server (and API clients, which never run the page's load events) accept the new model.
     app = build_app() if built else demo
-    app.queue(default_concurrency_limit=4).launch(
+    # Up to 4 handlers at once and 64 waiting; the training itself runs on its own thread under the core's lock,
+    # so the queue never holds a slot for it.
+    app.queue(default_concurrency_limit=4, max_size=64).launch(
         server_name=args.host,
         server_port=args.port,
         share=args.share,

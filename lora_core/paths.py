@@ -1,6 +1,7 @@
 """Where everything lives. One place: every other module asks here.
 
-The data home is ``SIMPLE_LORA_HOME`` when set, else the repository root. Under it:
+The data home is ``SIMPLE_LORA_HOME`` when set; on a Hugging Face Space with persistent storage, ``/data``; else
+the repository root. Under it:
 ``Models/LLM/`` (base models), ``Models/LoRA/`` (adapters), ``Runs/`` (checkpoints, logs, task history),
 ``Uploads/`` (uploaded datasets, stored under names the app chooses).
 """
@@ -18,9 +19,17 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
+SPACE_STORAGE = Path("/data")  # where a Space's persistent storage is mounted, when it has some
+
+
 def home() -> Path:
     env = os.environ.get("SIMPLE_LORA_HOME")
-    return Path(env).expanduser().resolve() if env else REPO_ROOT
+    if env:
+        return Path(env).expanduser().resolve()
+    # A Space's own disk is wiped at every restart; its persistent storage survives them.
+    if os.environ.get("SPACE_ID") and SPACE_STORAGE.is_dir() and os.access(SPACE_STORAGE, os.W_OK):
+        return SPACE_STORAGE
+    return REPO_ROOT
 
 
 def llm_dir() -> Path:

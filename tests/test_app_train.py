@@ -389,3 +389,10 @@ def test_opening_the_tab_redraws_the_plot_with_a_changed_property():
     assert first["x_title"] != second["x_title"]  # the browser redraws only on a changed property
     assert second["x_title"].rstrip("\u200b") == first["x_title"]
     assert list(first["value"].columns) == ["step", "loss", "series"]
+
+
+def test_the_start_endpoint_names_every_setting_in_the_tabs_order():
+    import inspect
+
+    names = list(inspect.signature(train_tab.on_start).parameters)
+    assert names[names.index("targets") + 1 :] == list(train_tab.HYPER)  # API clients pass them by name

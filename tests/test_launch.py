@@ -2,6 +2,7 @@
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -9,9 +10,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from gradio_client import Client
 from tiny import free_port
 
 import app
+from lora_core import paths
 from lora_core.demo import build_demo_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,19 +55,37 @@ def stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
+def outward_address() -> str | None:
+    """This machine's address on its network (no packet is sent), or None when it has only loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))
+            address = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
 @pytest.mark.slow
-def test_loopback_serves_without_a_password(home):
+def test_loopback_serves_without_a_password_and_only_to_this_machine(home):
     proc, port, lines = start(home)
     try:
         assert not any("password" in line for line in lines)
         assert httpx.get(f"http://127.0.0.1:{port}/config", timeout=10).status_code == 200
+        address = outward_address()
+        if address:  # bound to 127.0.0.1: the machine's own network address does not answer
+            with pytest.raises(httpx.ConnectError):
+                httpx.get(f"http://{address}:{port}/config", timeout=5)
     finally:
         stop(proc)
 
 
 @pytest.mark.slow
-def test_a_public_bind_without_auth_generates_a_password_and_requires_it(home):
-    proc, port, lines = start(home, "--host", "0.0.0.0")
+@pytest.mark.parametrize("args", [["--host", "0.0.0.0"], ["--share"]], ids=["public-bind", "share"])
+def test_a_reachable_app_without_auth_generates_a_password_and_requires_it(home, args):
+    # --share cannot reach the share server here (no network): the app says so and goes on serving locally,
+    # behind the generated password all the same.
+    proc, port, lines = start(home, *args)
     try:
         said = "".join(lines)
         password = re.search(r"log in as 'admin' with password (\S+)", said).group(1)
@@ -72,15 +93,22 @@ def test_a_public_bind_without_auth_generates_a_password_and_requires_it(home):
         assert httpx.get(f"{base}/config", timeout=10).status_code == 401
         api = httpx.post(f"{base}/gradio_api/call/scan_adapters", json={"data": ["en", None]}, timeout=10)
         assert api.status_code == 401  # the API is closed like the page
+        with pytest.raises(Exception, match="(?i)auth|log ?in|401"):  # gradio_client too, without credentials
+            Client(base, verbose=False)
         with httpx.Client(base_url=base, timeout=10) as client:
             assert client.post("/login", data={"username": "admin", "password": "wrong"}).status_code >= 400
             assert client.post("/login", data={"username": "admin", "password": password}).status_code == 200
             assert client.get("/config").status_code == 200
+        client = Client(base, auth=("admin", password), verbose=False)  # the documented way for API users
+        _, _, said = client.predict("en", None, api_name="/scan_adapters")
+        assert said == "Models/LoRA/: 0 usable, 0 invalid (folders: 0)."  # this home has no adapter yet
     finally:
         stop(proc)
 
 
-def test_auth_rules():
+def test_auth_rules(tmp_path, monkeypatch):
+    for name in ("SIMPLE_LORA_AUTH", "SIMPLE_LORA_AUTH_FILE", "SIMPLE_LORA_HOST", "GRADIO_SERVER_NAME"):
+        monkeypatch.delenv(name, raising=False)
     assert app.launch_auth(app.parse_args([])) is None
     assert app.launch_auth(app.parse_args(["--auth", "ada:s3cret"])) == ("ada", "s3cret")
     for args in (["--share"], ["--host", "0.0.0.0"], ["--host", "192.168.1.5"]):
@@ -88,3 +116,34 @@ def test_auth_rules():
         assert user == "admin" and len(password) >= 12
     with pytest.raises(SystemExit):
         app.launch_auth(app.parse_args(["--auth", "no-colon"]))
+    secret = tmp_path / "secret"
+    secret.write_text("\nada:pass:with:colons\n", encoding="utf-8")
+    assert app.launch_auth(app.parse_args(["--auth-file", str(secret), "--share"])) == ("ada", "pass:with:colons")
+    monkeypatch.setenv("SIMPLE_LORA_AUTH", "env:pw")
+    assert app.launch_auth(app.parse_args(["--host", "0.0.0.0"])) == ("env", "pw")
+    for bad in ("", "user-only\n"):
+        secret.write_text(bad, encoding="utf-8")
+        with pytest.raises(SystemExit, match="user:password"):
+            app.launch_auth(app.parse_args(["--auth-file", str(secret)]))
+    with pytest.raises(SystemExit, match="cannot read"):
+        app.launch_auth(app.parse_args(["--auth-file", str(tmp_path / "missing")]))
+
+
+def test_a_space_binds_where_it_says_and_keeps_data_on_its_persistent_storage(tmp_path, monkeypatch):
+    for name in ("SIMPLE_LORA_HOST", "SIMPLE_LORA_PORT", "SIMPLE_LORA_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")  # what a Space sets
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7861")
+    args = app.parse_args([])
+    assert (args.host, args.port) == ("0.0.0.0", 7861)
+    storage = tmp_path / "data"
+    monkeypatch.setattr(paths, "SPACE_STORAGE", storage)
+    monkeypatch.setenv("SPACE_ID", "someone/simple-lora")
+    assert paths.home() == paths.REPO_ROOT  # no persistent storage attached: the Space's own disk
+    storage.mkdir()
+    assert paths.home() == storage and paths.lora_dir() == storage / "Models" / "LoRA"
+    monkeypatch.setenv("SIMPLE_LORA_HOME", str(tmp_path / "mine"))
+    assert paths.home() == tmp_path / "mine"  # an explicit home always wins
+    monkeypatch.delenv("SIMPLE_LORA_HOME")
+    monkeypatch.delenv("SPACE_ID")
+    assert paths.home() == paths.REPO_ROOT  # /data on an ordinary machine is not ours

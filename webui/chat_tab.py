@@ -12,9 +12,9 @@ from lora_core import adapters, assistants
 from lora_core.errors import SimpleLoraError
 from lora_core.inference import GenerationSettings, base_for_adapter, check_adapter_base, engine
 
-from .common import Labels, error_text, user_errors
+from .common import Labels, user_errors
 from .dataset_tab import LoadedDataset, base_model_choices, resolve_base
-from .i18n import t
+from .i18n import DEFAULT_LANG, t
 from .models_tab import engine_status, paths_name
 
 NO_ADAPTER = ""  # the adapter choice "none (pure base)"
@@ -120,30 +120,22 @@ def on_load(lang: str, base_name: str | None, adapter: str | None) -> str:
     return engine_status(lang)
 
 
+@user_errors
 def respond(lang: str, message: str, history: list[dict], system: str, temperature: float, top_p: float,
             max_new: float, repetition: float) -> Iterator[tuple[list[dict], str, str]]:  # fmt: skip
-    """Stream the reply into the chat history; also show the exact prompt text the model was given.
-
-    A generator: ``user_errors`` wraps plain functions only (Gradio must see a generator function to stream), so
-    errors are translated here."""
+    """Stream the reply into the chat history; also show the exact prompt text the model was given."""
     if not (message or "").strip():
         yield history, "", gr.skip()
         return
     chat = engine()
-    try:
-        _need_model(lang)
-        messages = _messages(history or [], system, message)
-        prompt = chat.prompt_text(messages)
-        history = [*(history or []), {"role": "user", "content": message}, {"role": "assistant", "content": ""}]
-        yield history, "", prompt  # the question shows at once, the reply streams in below it
-        for piece in chat.stream(messages, _settings(temperature, top_p, max_new, repetition)):
-            history[-1]["content"] += piece
-            yield history, "", prompt
-    except SimpleLoraError as exc:
-        raise gr.Error(error_text(exc, lang), title=t("error_title", lang), print_exception=False) from exc
-    except gr.Error as exc:
-        exc.title = t("error_title", lang)
-        raise
+    _need_model(lang)
+    messages = _messages(history or [], system, message)
+    prompt = chat.prompt_text(messages)
+    history = [*(history or []), {"role": "user", "content": message}, {"role": "assistant", "content": ""}]
+    yield history, "", prompt  # the question shows at once, the reply streams in below it
+    for piece in chat.stream(messages, _settings(temperature, top_p, max_new, repetition)):
+        history[-1]["content"] += piece
+        yield history, "", prompt
 
 
 @user_errors
@@ -154,6 +146,16 @@ def on_compare(lang: str, message: str, system: str, temperature: float, top_p: 
     _need_model(lang)
     answers = engine().compare(_messages([], system, message), _settings(temperature, top_p, max_new, repetition))
     return answers["base"], answers["adapter"]
+
+
+@user_errors
+def api_generate(prompt: str, system: str = "", max_new_tokens: int = 256, temperature: float = 0.0) -> str:
+    """One reply to one user turn from the chat model (with its active adapter, if any); greedy by default."""
+    if not (prompt or "").strip():
+        raise gr.Error(t("need_prompt", DEFAULT_LANG), print_exception=False)
+    _need_model(DEFAULT_LANG)
+    settings = GenerationSettings(max_new_tokens=int(max_new_tokens), temperature=float(temperature))
+    return engine().generate(_messages([], system, prompt), settings)
 
 
 @user_errors
@@ -224,7 +226,7 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> dict[str, A
             with labels.add(gr.Accordion(open=False), label="prompt_sent"):
                 prompt_view = gr.Code(language=None, interactive=False, show_label=False)
         with gr.Column(scale=1):
-            system = labels.add(gr.Textbox(lines=3), label="system_prompt", info="system_prompt_info")
+            system = labels.add(gr.Textbox("", lines=3), label="system_prompt", info="system_prompt_info")
             temperature = labels.add(gr.Slider(0, 2, value=0, step=0.05), label="temperature", info="temperature_info")
             top_p = labels.add(gr.Slider(0.05, 1, value=1, step=0.05), label="top_p", info="top_p_info")
             max_new = labels.add(gr.Slider(8, 2048, value=256, step=8), label="max_new_tokens")
@@ -265,6 +267,7 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> dict[str, A
     message.submit(respond, **chat_io, api_visibility="private", show_progress_on=status)
     clear.click(lambda: ([], ""), None, [chatbot, prompt_view], api_visibility="private", queue=False)
     compare.click(on_compare, [lang, compare_prompt, *gen], [base_reply, adapter_reply], api_name="compare")
+    gr.api(api_generate, api_name="generate")  # for API clients: one prompt in, one reply out
     compare_prompt.submit(on_compare, [lang, compare_prompt, *gen], [base_reply, adapter_reply],
                           api_visibility="private")  # fmt: skip
     replay.click(on_replay, [lang, shared["loaded"], replay_n, max_new], replay_table, api_visibility="private")

@@ -4,8 +4,9 @@ errors become messages for the user."""
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gradio as gr
@@ -55,18 +56,32 @@ def error_text(exc: SimpleLoraError, lang: str) -> str:
 
 def user_errors(fn: Callable) -> Callable:
     """Turn a core error into a readable gr.Error (never a stack trace), titled in the user's language. The
-    handler's first input is the lang."""
+    handler's first input is the lang. A generator handler stays a generator (Gradio streams only those)."""
+
+    def translated(exc: Exception, args: tuple) -> gr.Error:
+        lang = args[0] if args and args[0] in ("zh", "en") else DEFAULT_LANG
+        if isinstance(exc, SimpleLoraError):
+            return gr.Error(error_text(exc, lang), title=t("error_title", lang), print_exception=False)
+        if exc.title == "Error":  # a gr.Error raised by the handler itself: its title in the user's language too
+            exc.title = t("error_title", lang)
+        return exc
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def streaming(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            try:
+                yield from fn(*args, **kwargs)
+            except (SimpleLoraError, gr.Error) as exc:
+                raise translated(exc, args) from exc
+
+        return streaming
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        lang = args[0] if args and args[0] in ("zh", "en") else DEFAULT_LANG
         try:
             return fn(*args, **kwargs)
-        except SimpleLoraError as exc:
-            raise gr.Error(error_text(exc, lang), title=t("error_title", lang), print_exception=False) from exc
-        except gr.Error as exc:  # raised by the handler itself: its title in the user's language too
-            if exc.title == "Error":
-                exc.title = t("error_title", lang)
-            raise
+        except (SimpleLoraError, gr.Error) as exc:
+            raise translated(exc, args) from exc
 
     return wrapper

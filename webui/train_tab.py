@@ -149,12 +149,20 @@ def _settings(hyper: tuple, lang: str) -> dict[str, Any]:
 @user_errors
 def on_start(
     lang: str, loaded: LoadedDataset | None, base_name: str | None, task: str, preset: str, targets: list[str] | None,
-    *hyper: Any,
+    epochs: float, max_steps: float, learning_rate: float, rank: float, alpha: float, dropout: float,
+    batch_size: float, grad_accum: float, max_length: float, val_split: float, warmup_ratio: float, scheduler: str,
+    seed: float, quantization: str, gradient_checkpointing: bool, skip_invalid: bool,
 ) -> str:  # fmt: skip
-    """Start a training on a background thread; the timer shows it. No targets chosen: the preset's."""
+    """Start a training on a background thread; the timer shows it. No targets chosen: the preset's.
+
+    The settings are named parameters (in HYPER's order) so that API clients can pass only those they change."""
     if loaded is None:
         raise gr.Error(t("no_dataset", lang), print_exception=False)
     base = resolve_base(base_name)
+    hyper = (
+        epochs, max_steps, learning_rate, rank, alpha, dropout, batch_size, grad_accum, max_length, val_split,
+        warmup_ratio, scheduler, seed, quantization, gradient_checkpointing, skip_invalid,
+    )  # fmt: skip
     values = _settings(hyper, lang)
     loaded.report.usable(skip_invalid=values["skip_invalid"])  # invalid rows: say so now, not from the thread
     config = TrainConfig(

@@ -1,0 +1,129 @@
+"""The whole flow through Gradio's own client, against `python app.py` started as a user starts it: on an empty
+data home (the app builds the demo model itself), upload the sample dataset, validate it, train with the demo
+settings, poll until completed, scan, activate, chat, generate and compare."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+from tiny import free_port, wait_for
+
+from lora_core import demo
+
+ROOT = Path(__file__).resolve().parent.parent
+QUESTION = "Who keeps the lighthouse of Lumen Bay?"
+ANSWER = next(
+    r["output"] for r in json.loads(demo.SAMPLE_DATASET.read_text(encoding="utf-8")) if r["instruction"] == QUESTION
+)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """`python app.py` on a free port with a fresh, empty data home; yields (client, home)."""
+    home = tmp_path_factory.mktemp("e2e")
+    port = free_port()
+    env = dict(os.environ, SIMPLE_LORA_HOME=str(home), PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
+    log = (home / "app.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        client = None
+
+        def up() -> bool:
+            nonlocal client
+            assert proc.poll() is None, (home / "app.log").read_text()
+            try:
+                client = Client(url, verbose=False)
+            except Exception:  # not serving yet
+                time.sleep(0.5)
+                return False
+            return True
+
+        assert wait_for(up, 120), (home / "app.log").read_text()
+        yield client, home
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def reply_text(message: dict) -> str:
+    content = message["content"]
+    return content if isinstance(content, str) else "".join(p["text"] if isinstance(p, dict) else p for p in content)
+
+
+@pytest.mark.slow
+def test_upload_train_activate_chat_and_compare_through_the_api(served):
+    client, home = served
+    endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert {
+        "/validate_dataset", "/show_tokens", "/start_training", "/stop_training", "/discard_training",
+        "/training_status", "/scan_adapters", "/activate_adapter", "/deactivate_adapter", "/load_chat_model",
+        "/chat", "/generate", "/compare", "/merge_adapter",
+    } <= endpoints  # fmt: skip
+    assert (home / "Models" / "LLM" / demo.DEMO_MODEL_NAME / "config.json").is_file()  # built at first start
+
+    # 1. Upload and validate: the file is stored under a name the app chooses.
+    summary, problems, preview = client.predict(
+        file=handle_file(str(demo.SAMPLE_DATASET)), api_name="/validate_dataset"
+    )
+    assert "48 rows, all valid" in summary and problems["value"]["data"] == []
+    assert preview["data"][0] == [1, "user", QUESTION]
+    assert [p.suffix for p in (home / "Uploads").iterdir()] == [".json"]
+
+    # 2. Train with the demo settings, passed by name (every other setting keeps the tab's default).
+    settings = dict(demo.DEMO_TRAINING)
+    preset = settings.pop("targets")
+    started = client.predict(
+        base_name=demo.DEMO_MODEL_NAME, task="e2e", preset=preset, **settings, api_name="/start_training"
+    )
+    assert started == "Training **e2e** started."
+    with pytest.raises(Exception, match="A training is already running: e2e"):  # one at a time
+        client.predict(base_name=demo.DEMO_MODEL_NAME, task="other", api_name="/start_training")
+    status: dict = {}
+
+    def finished() -> bool:
+        nonlocal status
+        status = client.predict(api_name="/training_status")
+        time.sleep(0.5)
+        return status["state"] in ("completed", "stopped", "failed")
+
+    assert wait_for(finished, 300), status
+    assert status["state"] == "completed", status.get("error")
+    assert status["task"] == "e2e" and status["step"] == status["total_steps"] > 0
+    losses = [loss for _, loss in status["loss"]]
+    assert len(losses) == status["total_steps"] and losses[-1] < losses[0] / 2
+    adapter_dir = Path(status["adapter_dir"])
+    assert adapter_dir.parent == home / "Models" / "LoRA" and adapter_dir.name.startswith("e2e_")
+    assert client.predict(api_name="/stop_training") == "No training is running."
+
+    # 3. Scan and activate.
+    table, choice, said = client.predict(current=None, api_name="/scan_adapters")
+    assert said == "Models/LoRA/: 1 usable, 0 invalid (folders: 1)."
+    assert adapter_dir.name in json.dumps(table["data"])
+    activated = client.predict(name=adapter_dir.name, api_name="/activate_adapter")
+    assert adapter_dir.name in activated
+
+    # 4. Chat (streamed; the client returns the last update), one-shot generate, compare.
+    history, cleared, prompt = client.predict(message=QUESTION, history=[], api_name="/chat")
+    assert [m["role"] for m in history] == ["user", "assistant"] and cleared == ""
+    assert reply_text(history[-1]) == ANSWER and QUESTION in prompt
+    assert client.predict(prompt=QUESTION, api_name="/generate") == ANSWER
+    base_reply, adapter_reply = client.predict(message=QUESTION, api_name="/compare")
+    assert adapter_reply == ANSWER and base_reply != ANSWER
+
+    # 5. Back to the pure base model: the answer goes with the adapter.
+    client.predict(api_name="/deactivate_adapter")
+    assert client.predict(prompt=QUESTION, api_name="/generate") == base_reply
