@@ -48,6 +48,14 @@ def uploads_dir() -> Path:
     return home() / "Uploads"
 
 
+def shown(path: str | Path) -> str:
+    """A path as the user should read it: relative to the data home (``Models/LoRA/x``) when inside it."""
+    try:
+        return Path(path).resolve().relative_to(home()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def inside(root: Path, candidate: str | Path) -> Path:
     """Resolve ``candidate`` (relative to ``root`` or absolute) and insist it stays inside ``root``.
 

@@ -218,7 +218,7 @@ def test_a_training_runs_to_completion_and_the_tab_shows_it(home: Path, sample) 
     assert all(re.search(r"step \d+ / (\d+|\?) · epoch \d+\.\d\d", text) for text in texts[1:])
     assert any(" · ETA " in text and "tokens/s" in text for text in texts if ": running" in text)
     assert progress.startswith("**ui_done**: completed · step 8 / 8 · epoch ")
-    assert f"Adapter saved in `{adapter}`. It is already listed in the Models tab" in progress
+    assert f"Adapter saved in `Models/LoRA/{adapter.name}`. It is already listed in the Models tab" in progress
     assert "Eval loss: base " in progress  # a validation split was set
     assert status == ""  # "started" has been said; the progress line says the rest
 
@@ -288,7 +288,7 @@ def test_stop_and_save_or_discard_and_one_training_at_a_time(home: Path, sample,
         adapter = Path(snap["adapter_dir"])
         assert json.loads((adapter / "training_meta.json").read_text())["status"] == "stopped"
         assert progress.startswith(f"**{task}**: stopped · step {snap['step']} / 400")
-        assert f"Adapter saved in `{adapter}`" in progress and row[5] == str(adapter)
+        assert f"Adapter saved in `Models/LoRA/{adapter.name}`" in progress and row[5] == str(adapter)
     else:
         assert snap["adapter_dir"] is None
         assert not list((home / "Models" / "LoRA").glob(f"{task}_*"))

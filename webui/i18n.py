@@ -237,7 +237,6 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "history": {"en": "Training runs", "zh": "训练记录"},
     "plot_step": {"en": "step", "zh": "步数"},
-    "plot_loss": {"en": "loss", "zh": "损失"},
     "col_run": {"en": "run", "zh": "任务"},
     "col_state": {"en": "state", "zh": "状态"},
     "col_step": {"en": "step", "zh": "步数"},

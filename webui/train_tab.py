@@ -12,7 +12,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from lora_core import training
+from lora_core import paths, training
 from lora_core.config import TrainConfig, TrainingError
 from lora_core.demo import DEMO_TRAINING
 from lora_core.errors import SimpleLoraError
@@ -248,7 +248,7 @@ def progress_text(snap: dict | None, lang: str) -> str:
         parts.append(t("eval_before_after", lang, before=f"{snap['eval_loss_before']:.4f}",
                        after=f"{after:.4f}" if after is not None else "…"))  # fmt: skip
     if state in (State.COMPLETED, State.STOPPED) and snap.get("adapter_dir"):
-        parts.append(t("adapter_saved", lang, path=snap["adapter_dir"]))
+        parts.append(t("adapter_saved", lang, path=paths.shown(snap["adapter_dir"])))
     elif state == State.STOPPED:
         parts.append(t("discarded", lang))
     if state == State.FAILED:
@@ -405,11 +405,11 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
             color_map=SERIES_COLORS,
             colors_in_legend=[],  # no legend: it would show the curves' internal names
             x_lim=[0, EMPTY_X_MAX],
+            y_title=" ",  # the plot's label says "Loss"; a y title here was drawn half outside the plot
             show_label=True,
         ),
         label="loss_plot",
         x_title="plot_step",
-        y_title="plot_loss",
     )
     history = labels.add(
         gr.Dataframe(history_table(DEFAULT_LANG), interactive=False, wrap=True, show_label=True), label="history"

@@ -1,0 +1,281 @@
+"""The app in a real browser: headless Chromium, driven by Playwright, clicks through the whole demo as a person
+would (sample dataset, tokens, demo training, activate the adapter, chat and compare) and switches the language.
+
+Screenshots of each tab go to pytest's tmp_path, or to the folder named by SIMPLE_LORA_SCREENSHOTS:
+
+    SIMPLE_LORA_SCREENSHOTS=docs/screenshots .venv/bin/python -m pytest tests/test_browser.py
+
+Without Chromium (/usr/bin/chromium, Debian's package) or the playwright package the tests are skipped, unless
+SIMPLE_LORA_REQUIRE_BROWSER=1 (set by CI), where they fail instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from tiny import free_port
+
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # the tests say so (skip, or fail where the browser is required)
+    expect = sync_playwright = None
+
+from lora_core.demo import DEMO_MODEL_NAME, SAMPLE_DATASET, build_demo_model
+from webui.i18n import t
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+VIEWPORT = {"width": 1400, "height": 1000}
+QUESTION = "Who keeps the lighthouse of Lumen Bay?"
+QUESTION_ZH = "灯塔镇的镇长是谁？"
+TASK = "browser_demo"
+TRAINING_TIMEOUT_MS = 150_000
+TABS = ("tab_dataset", "tab_train", "tab_models", "tab_chat")
+TAB_IDS = ("#tab-dataset-button", "#tab-train-button", "#tab-models-button", "#tab-chat-button")
+
+pytestmark = pytest.mark.slow
+
+
+def reference(question: str) -> str:
+    rows = json.loads(SAMPLE_DATASET.read_text(encoding="utf-8"))
+    return next(row["output"] for row in rows if row["instruction"] == question)
+
+
+def unavailable(reason: str) -> None:
+    """No browser here: skip, or fail where CI asked for the browser tests to run."""
+    if os.environ.get("SIMPLE_LORA_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason} (SIMPLE_LORA_REQUIRE_BROWSER=1)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    if sync_playwright is None:
+        unavailable("the playwright package is not installed (pip install -r requirements-dev.txt)")
+    if not CHROMIUM.exists():
+        unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    expect.set_options(timeout=20_000)  # a busy 2-core machine may take a few seconds to answer a click
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("browser_home")
+    build_demo_model(root / "Models" / "LLM" / DEMO_MODEL_NAME)
+    return root
+
+
+@pytest.fixture(scope="module")
+def url(browser, home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``python app.py`` on a free port over the test's data home. Its output goes to a file, not a pipe that
+    nobody reads once it has started (a full pipe would block the app)."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("browser_app") / "app.log"
+    env = dict(os.environ, SIMPLE_LORA_HOME=str(home), PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while "Running on local URL" not in log_path.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("the app did not start:\n" + log_path.read_text(errors="replace")[-5000:])
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    folder = os.environ.get("SIMPLE_LORA_SCREENSHOTS")
+    if not folder:
+        return tmp_path
+    path = Path(folder)
+    path = path if path.is_absolute() else ROOT / path
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextmanager
+def opened(browser, url: str, locale: str, failure_shot: Path | None = None) -> Iterator:
+    """A fresh page (its own context: no shared state) whose browser says ``locale``, the app loaded in it. When
+    the test fails, what the page showed is saved as ``failure_shot``."""
+    context = browser.new_context(locale=locale, viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(url)
+        expect(page.locator("#tab-dataset-button")).to_be_visible(timeout=60_000)
+        yield page
+        assert not errors, f"errors in the page's scripts: {errors}"
+    except BaseException:
+        if failure_shot is not None:
+            page.screenshot(path=failure_shot, full_page=True)
+            print(f"the page when the test failed: {failure_shot}")
+        raise
+    finally:
+        context.close()
+
+
+def expect_no_error(page) -> None:
+    """The app shows every error as a toast at the top right (it has no other kind of toast)."""
+    expect(page.locator(".toast-body"), "an error message was shown").to_have_count(0)
+
+
+def expect_labels(page, lang: str) -> None:
+    for selector, key in zip(TAB_IDS, TABS, strict=True):
+        expect(page.locator(selector)).to_have_text(t(key, lang))
+    expect(page.get_by_role("radio", name="中文" if lang == "zh" else "English")).to_be_checked()
+
+
+def ask(chat, question: str, lang: str = "en") -> None:
+    message = chat.get_by_placeholder(t("message_hint", lang))
+    message.fill(question)
+    message.press("Enter")
+
+
+def pick(page, combobox, option: str) -> None:
+    """Choose ``option`` in a Gradio dropdown as a person does: open it, click the entry."""
+    combobox.click()
+    page.locator("[role=option]", has_text=option).first.click()
+
+
+# The points of the loss plot's longest line (the training loss), in SVG coordinates: y grows downwards.
+LOSS_LINE_JS = """() => {
+    const lines = [...document.querySelectorAll('#tab-train .vega-embed .mark-line path')].map(path =>
+        (path.getAttribute('d') || '').split(/[ML]/).filter(Boolean).map(p => p.split(',').map(Number)));
+    return lines.sort((a, b) => b.length - a.length)[0] || [];
+}"""
+
+
+def test_the_first_language_follows_the_browser(browser, url):
+    for locale, lang in (("zh-CN", "zh"), ("en-US", "en")):
+        with opened(browser, url, locale) as page:
+            expect_labels(page, lang)
+            expect(page.get_by_role("button", name=t("use_sample", lang))).to_be_visible()
+
+
+def test_the_demo_clicked_through_in_a_browser(browser, url, home, shots, tmp_path):
+    answer = reference(QUESTION)
+    with opened(browser, url, "en-US", failure_shot=tmp_path / "failure.png") as page:
+        expect_labels(page, "en")
+
+        # 1. Dataset: the sample, validated; its tokens, the trained ones highlighted apart from the prompt.
+        dataset = page.locator("#tab-dataset")
+        dataset.get_by_role("button", name=t("use_sample", "en")).click()
+        expect(dataset).to_contain_text("demo_alpaca.json: Alpaca format, 48 rows, all valid.", timeout=30_000)
+        dataset.get_by_role("button", name=t("analyze", "en")).click()
+        tokens = dataset.locator("[data-testid=highlighted-text] .token")
+        expect(tokens.filter(has_text=answer)).to_have_css("background-color", "rgba(44, 160, 44, 0.5)")
+        expect(tokens.filter(has_text=QUESTION)).to_have_css("background-color", "rgba(208, 208, 208, 0.5)")
+        expect(dataset).to_contain_text("48 examples")
+        expect(dataset.locator("[data-testid=matplotlib] img")).to_be_visible()  # the histogram of lengths
+        expect_no_error(page)
+        page.screenshot(path=shots / "1-dataset.png", full_page=True)
+
+        # 2. Train with the demo settings until the adapter is saved; the loss curve is drawn and falls.
+        page.click("#tab-train-button")
+        train = page.locator("#tab-train")
+        train.get_by_role("button", name=t("demo_settings", "en")).click()
+        expect(train.get_by_label(t("epochs", "en"), exact=True)).to_have_value("60")
+        train.get_by_label(t("task_name", "en")).fill(TASK)
+        train.get_by_role("button", name=t("start", "en")).click()
+        ended = re.compile(rf"{TASK}: (completed|stopped|failed)")
+        expect(train).to_contain_text(ended, timeout=TRAINING_TIMEOUT_MS)
+        progress = train.inner_text()
+        assert f"{TASK}: completed" in progress, progress
+        saved = re.search(r"Adapter saved in (\S+)\. ", progress)
+        assert saved, progress
+        adapter = home / saved.group(1)  # shown relative to the data home
+        assert adapter.parent.resolve() == (home / "Models" / "LoRA").resolve(), adapter
+        assert adapter.name.startswith(f"{TASK}_"), adapter
+        losses = json.loads((adapter / "training_meta.json").read_text(encoding="utf-8"))["loss_history"]
+        assert len(losses) >= 10 and losses[-1][1] < losses[0][1], losses
+        # every point of the run is drawn, and the line goes to the right and down as the loss falls
+        page.wait_for_function(f"({LOSS_LINE_JS})().length === {len(losses)}", timeout=30_000)
+        points = page.evaluate(LOSS_LINE_JS)
+        assert points[-1][0] > points[0][0] and points[-1][1] > points[0][1], points
+        expect(train.get_by_role("button", name=t("start", "en"))).to_be_enabled()
+        expect_no_error(page)
+        page.screenshot(path=shots / "2-train.png", full_page=True)
+
+        # 3. Models: the new adapter is listed; activate it.
+        page.click("#tab-models-button")
+        models = page.locator("#tab-models")
+        row = models.locator("tbody tr", has_text=adapter.name)
+        expect(row).to_contain_text("completed", timeout=30_000)
+        pick(page, models.get_by_role("combobox"), adapter.name)
+        expect(models.get_by_role("combobox")).to_have_value(adapter.name)
+        models.get_by_role("button", name=t("activate", "en"), exact=True).click()
+        active = f"Chat uses base model {DEMO_MODEL_NAME} with adapter {adapter.name}."
+        expect(models).to_contain_text(active, timeout=60_000)
+        expect_no_error(page)
+        page.screenshot(path=shots / "3-models.png", full_page=True)
+
+        # 4. Chat: the adapter answers a sample question word for word; Compare shows the base model's noise.
+        page.click("#tab-chat-button")
+        chat = page.locator("#tab-chat")
+        expect(chat.get_by_role("combobox").nth(1)).to_have_value(adapter.name)  # what the chat holds
+        ask(chat, QUESTION)
+        expect(chat.locator("[data-testid=bot]")).to_have_text([answer], timeout=60_000)
+        expect(chat.locator(".generating")).to_have_count(0, timeout=60_000)
+        expect(chat.locator("[data-testid=bot]")).to_have_text([answer])
+        chat.get_by_placeholder(t("compare_hint", "en")).fill(QUESTION)
+        chat.get_by_role("button", name=t("compare", "en"), exact=True).click()
+        with_adapter = chat.get_by_label(t("adapter_reply", "en"), exact=True)
+        base_only = chat.get_by_label(t("base_reply", "en"), exact=True)
+        expect(with_adapter).to_have_value(answer, timeout=60_000)
+        expect(base_only).not_to_have_value("")
+        assert base_only.input_value().strip() != answer
+        expect_no_error(page)
+        page.screenshot(path=shots / "4-chat.png", full_page=True)
+
+        # The language switch relabels everything; the conversation is kept. A Chinese question in the Chinese UI.
+        page.get_by_role("radio", name="中文").click()
+        expect_labels(page, "zh")
+        for key in ("load", "send", "clear", "compare"):
+            expect(chat.get_by_role("button", name=t(key, "zh"), exact=True)).to_be_visible()
+        expect(chat).to_contain_text(f"对话使用基座模型 {DEMO_MODEL_NAME}，适配器 {adapter.name}。")
+        chat.get_by_role("button", name=t("clear", "zh"), exact=True).click()
+        expect(chat.locator("[data-testid=bot]")).to_have_count(0)
+        ask(chat, QUESTION_ZH, lang="zh")
+        expect(chat.locator("[data-testid=bot]")).to_have_count(1, timeout=60_000)
+        expect(chat.locator(".generating")).to_have_count(0, timeout=60_000)
+        expect(chat.locator("[data-testid=bot]")).not_to_have_text([""])
+        chat.get_by_placeholder(t("compare_hint", "zh")).fill(QUESTION_ZH)
+        chat.get_by_role("button", name=t("compare", "zh"), exact=True).click()
+        with_adapter = chat.get_by_label(t("adapter_reply", "zh"), exact=True)
+        expect(with_adapter).not_to_have_value(answer, timeout=60_000)  # the Chinese question's answer
+        expect(with_adapter).not_to_have_value("")
+        expect_no_error(page)
+        page.screenshot(path=shots / "5-chat-zh.png", full_page=True)
+
+        page.get_by_role("radio", name="English").click()
+        expect_labels(page, "en")
+        expect(chat.get_by_role("button", name=t("compare", "en"), exact=True)).to_be_visible()
+        expect(chat).to_contain_text(active)
