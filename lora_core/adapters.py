@@ -23,7 +23,7 @@ from typing import Any
 from peft.utils.constants import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
 
 from . import paths
-from .errors import ModelError
+from .errors import ModelError, PathError
 
 logger = logging.getLogger(__name__)
 
@@ -295,8 +295,11 @@ def _finite(value: Any) -> float | None:
 def adapter_path(name: str, root: str | Path | None = None) -> Path:
     """The folder of adapter ``name``: a direct, visible child of ``Models/LoRA/`` (no ``..``, no links out)."""
     root = Path(root) if root else paths.lora_dir()
-    path = paths.inside(root, name)
-    if path.parent != root.resolve() or name.startswith(".") or not path.is_dir():
+    try:
+        path = paths.inside(root, name)
+    except PathError:
+        path = None  # said as "no such adapter", without naming the server's folders
+    if path is None or path.parent != root.resolve() or name.startswith(".") or not path.is_dir():
         raise AdapterError(f"There is no adapter named {name}.", code="adapter_missing", name=name)
     return path
 

@@ -10,7 +10,6 @@ named by the shortest suffix that matches no other kind of module (in practice, 
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 import torch
 from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_TARGETS
 from torch import nn
-from transformers import CONFIG_MAPPING, AutoConfig, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM
 from transformers.pytorch_utils import Conv1D
 
 from .errors import ModelError
@@ -192,27 +191,10 @@ def meta_model(base_dir: str | Path, trust_remote_code: bool = False) -> tuple[n
     Without ``trust_remote_code`` no code from the folder runs: a config whose architecture transformers does not
     know (custom code via ``auto_map``) is refused.
     """
-    from .loading import check_model_dir
+    from .loading import check_model_dir, check_remote_code
 
     folder = check_model_dir(base_dir)
-    config_file = folder / "config.json"
-    try:
-        raw = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelError(f"{config_file} cannot be read: {err}", code="config_invalid", folder=str(folder)) from err
-    if not isinstance(raw, dict):
-        raise ModelError(f"{config_file} is not a JSON object.", code="config_invalid", folder=str(folder))
-
-    model_type = raw.get("model_type")
-    if model_type not in CONFIG_MAPPING and not trust_remote_code:
-        # A known model_type with an auto_map (e.g. early Phi-3) is built from transformers' own code instead.
-        needs = "custom code shipped in the folder (auto_map)" if "auto_map" in raw else "code transformers lacks"
-        raise ModelError(
-            f"The model in {folder} (model_type {model_type!r}) needs {needs}; allow trust_remote_code to use it.",
-            code="remote_code_required",
-            folder=str(folder),
-            model_type=model_type,
-        )
+    model_type = check_remote_code(folder, trust_remote_code).get("model_type")
     try:
         config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code, local_files_only=True)
         with torch.device("meta"):

@@ -9,11 +9,13 @@ itself goes to ``Models/LoRA/<run>/`` (see adapters.py).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
 import os
 import random
+import re
 import shutil
 import threading
 import time
@@ -101,6 +103,10 @@ def load_base_model(base: Path, quantization: str, device: str, trust_remote_cod
     import torch
     from transformers import AutoModelForCausalLM
 
+    from .loading import check_remote_code, check_weights, first_line
+
+    check_remote_code(base, trust_remote_code)  # before transformers imports anything from the folder
+    check_weights(base)
     kwargs: dict[str, Any] = {
         "local_files_only": True,
         "trust_remote_code": trust_remote_code,
@@ -129,7 +135,7 @@ def load_base_model(base: Path, quantization: str, device: str, trust_remote_cod
         return AutoModelForCausalLM.from_pretrained(str(base), **kwargs)
     except (OSError, ValueError) as exc:
         raise TrainingError(
-            f"The base model in {base} cannot be loaded: {exc}", code="model_load_failed", path=str(base)
+            f"The base model in {base} cannot be loaded: {first_line(exc)}", code="model_load_failed", path=str(base)
         ) from exc
 
 
@@ -159,6 +165,44 @@ def _pid_alive(pid: Any) -> bool:
     return True
 
 
+def _rebuild_run(run_json: Path) -> dict:
+    """A run record that cannot be read: kept aside as ``run.json.corrupt``, and rebuilt from what the folders
+    say (its adapter's manifest, its checkpoints), so that the history and --resume go on working."""
+    run_dir = run_json.parent
+    try:
+        os.replace(run_json, run_dir / f"{RUN_FILE}.corrupt")
+    except OSError as exc:
+        logger.warning("could not keep the unreadable %s aside: %s", run_json, exc)
+    run = run_dir.name
+    task = re.sub(r"_\d{8}_\d{6}(_\d+)?$", "", run)
+    record: dict[str, Any] = {"run": run, "task": task, "rebuilt": True}
+    adapter = paths.lora_dir() / run
+    try:
+        meta = adapters.read_meta(adapter) if adapter.is_dir() else None
+    except adapters.AdapterError:
+        meta = None
+    if meta is not None:
+        record.update(
+            state=meta.get("status", State.COMPLETED), adapter_dir=str(adapter), started_at=meta.get("started_at"),
+            finished_at=meta.get("finished_at"), task=meta.get("task", task),
+        )  # fmt: skip
+    elif any((run_dir / "checkpoints").glob("checkpoint-*")):
+        record.update(state=State.INTERRUPTED, error="its run record was unreadable; its checkpoints are kept")
+    else:
+        record.update(state=State.FAILED, error="its run record was unreadable")
+    record.setdefault("started_at", None)
+    if not record["started_at"]:
+        stamp = re.search(r"_(\d{8})_(\d{6})", run)
+        record["started_at"] = (
+            datetime.strptime("".join(stamp.groups()), "%Y%m%d%H%M%S").isoformat(timespec="seconds") if stamp else None
+        )
+    try:
+        _write_run(run_dir, record)
+    except OSError as exc:
+        logger.warning("could not rebuild %s: %s", run_json, exc)
+    return record
+
+
 def list_runs(root: Path | None = None) -> list[dict]:
     """Every recorded run, newest first. A run still marked active whose process is gone is ``interrupted``
     (and recorded so); an unreadable record is listed as failed with the reason, never dropped silently."""
@@ -167,8 +211,10 @@ def list_runs(root: Path | None = None) -> list[dict]:
     for run_json in sorted(root.glob(f"*/{RUN_FILE}")) if root.is_dir() else []:
         try:
             record = json.loads(run_json.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            record = {"run": run_json.parent.name, "state": State.FAILED, "error": "unreadable run record"}
+            if not isinstance(record, dict):
+                raise ValueError("not an object")
+        except (OSError, UnicodeDecodeError, ValueError):  # JSONDecodeError is a ValueError
+            record = _rebuild_run(run_json)
         mine = record.get("pid") == os.getpid() and _ACTIVE is not None and _ACTIVE.run_id == record.get("run")
         if record.get("state") in ACTIVE_STATES and not mine and not _pid_alive(record.get("pid")):
             record["state"] = State.INTERRUPTED
@@ -331,7 +377,7 @@ class TrainingJob:
             self._fail(exc.message, exc.code, exc.params)
         except Exception as exc:  # a bug or a resource error: keep the message, log the traceback
             logger.error("training %s failed:\n%s", self.run_id, traceback.format_exc())
-            self._fail(_describe(exc), "crashed")
+            self._fail(*_describe(exc))
         finally:
             self.finished_at = self.finished_at or _now()
             _release(self)
@@ -392,6 +438,8 @@ class TrainingJob:
             return self._finish_without_adapter()
 
         trainer = self._trainer(model, tokenizer, train_set, eval_set, device)
+        if self._stopped_early():  # stopped while loading: nothing was trained, nothing to keep
+            return self._finish_without_adapter()
         self._set(state=State.RUNNING, total_steps=trainer.state.max_steps or self._planned_steps(len(train_set)))
         if eval_set is not None:
             self._set(eval_loss_before=_metric(trainer.evaluate(), "eval_loss"))
@@ -587,10 +635,14 @@ def _metric(metrics: dict, key: str) -> float | None:
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException) -> tuple[str, str]:
+    """An unexpected error as (message, code): out of memory and a full disk get their own advice."""
     if "out of memory" in str(exc).lower() or type(exc).__name__ == "OutOfMemoryError":
-        return "Out of memory: lower the batch size or the max length, or enable gradient checkpointing."
-    return f"{type(exc).__name__}: {exc}"
+        advice = "lower the batch size or the max length, or enable gradient checkpointing"
+        return f"Out of memory: {advice}.", "out_of_memory"
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return f"The disk is full ({exc.strerror}); free some space and train again.", "disk_full"
+    return f"{type(exc).__name__}: {exc}", "crashed"
 
 
 def _free_memory() -> None:

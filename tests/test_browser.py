@@ -14,15 +14,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from tiny import free_port
+from tiny import ROOT, served_app
 
 try:
     from playwright.sync_api import expect, sync_playwright
@@ -32,7 +29,6 @@ except ImportError:  # the tests say so (skip, or fail where the browser is requ
 from lora_core.demo import DEMO_MODEL_NAME, SAMPLE_DATASET, build_demo_model
 from webui.i18n import t
 
-ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -82,30 +78,9 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def url(browser, home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``python app.py`` on a free port over the test's data home. Its output goes to a file, not a pipe that
-    nobody reads once it has started (a full pipe would block the app)."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("browser_app") / "app.log"
-    env = dict(os.environ, SIMPLE_LORA_HOME=str(home), PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while "Running on local URL" not in log_path.read_text(errors="replace"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("the app did not start:\n" + log_path.read_text(errors="replace")[-5000:])
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+def url(browser, home: Path) -> Iterator[str]:
+    with served_app(home) as served:
+        yield served.url
 
 
 @pytest.fixture

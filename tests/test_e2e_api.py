@@ -5,15 +5,12 @@ settings, poll until completed, scan, activate, chat, generate and compare."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
-from tiny import free_port, wait_for
+from tiny import served_app, wait_for
 
 from lora_core import demo
 
@@ -28,35 +25,8 @@ ANSWER = next(
 def served(tmp_path_factory):
     """`python app.py` on a free port with a fresh, empty data home; yields (client, home)."""
     home = tmp_path_factory.mktemp("e2e")
-    port = free_port()
-    env = dict(os.environ, SIMPLE_LORA_HOME=str(home), PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
-    log = (home / "app.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        client = None
-
-        def up() -> bool:
-            nonlocal client
-            assert proc.poll() is None, (home / "app.log").read_text()
-            try:
-                client = Client(url, verbose=False)
-            except Exception:  # not serving yet
-                time.sleep(0.5)
-                return False
-            return True
-
-        assert wait_for(up, 120), (home / "app.log").read_text()
-        yield client, home
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    with served_app(home) as app:
+        yield Client(app.url, verbose=False), home
 
 
 def reply_text(message: dict) -> str:

@@ -1,17 +1,13 @@
 """Launch modes: loopback needs no password; anything reachable from other machines always needs one."""
 
-import os
 import re
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from gradio_client import Client
-from tiny import free_port
+from tiny import served_app
 
 import app
 from lora_core import paths
@@ -27,34 +23,6 @@ def home(tmp_path_factory):
     return root
 
 
-def start(home: Path, *args: str) -> tuple[subprocess.Popen, int, list[str]]:
-    port = free_port()
-    env = dict(os.environ, SIMPLE_LORA_HOME=str(home), PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
-    proc = subprocess.Popen(
-        [sys.executable, "app.py", "--port", str(port), *args],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    lines: list[str] = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line and proc.poll() is not None:
-            break
-        lines.append(line)
-        if "Running on local URL" in line:
-            return proc, port, lines
-    proc.kill()
-    pytest.fail("the app did not start:\n" + "".join(lines))
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
 def outward_address() -> str | None:
     """This machine's address on its network (no packet is sent), or None when it has only loopback."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -68,16 +36,13 @@ def outward_address() -> str | None:
 
 @pytest.mark.slow
 def test_loopback_serves_without_a_password_and_only_to_this_machine(home):
-    proc, port, lines = start(home)
-    try:
-        assert not any("password" in line for line in lines)
-        assert httpx.get(f"http://127.0.0.1:{port}/config", timeout=10).status_code == 200
+    with served_app(home) as app:
+        assert "password" not in app.output()
+        assert httpx.get(f"{app.url}config", timeout=10).status_code == 200
         address = outward_address()
         if address:  # bound to 127.0.0.1: the machine's own network address does not answer
             with pytest.raises(httpx.ConnectError):
-                httpx.get(f"http://{address}:{port}/config", timeout=5)
-    finally:
-        stop(proc)
+                httpx.get(f"http://{address}:{app.port}/config", timeout=5)
 
 
 @pytest.mark.slow
@@ -85,11 +50,9 @@ def test_loopback_serves_without_a_password_and_only_to_this_machine(home):
 def test_a_reachable_app_without_auth_generates_a_password_and_requires_it(home, args):
     # --share cannot reach the share server here (no network): the app says so and goes on serving locally,
     # behind the generated password all the same.
-    proc, port, lines = start(home, *args)
-    try:
-        said = "".join(lines)
-        password = re.search(r"log in as 'admin' with password (\S+)", said).group(1)
-        base = f"http://127.0.0.1:{port}"
+    with served_app(home, *args) as app:
+        password = re.search(r"log in as 'admin' with password (\S+)", app.output()).group(1)
+        base = f"http://127.0.0.1:{app.port}"
         assert httpx.get(f"{base}/config", timeout=10).status_code == 401
         api = httpx.post(f"{base}/gradio_api/call/scan_adapters", json={"data": ["en", None]}, timeout=10)
         assert api.status_code == 401  # the API is closed like the page
@@ -102,8 +65,6 @@ def test_a_reachable_app_without_auth_generates_a_password_and_requires_it(home,
         client = Client(base, auth=("admin", password), verbose=False)  # the documented way for API users
         _, _, said = client.predict("en", None, api_name="/scan_adapters")
         assert said == "Models/LoRA/: 0 usable, 0 invalid (folders: 0)."  # this home has no adapter yet
-    finally:
-        stop(proc)
 
 
 def test_auth_rules(tmp_path, monkeypatch):

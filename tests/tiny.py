@@ -3,10 +3,15 @@ launched on a free port."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
@@ -78,3 +83,51 @@ def wait_for(predicate, timeout: float = 60.0) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Served:
+    """``python app.py`` running in its own process: its port, URL and everything it printed so far."""
+
+    proc: subprocess.Popen
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextmanager
+def served_app(home: Path, *args: str, env: dict | None = None, timeout: float = 120) -> Iterator[Served]:
+    """``python app.py --port <free> *args`` over the data home ``home``, as a user starts it; stopped at the end.
+    Its output goes to a file, not a pipe that nobody reads once it has started (a full pipe blocks the app)."""
+    port = free_port()
+    log = home / f"app_{port}.log"
+    environ = dict(os.environ, SIMPLE_LORA_HOME=str(home), PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", **(env or {}))
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "app.py", "--port", str(port), *args], cwd=ROOT, env=environ, stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    served = Served(proc, port, log)
+    try:
+        deadline = time.monotonic() + timeout
+        while "Running on local URL" not in served.output():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("the app did not start:\n" + served.output()[-5000:])
+            time.sleep(0.2)
+        yield served
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(15)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,10 @@ from lora_core.prompts import prompt_style
 from .common import Labels, user_errors
 from .i18n import DEFAULT_LANG, normalize_lang, problem_text, t
 
-MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+# The upload cap (Gradio refuses a bigger upload; the core refuses a bigger file), 100 MB unless set.
+MAX_UPLOAD_BYTES = int(float(os.environ.get("SIMPLE_LORA_MAX_UPLOAD_MB") or 100) * 1024 * 1024)
 PREVIEW_ROWS = 5
+PREVIEW_CHARS = 2000  # a longer message is cut in the preview (one row may hold megabytes)
 HIGHLIGHT_EXAMPLES = 3
 PROBLEM_ROWS_SHOWN = 500
 MIN_MAX_LENGTH = 8
@@ -106,11 +109,15 @@ def report_views(report: DatasetReport, lang: str) -> tuple[str, list[list], lis
         )
     problems = [[p.row, p.field, problem_text(p.code, p.message, lang)] for p in report.problems[:PROBLEM_ROWS_SHOWN]]
     preview = [
-        [record.row, message.role, message.content]
+        [record.row, message.role, _cut(message.content)]
         for record in report.records[:PREVIEW_ROWS]
         for message in record.messages
     ]
     return summary, problems, preview
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= PREVIEW_CHARS else f"{text[:PREVIEW_CHARS]}… (+{len(text) - PREVIEW_CHARS:,})"
 
 
 def dataset_views(loaded: LoadedDataset | None, lang: str) -> tuple[str, Any, Any]:

@@ -289,6 +289,16 @@ TEXT: dict[str, dict[str, str]] = {
     "err_unknown_target": {"zh": "模型中没有这些模块：{unknown}。"},
     "err_model_load_failed": {"zh": "无法加载 {path} 中的基座模型。"},
     "err_config_invalid": {"zh": "无法根据 {folder} 中的 config.json 构建模型。"},
+    "err_out_of_memory": {"zh": "内存不足：请减小批大小或最大长度，或开启梯度检查点。"},
+    "err_disk_full": {"zh": "磁盘已满，请释放空间后重新训练。"},
+    "err_model_pickle_only": {
+        "zh": "{folder} 中的模型只有 pickle 权重（{files}），出于安全不会加载；请先转换为 safetensors。"
+    },
+    "err_model_no_weights": {"zh": "{folder} 中的模型没有权重文件（*.safetensors）。"},
+    "err_no_tokenizer": {"zh": "文件夹 {path} 中没有分词器（tokenizer.json 或 tokenizer_config.json）。"},
+    "err_unknown_preset": {"zh": "未知的目标模块预设 {preset}。"},
+    "err_adapter_exists": {"zh": "适配器文件夹 {path} 已存在，不会覆盖。"},
+    "err_out_not_model": {"zh": "{out} 已存在且不是模型文件夹；请为演示模型选择一个空文件夹或新文件夹。"},
     "err_remote_code_required": {
         "zh": "{folder} 中的模型（model_type {model_type}）需要运行其自带的代码；"
         "只有信任该文件夹时才能允许 trust_remote_code。"

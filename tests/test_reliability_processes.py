@@ -1,0 +1,218 @@
+"""The reliability catalogue across processes: a training killed while it trains or while it saves, the served
+app's file routes, cross-origin requests and upload cap, and 20 API clients hammering the app during a training."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+from gradio_client import Client
+from safetensors.torch import load_file
+from tiny import ROOT, served_app, wait_for
+
+from lora_core import adapters, training
+from lora_core.demo import SAMPLE_DATASET, build_demo_model
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    root = tmp_path_factory.mktemp("processes")
+    build_demo_model(root / "Models" / "LLM" / "demo")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _home_env(home, monkeypatch):
+    monkeypatch.setenv("SIMPLE_LORA_HOME", str(home))
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def train_process(home: Path, task: str, *, slow_save: bool = False, steps: int = 400) -> subprocess.Popen:
+    """``python -m lora_core train`` in its own process. ``slow_save``: the save pauses (60 s) once the staging
+    folder is complete and says "SAVING", so that the test can kill it right there."""
+    argv = [
+        "train", "--base", str(home / "Models" / "LLM" / "demo"), "--data", str(SAMPLE_DATASET), "--task", task,
+        "--max-steps", str(steps), "--batch-size", "8", "--max-length", "64", "--learning-rate", "2e-3",
+    ]  # fmt: skip
+    code = (
+        "import sys, time\n"
+        "from lora_core import adapters, cli\n"
+        "real = adapters.verify_adapter\n"
+        "def slow(folder, *args, **kwargs):\n"
+        "    result = real(folder, *args, **kwargs)\n"
+        "    if adapters.STAGING_PREFIX in str(folder):\n"
+        "        print('SAVING', flush=True)\n"
+        "        time.sleep(60)\n"
+        "    return result\n"
+        f"if {slow_save}:\n"
+        "    adapters.verify_adapter = slow\n"
+        f"sys.exit(cli.main({argv!r}))\n"
+    )
+    env = dict(os.environ, SIMPLE_LORA_HOME=str(home), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+
+
+def record_of(home: Path, task: str) -> dict | None:
+    for run_json in (home / "Runs").glob(f"{task}_*/run.json"):
+        try:
+            return json.loads(run_json.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None  # being replaced at this moment
+    return None
+
+
+@pytest.fixture(scope="module")
+def earlier(home):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SIMPLE_LORA_HOME", str(home))
+        proc = train_process(home, "earlier", steps=4)
+        assert proc.wait(180) == 0
+    folder = next((home / "Models" / "LoRA").glob("earlier_*"))
+    return folder, tree(folder)
+
+
+def test_a_training_killed_while_it_trains_shows_interrupted_and_leaves_no_adapter(home, earlier):
+    proc = train_process(home, "killed")
+    try:
+        assert wait_for(lambda: (record_of(home, "killed") or {}).get("state") == "running", 180)
+        time.sleep(1)  # a few steps in
+    finally:
+        proc.kill()  # SIGKILL: no handler runs, as when the machine loses power or the OOM killer strikes
+        proc.wait(30)
+    run = next(r for r in training.list_runs() if r["task"] == "killed")
+    assert run["state"] == "interrupted"
+    assert not [a for a in adapters.scan() if a.name.startswith("killed")]
+    folder, files = earlier
+    assert tree(folder) == files  # the earlier adapter is untouched
+
+
+def test_a_training_killed_while_it_saves_leaves_no_adapter_that_looks_valid(home, earlier):
+    proc = train_process(home, "killed_saving", slow_save=True, steps=4)
+    try:
+        assert proc.stdout.readline().strip() == "SAVING"  # the staging folder is written and verified
+        staging = [p for p in (home / "Models" / "LoRA").iterdir() if p.name.startswith(adapters.STAGING_PREFIX)]
+        assert len(staging) == 1 and (staging[0] / "adapter_model.safetensors").is_file()
+    finally:
+        proc.kill()
+        proc.wait(30)
+    listed = adapters.scan()
+    assert not [a for a in listed if "killed_saving" in a.name]  # the hidden staging folder is no adapter
+    run = next(r for r in training.list_runs() if r["task"] == "killed_saving")
+    assert run["state"] == "interrupted"
+    folder, files = earlier
+    assert tree(folder) == files
+    again = train_process(home, "killed_saving", steps=4)  # the same task trains and saves fine afterwards
+    assert again.wait(180) == 0
+    assert [a.valid for a in adapters.scan() if a.name.startswith("killed_saving")] == [True]
+
+
+def test_model_folders_cannot_be_fetched_and_other_origins_are_refused(home, earlier):
+    folder, _ = earlier
+    secrets = [
+        home / "Models" / "LLM" / "demo" / "model.safetensors",
+        folder / "adapter_model.safetensors",
+        *sorted((home / "Runs").glob("*/run.json"))[:1],
+        Path("/etc/passwd"),
+    ]
+    with served_app(home) as app:
+        for path in secrets:
+            relative = path.relative_to(path.anchor)
+            for route in (f"gradio_api/file={path}", f"file={path}", f"gradio_api/file={relative}"):
+                response = httpx.get(app.url + route, timeout=10)
+                assert response.status_code in (403, 404), (route, response.status_code)
+                assert b"safetensors" not in response.content[:64] and b"root:" not in response.content
+        evil = httpx.get(f"{app.url}config", headers={"Origin": "https://evil.example"}, timeout=10)
+        assert evil.headers.get("access-control-allow-origin") not in ("*", "https://evil.example")
+        own = httpx.get(f"{app.url}config", headers={"Origin": app.url.rstrip("/")}, timeout=10)
+        assert own.status_code == 200
+
+
+def test_an_upload_over_the_cap_is_refused_by_the_server(home):
+    before = tree(home / "Uploads") if (home / "Uploads").is_dir() else {}
+    with served_app(home, env={"SIMPLE_LORA_MAX_UPLOAD_MB": "1"}) as app:
+        big = json.dumps([{"instruction": "a", "output": "b" * 2_000_000}]).encode()
+        response = httpx.post(f"{app.url}gradio_api/upload", files={"files": ("big.json", big)}, timeout=30)
+        assert response.status_code == 413
+        small = httpx.post(f"{app.url}gradio_api/upload", files={"files": ("ok.json", b"[]")}, timeout=30)
+        assert small.status_code == 200
+    assert (tree(home / "Uploads") if (home / "Uploads").is_dir() else {}) == before
+
+
+def test_twenty_clients_polling_and_scanning_during_a_training_change_nothing(home):
+    """20 API clients poll the status and scan the adapters for a minute while a training runs: no error, no lost
+    or reordered step, and the adapter is bit for bit the one an unloaded run with the same seed makes."""
+    from gradio_client import handle_file
+
+    settings = dict(base_name="demo", preset="attention", max_steps=60, batch_size=8, max_length=128,
+                    learning_rate=2e-3, dropout=0.0, scheduler="constant", warmup_ratio=0.0, seed=7)  # fmt: skip
+    with served_app(home) as app:
+
+        def train(client: Client, task: str) -> dict:
+            client.predict(file=handle_file(str(SAMPLE_DATASET)), api_name="/validate_dataset")
+            client.predict(task=task, **settings, api_name="/start_training")
+            status: dict = {}
+
+            def done() -> bool:
+                nonlocal status
+                status = client.predict(api_name="/training_status")
+                time.sleep(0.2)
+                return status["state"] in ("completed", "stopped", "failed")
+
+            assert wait_for(done, 600), status
+            return status
+
+        stop = threading.Event()
+        problems: list[str] = []
+        polls = [0] * 20
+
+        def hammer(i: int) -> None:
+            try:
+                client = Client(app.url, verbose=False)
+                last = -1
+                while not stop.is_set():
+                    status = client.predict(api_name="/training_status")
+                    step = status.get("step") or 0
+                    if status.get("state") == "running" and step < last:
+                        problems.append(f"client {i}: step went back from {last} to {step}")
+                    last = max(last, step)
+                    if i % 2:
+                        client.predict(current=None, api_name="/scan_adapters")
+                    polls[i] += 1
+            except Exception as exc:  # any error at all is what this test is about
+                problems.append(f"client {i}: {type(exc).__name__}: {exc}")
+
+        threads = [threading.Thread(target=hammer, args=(i,)) for i in range(20)]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        loaded = train(Client(app.url, verbose=False), "loaded")
+        while time.monotonic() - started < 60:  # the load goes on for a minute in all
+            time.sleep(1)
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+        assert problems == [] and min(polls) > 0, (problems, polls)
+        quiet = train(Client(app.url, verbose=False), "quiet")
+
+    for status in (loaded, quiet):
+        assert status["state"] == "completed" and status["step"] == 60
+        assert [step for step, _ in status["loss"]] == list(range(1, 61))  # not one point lost
+    assert [loss for _, loss in loaded["loss"]] == [loss for _, loss in quiet["loss"]]
+    a = load_file(Path(loaded["adapter_dir"]) / "adapter_model.safetensors")
+    b = load_file(Path(quiet["adapter_dir"]) / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
