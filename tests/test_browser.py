@@ -254,3 +254,33 @@ def test_the_demo_clicked_through_in_a_browser(browser, url, home, shots, tmp_pa
         expect_labels(page, "en")
         expect(chat.get_by_role("button", name=t("compare", "en"), exact=True)).to_be_visible()
         expect(chat).to_contain_text(active)
+
+
+HOSTILE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
+
+
+def test_html_in_a_dataset_and_in_the_chat_is_shown_never_run(browser, url, tmp_path):
+    """Markup from a dataset or from the model is text: nothing in it runs in the page."""
+    rows = [{"instruction": f"Explain {HOSTILE}", "output": f"It is {HOSTILE} markup."}] * 2
+    dataset_file = tmp_path / "hostile.json"
+    dataset_file.write_text(json.dumps(rows), encoding="utf-8")
+    with opened(browser, url, "en-US", failure_shot=tmp_path / "failure.png") as page:
+        dataset = page.locator("#tab-dataset")
+        dataset.locator("input[type=file][accept*=jsonl]").set_input_files(str(dataset_file))
+        expect(dataset).to_contain_text("2 rows, all valid", timeout=30_000)
+        expect(dataset.get_by_role("grid", name=t("preview", "en"))).to_contain_text(f"Explain {HOSTILE}")  # as text
+        dataset.get_by_role("button", name=t("analyze", "en")).click()
+        expect(dataset.locator("[data-testid=highlighted-text]")).to_contain_text(f"It is {HOSTILE} markup.")
+
+        page.click("#tab-chat-button")
+        chat = page.locator("#tab-chat")
+        chat.get_by_role("button", name=t("load", "en"), exact=True).click()
+        expect(chat).to_contain_text(f"Chat uses base model {DEMO_MODEL_NAME}", timeout=60_000)
+        ask(chat, f"Repeat {HOSTILE}")
+        expect(chat.locator("[data-testid=user]")).to_have_count(1, timeout=30_000)
+        expect(chat.locator(".generating")).to_have_count(0, timeout=60_000)
+        page.wait_for_timeout(500)
+        assert page.evaluate("window.__pwned") is None
+        assert chat.locator("[data-testid=user] script, [data-testid=user] img").count() == 0
+        expect(chat.locator("[data-testid=user]")).to_have_text(f"Repeat {HOSTILE}")  # the markup, as text
+        expect_no_error(page)

@@ -460,3 +460,27 @@ def test_chat_answers_while_a_training_runs_on_cpu(home, earlier_adapter):
     finally:
         job.stop(save=False)
         job.wait(120)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sharing: markup in the chat is text (the browser test shows that it is not run)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '<img src=x onerror="alert(1)"><script>alert(2)</script>',
+        "a &lt; b & c &amp;amp; d &#60; <b>bold</b>",
+        "code `<b>x</b>` and\n```html\n<script>x</script>\n```\nafter <i>",
+        "unclosed ```<b>",
+        "",
+    ],
+)
+def test_chat_markup_is_escaped_outside_code_and_given_back_exactly(text):
+    from webui.chat_tab import shown, unshown
+
+    display = shown(text)
+    assert unshown(display) == text
+    outside_code = re.sub(r"```.*?(```|$)|`[^`\n]*`", "", display, flags=re.DOTALL)
+    assert "<" not in outside_code and ">" not in outside_code
+    assert "`<b>x</b>`" in shown("code `<b>x</b>`")  # Markdown shows code as it is

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,9 +37,27 @@ def _settings(temperature: float, top_p: float, max_new: float, repetition: floa
     )  # fmt: skip
 
 
+# Code spans and fenced blocks: Markdown shows them as they are, so only the text around them is escaped.
+_CODE = re.compile(r"(```.*?(?:```|$)|`[^`\n]*`)", re.DOTALL)
+
+
+def shown(text: str) -> str:
+    """A chat message as the chat box shows it: markup from the user or the model is text, never HTML that the
+    page would render (or run), while Markdown still formats it. ``unshown`` gives back the exact text."""
+    parts = _CODE.split(text)
+    return "".join(part if i % 2 else html.escape(part, quote=False) for i, part in enumerate(parts))
+
+
+def unshown(text: str) -> str:
+    parts = _CODE.split(text)  # escaping never adds or removes a backtick: the same split as in shown()
+    return "".join(part if i % 2 else html.unescape(part) for i, part in enumerate(parts))
+
+
 def _messages(history: list[dict], system: str, message: str) -> list[dict]:
     turns = [
-        {"role": m["role"], "content": _text(m["content"])} for m in history if m["role"] in ("user", "assistant")
+        {"role": m["role"], "content": unshown(_text(m["content"]))}
+        for m in history
+        if m["role"] in ("user", "assistant")
     ]
     return (
         ([{"role": "system", "content": system}] if (system or "").strip() else [])
@@ -131,10 +151,12 @@ def respond(lang: str, message: str, history: list[dict], system: str, temperatu
     _need_model(lang)
     messages = _messages(history or [], system, message)
     prompt = chat.prompt_text(messages)
-    history = [*(history or []), {"role": "user", "content": message}, {"role": "assistant", "content": ""}]
+    history = [*(history or []), {"role": "user", "content": shown(message)}, {"role": "assistant", "content": ""}]
     yield history, "", prompt  # the question shows at once, the reply streams in below it
+    reply = ""
     for piece in chat.stream(messages, _settings(temperature, top_p, max_new, repetition)):
-        history[-1]["content"] += piece
+        reply += piece
+        history[-1]["content"] = shown(reply)
         yield history, "", prompt
 
 
