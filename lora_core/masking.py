@@ -192,6 +192,7 @@ def to_dataset(examples: Sequence[Encoded], rows: Sequence[int]) -> Any:
         {
             "input_ids": [e.input_ids for e in examples],
             "labels": [e.labels for e in examples],
+            "length": [len(e.input_ids) for e in examples],  # for length-grouped batches
             "row": list(rows),
         }
     )

@@ -234,7 +234,7 @@ def test_a_training_runs_to_completion_and_the_tab_shows_it(home: Path, sample) 
     # the history lists the run; the buttons follow the state
     assert list(history.columns) == [t(k, "en") for k in train_tab.HISTORY_HEADERS]
     row = next(r for r in rows(history) if r[0] == snap["run"])
-    assert row[1:4] == ["completed", 8, f"{snap['loss'][-1][1]:.4f}"] and row[5] == str(adapter)
+    assert row[1:4] == ["completed", 8, f"{snap['loss'][-1][1]:.4f}"] and row[5] == f"Models/LoRA/{adapter.name}"
     assert (start["interactive"], stop_save["interactive"], stop_discard["interactive"]) == (True, False, False)
 
     # the trainable parameters shown before Start are the ones PEFT trained
@@ -288,7 +288,7 @@ def test_stop_and_save_or_discard_and_one_training_at_a_time(home: Path, sample,
         adapter = Path(snap["adapter_dir"])
         assert json.loads((adapter / "training_meta.json").read_text())["status"] == "stopped"
         assert progress.startswith(f"**{task}**: stopped · step {snap['step']} / 400")
-        assert f"Adapter saved in `Models/LoRA/{adapter.name}`" in progress and row[5] == str(adapter)
+        assert f"Adapter saved in `Models/LoRA/{adapter.name}`" in progress and row[5] == f"Models/LoRA/{adapter.name}"
     else:
         assert snap["adapter_dir"] is None
         assert not list((home / "Models" / "LoRA").glob(f"{task}_*"))
@@ -396,3 +396,11 @@ def test_the_start_endpoint_names_every_setting_in_the_tabs_order():
 
     names = list(inspect.signature(train_tab.on_start).parameters)
     assert names[names.index("targets") + 1 :] == list(train_tab.HYPER)  # API clients pass them by name
+
+
+def test_unchanged_detected_targets_are_recorded_as_the_preset(home: Path) -> None:
+    base = home / "Models" / "LLM" / DEMO
+    assert train_tab._targets_spec(base, "all-linear", list(reversed(ALL_LINEAR))) == "all-linear"
+    assert train_tab._targets_spec(base, "attention", ["q_proj", "v_proj"]) == "attention"  # PEFT's llama default
+    assert train_tab._targets_spec(base, "all-linear", ["q_proj", "v_proj"]) == "q_proj,v_proj"
+    assert train_tab._targets_spec(base, "nonsense", []) == "all-linear"

@@ -109,7 +109,7 @@ def report_views(report: DatasetReport, lang: str) -> tuple[str, list[list], lis
         )
     problems = [[p.row, p.field, problem_text(p.code, p.message, lang)] for p in report.problems[:PROBLEM_ROWS_SHOWN]]
     preview = [
-        [record.row, message.role, _cut(message.content)]
+        [record.row, t(f"role_{message.role}", lang), _cut(message.content)]
         for record in report.records[:PREVIEW_ROWS]
         for message in record.messages
     ]

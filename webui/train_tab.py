@@ -7,6 +7,7 @@ closing the browser never stalls or stops it, and reopening the page shows it ag
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -16,7 +17,7 @@ from lora_core import paths, training
 from lora_core.config import TrainConfig, TrainingError
 from lora_core.demo import DEMO_TRAINING
 from lora_core.errors import SimpleLoraError
-from lora_core.targets import PRESETS
+from lora_core.targets import PRESETS, targets_for_folder
 from lora_core.training import ACTIVE_STATES, FINAL_STATES, State, TrainingJob
 
 from .common import Labels, error_text, user_errors
@@ -170,7 +171,7 @@ def on_start(
         data=loaded.path,
         task=(task or "").strip() or loaded.report.name.rsplit(".", 1)[0],
         format=loaded.report.format,
-        targets=",".join(targets) if targets else (preset if preset in PRESETS else DEFAULTS.targets),
+        targets=_targets_spec(base, preset, targets),
         **values,
     )
     try:
@@ -183,6 +184,27 @@ def on_start(
         raise gr.Error(message, print_exception=False) from exc
     _LAST["job"] = job.start()
     return t("started", lang, task=config.task)
+
+
+def _targets_spec(base: Path, preset: str, targets: list[str] | None) -> str:
+    """The preset's name when the modules shown are just what it detected (the manifest then says so), else the
+    user's own list."""
+    preset = preset if preset in PRESETS else DEFAULTS.targets
+    if not targets:
+        return preset
+    try:
+        detected = targets_for_folder(base, preset).target_modules
+    except SimpleLoraError:  # the start itself says what is wrong with the model
+        detected = None
+    return preset if detected is not None and sorted(targets) == sorted(detected) else ",".join(targets)
+
+
+def stop_training(lang: str) -> str:
+    return on_stop(lang, True)
+
+
+def discard_training(lang: str) -> str:
+    return on_stop(lang, False)
 
 
 def on_stop(lang: str, save: bool) -> str:
@@ -273,7 +295,7 @@ def history_rows(lang: str) -> list[list]:
         active = state in ACTIVE_STATES
         losses = run.get("loss") or []
         if run.get("adapter_dir"):
-            outcome = run["adapter_dir"]
+            outcome = paths.shown(run["adapter_dir"])
         elif run.get("error"):
             outcome = _error(run, lang)
         else:
@@ -430,8 +452,8 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
     start.click(
         on_start, [lang, shared["loaded"], base, task, preset, targets, *hyper], status, api_name="start_training"
     )
-    stop_save.click(lambda lang_: on_stop(lang_, True), lang, status, api_name="stop_training")
-    stop_discard.click(lambda lang_: on_stop(lang_, False), lang, status, api_name="discard_training")
+    stop_save.click(stop_training, lang, status, api_name="stop_training")
+    stop_discard.click(discard_training, lang, status, api_name="discard_training")
     timer = gr.Timer(1.0)
     timer.tick(
         poll,
