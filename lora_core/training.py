@@ -220,6 +220,8 @@ def list_runs(root: Path | None = None) -> list[dict]:
             record["state"] = State.INTERRUPTED
             record.setdefault("finished_at", _now())
             _write_run(run_json.parent, record)
+            # a save its process did not finish: the hidden staging folder is of no use to anyone now
+            shutil.rmtree(paths.lora_dir() / f"{adapters.STAGING_PREFIX}{record.get('run')}", ignore_errors=True)
         runs.append(record)
     return sorted(runs, key=lambda r: r.get("started_at") or "", reverse=True)
 

@@ -114,6 +114,7 @@ def test_a_training_killed_while_it_saves_leaves_no_adapter_that_looks_valid(hom
     assert not [a for a in listed if "killed_saving" in a.name]  # the hidden staging folder is no adapter
     run = next(r for r in training.list_runs() if r["task"] == "killed_saving")
     assert run["state"] == "interrupted"
+    assert not staging[0].exists()  # found dead: its half-done save is removed
     folder, files = earlier
     assert tree(folder) == files
     again = train_process(home, "killed_saving", steps=4)  # the same task trains and saves fine afterwards
