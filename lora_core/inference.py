@@ -176,6 +176,10 @@ class ChatEngine:
         self.tokenizer: Any = None
         self.adapters: dict[str, LoadedAdapter] = {}
         self.active: str | None = None
+        # Generation with an adapter runs on its weights merged into the base layers (as fast as the bare base);
+        # the base weights are kept aside meanwhile and put back exactly (not by subtracting) to unmerge.
+        self.merged: str | None = None
+        self._kept: dict[str, Any] = {}
         # A plain Lock, not an RLock: a streamed reply may be resumed by another worker thread than the one that
         # started it, and must still be able to release it.
         self._busy = threading.Lock()
@@ -213,6 +217,7 @@ class ChatEngine:
     def _unload(self) -> None:
         import gc
 
+        self._unmerge()
         self.model = self.tokenizer = self.base = None
         self.adapters.clear()
         self.active = None
@@ -237,6 +242,7 @@ class ChatEngine:
         self._check_base(path)
         self._hold()
         try:
+            self._unmerge()  # PEFT would "unmerge" by subtracting when the active adapter changes
             if path.name not in self.adapters:
                 self._load_adapter(path)
             self.model.set_adapter(path.name)
@@ -278,6 +284,7 @@ class ChatEngine:
         """Forget a loaded adapter (e.g. before its folder is deleted)."""
         self._hold()
         try:
+            self._unmerge()
             if name in self.adapters:
                 if len(self.adapters) == 1:
                     # PEFT cannot run a PeftModel left without adapters (disable_adapter looks the deleted one up):
@@ -371,9 +378,54 @@ class ChatEngine:
         if not isinstance(self.model, PeftModel):
             return nullcontext()
         if adapter is None:
+            self._unmerge()
             return self.model.disable_adapter()
-        self.model.set_adapter(adapter)
+        if self.merged != adapter:
+            self._unmerge()
+            self.model.set_adapter(adapter)
+            self._merge(adapter)
         return nullcontext()
+
+    def _lora_layers(self, adapter: str) -> list[tuple[str, Any]] | None:
+        """The LoRA linear layers of ``adapter``, or None when its weights cannot be merged exactly: a quantized
+        base (4-/8-bit weights), or LoRA on another kind of layer (embeddings, convolutions)."""
+        from peft.tuners.lora import Linear as LoraLinear
+        from peft.tuners.lora import LoraLayer
+
+        if getattr(self.model, "is_loaded_in_4bit", False) or getattr(self.model, "is_loaded_in_8bit", False):
+            return None
+        layers = []
+        for name, module in self.model.named_modules():
+            if isinstance(module, LoraLayer) and adapter in getattr(module, "lora_A", {}):
+                if type(module) is not LoraLinear or not module.get_base_layer().weight.is_floating_point():
+                    return None
+                layers.append((name, module))
+        return layers
+
+    def _merge(self, adapter: str) -> None:
+        """Add ``adapter``'s weights into the base layers, keeping the base weights aside."""
+        import torch
+
+        layers = self._lora_layers(adapter)
+        if not layers:
+            return
+        with torch.no_grad():
+            for name, module in layers:
+                weight = module.get_base_layer().weight
+                self._kept[name] = weight.data
+                weight.data = weight.data + module.get_delta_weight(adapter).to(weight.dtype)
+                module.merged_adapters.append(adapter)  # PEFT's forward then runs the base layer alone
+        self.merged = adapter
+
+    def _unmerge(self) -> None:
+        """Put the kept base weights back: exactly the base model again."""
+        if self.merged is None:
+            return
+        for name, module in self.model.named_modules():
+            if name in self._kept:
+                module.get_base_layer().weight.data = self._kept.pop(name)
+                module.merged_adapters.remove(self.merged)
+        self.merged = None
 
     def compare(self, messages: list[dict], settings: GenerationSettings | None = None) -> dict[str, str]:
         """The same prompt answered by the base (adapters disabled) and by the active adapter, same settings."""

@@ -195,3 +195,25 @@ def test_a_corrupt_assistant_store_is_kept_aside(home):
     path.write_text("[{broken")
     assert assistants.load_all() == {}
     assert path.with_suffix(".json.corrupt").read_text() == "[{broken"
+
+
+def test_an_active_adapter_runs_merged_and_answers_as_the_unmerged_one(engine, adapter_a, monkeypatch):
+    from peft.tuners.lora import LoraLayer
+
+    engine.activate(adapter_a)
+    name = adapter_a.rsplit("/", 1)[1]
+    ids = torch.tensor([prompt_ids(engine.tokenizer, QUESTION)])
+    with monkeypatch.context() as patch:  # PEFT's own LoRA path: base output + B(A(x)), nothing merged
+        patch.setattr(engine, "_merge", lambda adapter: None)
+        reply_unmerged = engine.generate(QUESTION, GREEDY)
+        with torch.no_grad():
+            unmerged = engine.model(ids).logits
+        assert engine.merged is None
+    reply_merged = engine.generate(QUESTION, GREEDY)
+    assert engine.merged == name
+    layers = [m for m in engine.model.modules() if isinstance(m, LoraLayer)]
+    assert layers and all(m.merged for m in layers)  # every LoRA layer runs its base layer alone
+    with torch.no_grad():
+        merged = engine.model(ids).logits
+    assert torch.allclose(merged, unmerged, atol=1e-4) and not torch.equal(merged, unmerged)
+    assert reply_merged == reply_unmerged
