@@ -549,8 +549,8 @@ class TrainingJob:
             dataloader_num_workers=0,
             ddp_find_unused_parameters=False,
             optim="adamw_torch",
-            # Batches of similar lengths (sorted within random groups of 50 batches, the groups shuffled): every
-            # example is still seen once per epoch, and padding falls from about half the tokens to a few percent.
+            # Batches of similar lengths (LengthBatches below): every example is still seen once per epoch, and
+            # padding falls from about half the tokens to a few percent.
             train_sampling_strategy="group_by_length",
             length_column_name="length",
         )
@@ -696,11 +696,57 @@ def completion_loss(model: Any, inputs: dict, num_items_in_batch: Any = None) ->
     return loss / (num_items_in_batch if num_items_in_batch is not None else trained.sum().clamp(min=1))
 
 
+def length_grouped_order(lengths: list[int], batch: int, seed: int, group_batches: int = 50) -> list[int]:
+    """An epoch's example order whose consecutive ``batch``-sized slices hold examples of similar length.
+
+    The examples are shuffled, cut into groups of ``group_batches`` batches (one group when the dataset is
+    smaller: transformers' own sampler then uses groups of a few batches only, and pads far more), sorted by
+    length within each group, cut into batches, and the full batches shuffled. Every example appears exactly once."""
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    group = batch * group_batches
+    batches = []
+    for start in range(0, len(order), group):
+        ranked = sorted(order[start : start + group], key=lambda i: lengths[i], reverse=True)
+        batches += [ranked[i : i + batch] for i in range(0, len(ranked), batch)]
+    # The data loader cuts the order into batches again: a short batch must stay last, or every batch after it
+    # would straddle two of these.
+    short = [b for b in batches if len(b) < batch]
+    full = [b for b in batches if len(b) == batch]
+    rng.shuffle(full)
+    return [i for b in full + short for i in b]
+
+
+class LengthBatches:
+    """A sampler over ``length_grouped_order``; a new order every epoch (``set_epoch``, as the Trainer calls)."""
+
+    def __init__(self, lengths: list[int], batch: int, seed: int) -> None:
+        self.lengths, self.batch, self.seed, self.epoch = list(lengths), batch, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        return iter(length_grouped_order(self.lengths, self.batch, self.seed + self.epoch))
+
+
 def _trainer_class() -> type:
     from transformers import Trainer
 
     class _Trainer(Trainer):
-        """Trainer whose training loss skips the untrained positions' logits (``completion_loss``)."""
+        """Trainer whose training loss skips the untrained positions' logits (``completion_loss``) and whose
+        batches are grouped by length (``LengthBatches``)."""
+
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            if dataset is None or "length" not in getattr(dataset, "column_names", ()):
+                return super()._get_train_sampler(train_dataset)
+            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            return LengthBatches(dataset["length"], batch, self.args.seed)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if not return_outputs and "labels" in inputs and model is self.accelerator.unwrap_model(model):

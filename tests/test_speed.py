@@ -130,3 +130,18 @@ def test_a_training_pads_little_and_falls_in_loss(demo, mixed, tmp_path, monkeyp
     random_padding = 1 - sum(lengths) / computed
     assert random_padding > 0.3 and padding < random_padding / 3, (padding, random_padding)
     assert training.active_job() is None
+
+
+def test_the_length_grouped_order_is_a_permutation_of_similar_length_batches():
+    rng = random.Random(3)
+    lengths = [min(500, int(rng.lognormvariate(5, 0.6))) for _ in range(157)]  # the last batch is short
+    order = training.length_grouped_order(lengths, 8, seed=1)
+    assert sorted(order) == list(range(157))  # every example once
+    assert order != training.length_grouped_order(lengths, 8, seed=2)  # a new order each epoch
+    assert order == training.length_grouped_order(lengths, 8, seed=1)  # and the same for the same seed
+
+    def padding(o):
+        batches = [[lengths[i] for i in o[k : k + 8]] for k in range(0, len(o), 8)]
+        return 1 - sum(lengths) / sum(max(b) * len(b) for b in batches)
+
+    assert padding(order) < 0.1 < 0.3 < padding(list(range(157)))
