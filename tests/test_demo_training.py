@@ -33,5 +33,6 @@ def test_demo_adapter_reproduces_the_trained_answers_and_the_base_does_not(tmp_p
         messages = [{"role": "user", "content": question}]
         tuned_hits += generate(tuned, tokenizer, messages, settings, style) == row["output"]
         plain_hits += generate(plain, tokenizer, messages, settings) == row["output"]
+    print(f"adapter reproduced {tuned_hits} of {len(rows)} answers in {took:.0f} s")
     assert tuned_hits >= 0.8 * len(rows), f"adapter reproduced {tuned_hits} of {len(rows)} answers"
     assert plain_hits == 0
