@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lora_core.demo import CHAT_TEMPLATE, SPECIAL_TOKENS  # noqa: E402  (the demo model's ChatML set-up)
+from lora_core.demo import build_tokenizer  # noqa: E402  (the demo model's ChatML tokenizer recipe)
 
 DEFAULT_OUT = Path(__file__).resolve().parent / ".fixture"
 MODEL_CONFIG = {
@@ -102,28 +102,9 @@ def _draw(rng: random.Random, spec: tuple[float, float, int, int]) -> int:
 
 
 def _build_tokenizer(texts: list[str]):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE,
-        min_frequency=2,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
+    """The demo model's tokenizer recipe on the fixture's texts; the chat markers repeated so that BPE merges them."""
     markers = ["<|im_start|>user\n", "<|im_start|>assistant\n", "<|im_end|>\n"] * 50
-    tok.train_from_iterator(texts + markers, trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        chat_template=CHAT_TEMPLATE,
-        model_max_length=MAX_TOTAL,
-    )
+    return build_tokenizer(texts + markers, vocab_size=VOCAB_SIZE, max_length=MAX_TOTAL)
 
 
 def _cut(tokenizer, words: list[str], target: int) -> str:

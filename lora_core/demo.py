@@ -78,8 +78,13 @@ def _corpus() -> list[str]:
     return [t for t in texts if t]
 
 
-def build_tokenizer():
-    """Train the demo tokenizer (deterministic) and wrap it for transformers."""
+def build_tokenizer(
+    texts: list[str] | None = None,
+    vocab_size: int = VOCAB_SIZE,
+    max_length: int = MODEL_CONFIG["max_position_embeddings"],
+):
+    """Train a byte-level BPE tokenizer with the ChatML set-up (deterministic) and wrap it for transformers: by
+    default the demo model's, on the sample dataset; the benchmark fixture trains one on its own ``texts``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -87,19 +92,19 @@ def build_tokenizer():
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE,
+        vocab_size=vocab_size,
         min_frequency=2,
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_corpus(), trainer=trainer)
+    tok.train_from_iterator(_corpus() if texts is None else texts, trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         chat_template=CHAT_TEMPLATE,
-        model_max_length=MODEL_CONFIG["max_position_embeddings"],
+        model_max_length=max_length,
     )
 
 
