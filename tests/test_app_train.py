@@ -11,7 +11,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 import pytest
-from tiny import launched_app, wait_for
+from tiny import followed_training, launched_app, wait_for
 
 from lora_core import demo, training
 from lora_core.paths import REPO_ROOT
@@ -358,14 +358,7 @@ def test_app_api_starts_follows_and_stops_a_training(home: Path) -> None:
             api_name="/start_training",
         )  # fmt: skip
         assert started == "Training **api_run** started."
-        status: dict = {}
-
-        def finished() -> bool:
-            nonlocal status
-            status = client.predict(api_name="/training_status")
-            return status["state"] in ("completed", "stopped", "failed")
-
-        assert wait_for(finished, 90), status
+        status = followed_training(client, 90)
         assert status["state"] == "completed", status["error"]
         assert status["task"] == "api_run" and status["step"] == status["total_steps"] == 5
         assert [step for step, _ in status["loss"]] == [1, 2, 3, 4, 5]

@@ -5,12 +5,11 @@ settings, poll until completed, scan, activate, chat, generate and compare."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
-from tiny import served_app, wait_for
+from tiny import followed_training, served_app
 
 from lora_core import demo
 
@@ -62,15 +61,7 @@ def test_upload_train_activate_chat_and_compare_through_the_api(served):
     assert started == "Training **e2e** started."
     with pytest.raises(Exception, match="A training is already running: e2e"):  # one at a time
         client.predict(base_name=demo.DEMO_MODEL_NAME, task="other", api_name="/start_training")
-    status: dict = {}
-
-    def finished() -> bool:
-        nonlocal status
-        status = client.predict(api_name="/training_status")
-        time.sleep(0.5)
-        return status["state"] in ("completed", "stopped", "failed")
-
-    assert wait_for(finished, 300), status
+    status = followed_training(client)
     assert status["state"] == "completed", status.get("error")
     assert status["task"] == "e2e" and status["step"] == status["total_steps"] > 0
     losses = [loss for _, loss in status["loss"]]

@@ -16,7 +16,7 @@ import pytest
 import torch
 from gradio_client import Client
 from safetensors.torch import load_file
-from tiny import ROOT, served_app, wait_for
+from tiny import ROOT, followed_training, served_app, wait_for
 
 from lora_core import adapters, training
 from lora_core.demo import SAMPLE_DATASET, build_demo_model
@@ -166,16 +166,7 @@ def test_twenty_clients_polling_and_scanning_during_a_training_change_nothing(ho
         def train(client: Client, task: str) -> dict:
             client.predict(file=handle_file(str(SAMPLE_DATASET)), api_name="/validate_dataset")
             client.predict(task=task, **settings, api_name="/start_training")
-            status: dict = {}
-
-            def done() -> bool:
-                nonlocal status
-                status = client.predict(api_name="/training_status")
-                time.sleep(0.2)
-                return status["state"] in ("completed", "stopped", "failed")
-
-            assert wait_for(done, 600), status
-            return status
+            return followed_training(client, 600)
 
         stop = threading.Event()
         problems: list[str] = []

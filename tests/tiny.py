@@ -85,6 +85,20 @@ def wait_for(predicate, timeout: float = 60.0) -> bool:
     return False
 
 
+def followed_training(client, timeout: float = 300.0) -> dict:
+    """Poll the app's /training_status through ``client`` until the training ends; its last status."""
+    status: dict = {}
+
+    def ended() -> bool:
+        nonlocal status
+        status = client.predict(api_name="/training_status")
+        time.sleep(0.2)
+        return status["state"] in ("completed", "stopped", "failed")
+
+    assert wait_for(ended, timeout), status
+    return status
+
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
