@@ -249,7 +249,13 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     ):  # fmt: skip
         default = getattr(defaults, name)
         p.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default, help=helps[name])
-    for name in ("gradient_checkpointing", "skip_invalid", "resume", "trust_remote_code"):
+    p.add_argument(
+        "--gradient-checkpointing",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=helps["gradient_checkpointing"],
+    )
+    for name in ("skip_invalid", "resume", "trust_remote_code"):
         p.add_argument(f"--{name.replace('_', '-')}", action="store_true", help=helps[name])
 
 

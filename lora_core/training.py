@@ -297,6 +297,7 @@ class TrainingJob:
         self._thread: threading.Thread | None = None
         self._tokens = 0
         self._computed_tokens = 0
+        self._checkpointing = bool(config.gradient_checkpointing)  # resolved for the device in _train
         self.started_at = _now()
         self.finished_at: str | None = None
         self.is_main_process = int(os.environ.get("RANK", "0")) == 0
@@ -436,6 +437,9 @@ class TrainingJob:
         if self._stopped_early():
             return self._finish_without_adapter()
 
+        self._checkpointing = cfg.checkpointing(quantization, device)
+        with self._lock:
+            self.progress.detail.update(gradient_checkpointing=self._checkpointing)
         model, selection = self._build_model(base, quantization, device)
         if self._stopped_early():
             return self._finish_without_adapter()
@@ -487,8 +491,8 @@ class TrainingJob:
         model_type = getattr(model.config, "model_type", None)
         selection = resolve_targets(model, cfg.targets, model_type)
         if quantization in ("4bit", "8bit"):
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
-        elif cfg.gradient_checkpointing:
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=self._checkpointing)
+        elif self._checkpointing:
             model.enable_input_require_grads()
         lora = LoraConfig(
             r=cfg.rank,
@@ -548,8 +552,8 @@ class TrainingJob:
             use_cpu=device != "cuda",
             bf16=bf16,
             fp16=device == "cuda" and not bf16,
-            activation_checkpointing=cfg.gradient_checkpointing,
-            activation_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+            activation_checkpointing=self._checkpointing,
+            activation_checkpointing_kwargs={"use_reentrant": False} if self._checkpointing else None,
             remove_unused_columns=False,
             dataloader_num_workers=0,
             ddp_find_unused_parameters=False,
@@ -851,7 +855,7 @@ def estimate(
     batch_size: int = 4,
     max_length: int = 1024,
     quantization: str = "auto",
-    gradient_checkpointing: bool = False,
+    gradient_checkpointing: bool | None = None,
     trust_remote_code: bool = False,
 ) -> Estimate:
     """Trainable parameters and a memory estimate from the model's config alone (nothing is loaded)."""
@@ -876,7 +880,9 @@ def estimate(
     layers = getattr(config, "num_hidden_layers", 0) or getattr(config, "n_layer", 0)
     vocab = getattr(config, "vocab_size", 0)
     act_bytes = 4 if device == "cpu" else 2
-    per_token = hidden * (2 if gradient_checkpointing else 18) * layers * act_bytes + vocab * 4 * 2  # + logits
+    settings = TrainConfig(base="", data="", task="", gradient_checkpointing=gradient_checkpointing)
+    checkpointing = settings.checkpointing(quant, device)
+    per_token = hidden * (2 if checkpointing else 18) * layers * act_bytes + vocab * 4 * 2  # + logits
     memory = int(total * bytes_per_weight + lora * 16 + batch_size * max_length * per_token)
     return Estimate(
         model_type=selection.model_type,

@@ -122,6 +122,14 @@ def test_demo_settings_fill_the_demo_values() -> None:
     assert values[-1] == demo.DEMO_TRAINING["targets"]
     if training.device_kind() == "cpu":
         assert named["quantization"] == "none"  # what the locked dropdown shows on a CPU
+    assert named["gradient_checkpointing"] is (training.device_kind() == "cuda")
+
+
+def test_gradient_checkpointing_is_ticked_by_default_on_cuda_only(monkeypatch) -> None:
+    assert train_tab.checkpointing_default() is False  # this CPU
+    monkeypatch.setattr(training, "device_kind", lambda: "cuda")
+    assert train_tab.checkpointing_default() is True  # 4-bit QLoRA by default there
+    assert dict(zip(train_tab.HYPER, train_tab.demo_settings()[:-1], strict=False))["gradient_checkpointing"] is True
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -421,3 +421,13 @@ def test_a_missing_or_model_less_base_is_one_sentence(cli: Cli, tmp_path: Path, 
     (tmp_path / "empty-folder").mkdir()
     line, _ = cli.refused(command, *args, "--base", tmp_path / "empty-folder", in_process=True)
     assert "no config.json" in line and "empty-folder" in line
+
+
+def test_gradient_checkpointing_flag_is_unset_on_or_off() -> None:
+    from lora_core.cli import build_parser
+
+    base = ["train", "--base", "b", "--data", "d", "--task", "t"]
+    parse = build_parser().parse_args
+    assert parse(base).gradient_checkpointing is None  # the core decides: on for 4-bit CUDA
+    assert parse([*base, "--gradient-checkpointing"]).gradient_checkpointing is True
+    assert parse([*base, "--no-gradient-checkpointing"]).gradient_checkpointing is False

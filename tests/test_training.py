@@ -261,3 +261,32 @@ def raise_if_failed(snap):
 def test_two_runs_of_one_task_in_the_same_second_get_their_own_names(home):
     first, second = TrainingJob(config(home, task="twice")), TrainingJob(config(home, task="twice"))
     assert first.run_id != second.run_id and second.run_id.startswith(first.run_id.rsplit("_", 2)[0])
+
+
+def test_gradient_checkpointing_is_on_by_default_for_a_quantized_base_on_cuda_only(home, monkeypatch):
+    unset = config(home)
+    assert unset.gradient_checkpointing is None
+    assert unset.checkpointing("4bit", "cuda") and unset.checkpointing("8bit", "cuda")
+    assert not unset.checkpointing("none", "cuda") and not unset.checkpointing("none", "cpu")
+    assert not config(home, gradient_checkpointing=False).checkpointing("4bit", "cuda")
+    assert config(home, gradient_checkpointing=True).checkpointing("none", "cpu")
+    # The memory estimate follows the same rule.
+    monkeypatch.setattr(training, "device_kind", lambda: "cuda")
+    base = home / "Models" / "LLM" / "demo"
+    assert training.estimate(base).memory_bytes < training.estimate(base, gradient_checkpointing=False).memory_bytes
+    monkeypatch.undo()
+    monkeypatch.setenv("SIMPLE_LORA_HOME", str(home))
+    # On this CPU: off when unset, on when asked, and the Trainer is told.
+    told = {}
+    real = TrainingJob._trainer
+
+    def spy(self, *args, **kwargs):
+        trainer = real(self, *args, **kwargs)
+        told[self.config.task] = trainer.args.activation_checkpointing
+        return trainer
+
+    monkeypatch.setattr(TrainingJob, "_trainer", spy)
+    for task, value in (("ckpt_unset", None), ("ckpt_on", True)):
+        snap = TrainingJob(config(home, task=task, max_steps=2, gradient_checkpointing=value)).run()
+        assert snap["state"] == State.COMPLETED, snap
+        assert snap["detail"]["gradient_checkpointing"] is told[task] is (value is True)

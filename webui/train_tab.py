@@ -121,9 +121,16 @@ def _quant_for_estimate(quant: str) -> str:
     return "auto" if training.device_kind() != "cuda" else quant
 
 
+def checkpointing_default() -> bool:
+    """What the core does with gradient checkpointing unset on this machine: on for the 4-bit base of CUDA."""
+    device = training.device_kind()
+    return DEFAULTS.checkpointing(training.effective_quantization(DEFAULTS.quantization, device), device)
+
+
 def demo_settings() -> list[Any]:
     """The settings that make the demo model learn the sample data in a few minutes on a CPU."""
-    values = {**{k: getattr(DEFAULTS, k) for k in HYPER}, **DEMO_TRAINING}
+    values = {**{k: getattr(DEFAULTS, k) for k in HYPER}, "gradient_checkpointing": checkpointing_default()}
+    values.update(DEMO_TRAINING)
     if training.device_kind() != "cuda":
         values["quantization"] = "none"  # what the (locked) dropdown shows on a CPU
     return [values[k] for k in HYPER] + [values["targets"]]
@@ -409,7 +416,7 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
                 info="quant_cpu" if cpu else "quant_gpu",
             )
         with gr.Row(equal_height=True):
-            checkpointing = labels.add(gr.Checkbox(DEFAULTS.gradient_checkpointing), label="gradient_checkpointing")
+            checkpointing = labels.add(gr.Checkbox(checkpointing_default()), label="gradient_checkpointing")
             skip_invalid = labels.add(gr.Checkbox(DEFAULTS.skip_invalid), label="skip_invalid")
             demo_btn = labels.add(gr.Button(), value="demo_settings")
     with gr.Row():
