@@ -120,16 +120,13 @@ def _user_text(row: dict) -> str:
     return f"{row['instruction']}\n\n{row['input']}" if row.get("input") else row["instruction"]
 
 
-def _worker_simple(fixture: Path, rows: list[dict], scratch: Path, measure: dict) -> None:
-    os.environ["SIMPLE_LORA_HOME"] = str(scratch)  # adapters and run records go to the scratch folder
+def simple_config(base: Path, data: Path, **overrides):
+    """Simple LoRA's ``TrainConfig`` for the benchmark's shared settings (fp32 on CPU, no checkpointing)."""
     sys.path.insert(0, str(REPO))
     from lora_core.config import TrainConfig
-    from lora_core.training import TrainingJob
 
-    data = scratch / "train.json"
-    data.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
-    config = TrainConfig(
-        base=str(fixture / "model"),
+    settings = dict(
+        base=str(base),
         data=str(data),
         task="bench",
         epochs=1.0,
@@ -147,20 +144,32 @@ def _worker_simple(fixture: Path, rows: list[dict], scratch: Path, measure: dict
         seed=SEED,
         gradient_checkpointing=False,
     )
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def run_simple(config, scratch: Path, measure: dict) -> None:
+    """Train with Simple LoRA as the app and the CLI do; adapters and run records go to ``scratch``."""
+    os.environ["SIMPLE_LORA_HOME"] = str(scratch)
+    from lora_core.training import TrainingJob
+
     snap = TrainingJob(config).run()
     if snap["state"] != "completed":
         raise RuntimeError(f"Simple LoRA training ended {snap['state']}: {snap.get('error')}")
     measure["adapter_saved"] = bool(snap.get("adapter_dir"))
 
 
-def _worker_trl(fixture: Path, rows: list[dict], scratch: Path, measure: dict, grouped: bool) -> None:
-    import torch
-    from datasets import Dataset
-    from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
-    from trl import SFTConfig, SFTTrainer
+def write_rows(rows: list[dict], scratch: Path) -> Path:
+    data = scratch / "train.json"
+    data.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    return data
 
-    dataset = Dataset.from_list(
+
+def trl_dataset(rows: list[dict]):
+    """The rows as TRL's conversational prompt/completion dataset (loss on the completion only)."""
+    from datasets import Dataset
+
+    return Dataset.from_list(
         [
             {
                 "prompt": [{"role": "user", "content": _user_text(row)}],
@@ -169,10 +178,26 @@ def _worker_trl(fixture: Path, rows: list[dict], scratch: Path, measure: dict, g
             for row in rows
         ]
     )
-    tokenizer = AutoTokenizer.from_pretrained(fixture / "model")
-    set_seed(SEED)
-    model = AutoModelForCausalLM.from_pretrained(fixture / "model", dtype=torch.float32)
-    args = SFTConfig(
+
+
+def peft_lora_config():
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=LORA["r"],
+        lora_alpha=LORA["alpha"],
+        lora_dropout=LORA["dropout"],
+        target_modules=LORA["targets"],
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def sft_config(scratch: Path, **overrides):
+    """TRL's ``SFTConfig`` for the shared settings (fp32 on CPU, no checkpointing); TRL's defaults otherwise."""
+    from trl import SFTConfig
+
+    settings = dict(
         output_dir=str(scratch / "trl"),
         num_train_epochs=1,
         per_device_train_batch_size=BATCH,
@@ -192,22 +217,40 @@ def _worker_trl(fixture: Path, rows: list[dict], scratch: Path, measure: dict, g
         save_strategy="no",
         report_to="none",
         disable_tqdm=True,
-        train_sampling_strategy="group_by_length" if grouped else "random",
+        train_sampling_strategy="random",
     )
-    peft_config = LoraConfig(
-        r=LORA["r"],
-        lora_alpha=LORA["alpha"],
-        lora_dropout=LORA["dropout"],
-        target_modules=LORA["targets"],
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
+    settings.update(overrides)
+    return SFTConfig(**settings)
+
+
+def run_trl(model, tokenizer, args, rows: list[dict], scratch: Path, measure: dict) -> None:
+    from trl import SFTTrainer
+
     trainer = SFTTrainer(
-        model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
+        model=model,
+        args=args,
+        train_dataset=trl_dataset(rows),
+        processing_class=tokenizer,
+        peft_config=peft_lora_config(),
     )
     trainer.train()
     trainer.save_model(str(scratch / "trl" / "adapter"))  # as an app would; outside the timed training
     measure["adapter_saved"] = True
+
+
+def _worker_simple(fixture: Path, rows: list[dict], scratch: Path, measure: dict) -> None:
+    run_simple(simple_config(fixture / "model", write_rows(rows, scratch)), scratch, measure)
+
+
+def _worker_trl(fixture: Path, rows: list[dict], scratch: Path, measure: dict, grouped: bool) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+
+    tokenizer = AutoTokenizer.from_pretrained(fixture / "model")
+    set_seed(SEED)
+    model = AutoModelForCausalLM.from_pretrained(fixture / "model", dtype=torch.float32)
+    args = sft_config(scratch, train_sampling_strategy="group_by_length" if grouped else "random")
+    run_trl(model, tokenizer, args, rows, scratch, measure)
 
 
 def _worker_peak(measure: dict, size: int = 2048, repeats: int = 12) -> None:

@@ -1,0 +1,59 @@
+"""The GPU benchmark script keeps working where there is no GPU to run it: its --smoke mode builds a tiny model of
+the same architecture from a small CPU fixture and trains it with Simple LoRA, reporting the same table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from tiny import ROOT
+
+
+@pytest.fixture(scope="module")
+def fixture(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "fixture"
+    run = subprocess.run(
+        [sys.executable, "bench/fixture.py", "--out", str(out), "--rows", "40"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    return out
+
+
+@pytest.mark.slow
+def test_the_gpu_benchmark_runs_its_smoke_configuration(fixture, tmp_path):
+    work = tmp_path / "work"
+    run = subprocess.run(
+        [sys.executable, "bench/train_gpu.py", "--smoke", "--configs", "simple-16bit", "--rows", "16", "--runs", "1",
+         "--fixture", str(fixture), "--work", str(work)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    assert "| Simple LoRA, 16-bit" in run.stdout
+    (result,) = work.glob("results-*.json")
+    report = json.loads(result.read_text(encoding="utf-8"))
+    summary = report["summary"]["simple-16bit"]
+    assert report["smoke"] and summary["steps"] == 2 and summary["tokens_per_s"] > 0
+    assert summary["checkpointing"] is False  # Simple LoRA's default without a 4-bit base
+    config = json.loads((work / "model-smoke" / "model" / "config.json").read_text(encoding="utf-8"))
+    assert config["model_type"] == "qwen2" and config["vocab_size"] == 151936 and config["tie_word_embeddings"]
+
+
+def test_the_gpu_benchmark_says_what_it_needs(fixture, tmp_path):
+    import torch
+
+    def bench(*args):
+        run = subprocess.run(
+            [sys.executable, "bench/train_gpu.py", "--work", str(tmp_path), *args],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert run.returncode != 0 and "Traceback" not in run.stderr
+        return run.stderr.strip()
+
+    assert "No fixture in" in bench("--fixture", str(tmp_path / "none"))
+    assert "Unknown configuration(s): fast" in bench("--fixture", str(fixture), "--configs", "fast", "--smoke")
+    if not torch.cuda.is_available():
+        assert bench("--fixture", str(fixture)).startswith("No CUDA GPU here")
+    assert not list(tmp_path.glob("model*"))  # nothing built for a run that cannot happen
