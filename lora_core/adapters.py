@@ -20,13 +20,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from peft.utils.constants import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
-
 from . import paths
 from .errors import ModelError, PathError
 
 logger = logging.getLogger(__name__)
 
+# PEFT's file names (peft.utils.constants), spelt out so that importing this module does not import PEFT (4 s).
+CONFIG_NAME = "adapter_config.json"
+SAFETENSORS_WEIGHTS_NAME = "adapter_model.safetensors"
+WEIGHTS_NAME = "adapter_model.bin"
 META_NAME = "training_meta.json"
 STAGING_PREFIX = ".staging-"
 FULL_MODEL_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")

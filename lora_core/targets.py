@@ -15,14 +15,12 @@ import re
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import torch
-from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_TARGETS
-from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM
-from transformers.pytorch_utils import Conv1D
+from typing import TYPE_CHECKING
 
 from .errors import ModelError
+
+if TYPE_CHECKING:  # torch, transformers and PEFT are imported when a model is looked at, not with this module
+    from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +32,15 @@ REMOTE_CODE_TARGETS: dict[str, list[str]] = {
     "chatglm": ["query_key_value"],  # ChatGLM2/3, GLM-4 (remote code)
     "baichuan": ["W_pack"],  # Baichuan 1 and 2
 }
-DEFAULT_TARGETS = PEFT_TARGETS["llama"]
+DEFAULT_TARGETS = ["q_proj", "v_proj"]  # PEFT's choice for llama (a test checks it still is)
+
+
+def peft_targets() -> dict[str, list[str]]:
+    """PEFT's own target modules per architecture (model_type)."""
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+    return TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
 
 # Output layers by name, for models whose get_output_embeddings() does not say (or that have none).
 HEAD_NAMES = ("lm_head", "embed_out", "output_layer")
@@ -72,6 +78,9 @@ class _Linear:
 
 
 def _linear_types() -> tuple[type, ...]:
+    from torch import nn
+    from transformers.pytorch_utils import Conv1D
+
     types: list[type] = [nn.Linear, Conv1D]  # Conv1D: GPT-2's linear layer with a transposed weight
     # A quantized model has imported bitsandbytes already; never import it (slow, noisy) just to look.
     bnb = sys.modules.get("bitsandbytes")
@@ -150,7 +159,7 @@ def detect_targets(model: nn.Module, preset: str = "attention", model_type: str 
         present = {lin.leaf for lin in linears}
         return [lin for lin in linears if lin.leaf in names] if names and set(names) <= present else []
 
-    if found := named(PEFT_TARGETS.get(model_type)):
+    if found := named(peft_targets().get(model_type)):
         return select(found, "peft", f"PEFT's own target modules for the {model_type} architecture.")
     if found := named(REMOTE_CODE_TARGETS.get(model_type)):
         return select(found, "remote-code", f"The known attention projection of the {model_type} architecture.")
@@ -195,6 +204,9 @@ def meta_model(base_dir: str | Path, trust_remote_code: bool = False) -> tuple[n
 
     folder = check_model_dir(base_dir)
     model_type = check_remote_code(folder, trust_remote_code).get("model_type")
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
     try:
         config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code, local_files_only=True)
         with torch.device("meta"):

@@ -572,7 +572,7 @@ class TrainingJob:
             train_dataset=train_set,
             eval_dataset=eval_set,
             processing_class=tokenizer,
-            callbacks=[_ProgressCallback(self)],
+            callbacks=[_progress_callback(self)],
         )
         trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
         return trainer
@@ -767,14 +767,16 @@ def _trainer_class() -> type:
     return _Trainer
 
 
-def _trainer_callback_base() -> type:
+def _progress_callback(job: TrainingJob) -> Any:
+    """A transformers ``TrainerCallback`` with ``_ProgressEvents``' methods, built when a training starts."""
     from transformers import TrainerCallback
 
-    return TrainerCallback
+    return type("_ProgressCallback", (_ProgressEvents, TrainerCallback), {})(job)
 
 
-class _ProgressCallback(_trainer_callback_base()):
-    """Publishes Trainer events into the job's progress and honours Stop after the current step."""
+class _ProgressEvents:
+    """Publishes Trainer events into the job's progress and honours Stop after the current step. Mixed into
+    ``TrainerCallback`` by ``_progress_callback``: importing this module does not import transformers."""
 
     def __init__(self, job: TrainingJob) -> None:
         self.job = job

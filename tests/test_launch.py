@@ -108,3 +108,25 @@ def test_a_space_binds_where_it_says_and_keeps_data_on_its_persistent_storage(tm
     monkeypatch.delenv("SIMPLE_LORA_HOME")
     monkeypatch.delenv("SPACE_ID")
     assert paths.home() == paths.REPO_ROOT  # /data on an ordinary machine is not ours
+
+
+def test_the_page_is_built_without_importing_peft_or_transformers():
+    """They take seconds to import and no page needs them before a model is looked at (bench/startup.py)."""
+    import subprocess
+    import sys
+
+    code = "import sys, app; print(sorted(m for m in ('peft', 'transformers', 'bitsandbytes') if m in sys.modules))"
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_names_spelt_out_to_avoid_importing_peft_are_peft_s_own():
+    from peft.utils import constants
+
+    from lora_core import adapters, targets
+
+    assert adapters.CONFIG_NAME == constants.CONFIG_NAME
+    assert adapters.SAFETENSORS_WEIGHTS_NAME == constants.SAFETENSORS_WEIGHTS_NAME
+    assert adapters.WEIGHTS_NAME == constants.WEIGHTS_NAME
+    assert constants.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING["llama"] == targets.DEFAULT_TARGETS
