@@ -2,7 +2,7 @@
 
     .venv/bin/pip install -r bench/requirements.txt       # TRL, for the benchmark only (the app has bitsandbytes)
     .venv/bin/python bench/fixture.py                     # once: the tokenizer and the Alpaca rows
-    .venv/bin/python bench/train_gpu.py                   # --rows 800 --runs 2, about 5 minutes on one H200
+    .venv/bin/python bench/train_gpu.py                   # --rows 800 --runs 2 --max-minutes 9
 
 The model is randomly initialised with Qwen2.5-0.5B's shape (hidden 896, 24 layers, 14 heads / 2 KV heads,
 intermediate 4864, vocabulary 151,936, tied embeddings: 494M parameters), saved in bf16 to
@@ -17,8 +17,9 @@ with 3% warm-up, seed 42, loss on the completion only, one epoch over the same r
   ``trl-16bit``: TRL on the same bf16 base without checkpointing.
 
 Each training runs in a fresh process; the configurations alternate and the table shows medians: tokens/s over
-``Trainer.train()`` and the peak GPU memory allocated during it (``torch.cuda.max_memory_allocated``). The script
-stops starting trainings once ``--max-minutes`` would be passed and reports the runs it has.
+``Trainer.train()`` and the peak GPU memory allocated during it (``torch.cuda.max_memory_allocated``). The whole
+script keeps within ``--max-minutes``: it starts no training that the longest one so far says would not finish in
+time, stops one that is still running at the limit, and reports the runs it has.
 
 ``--smoke`` runs the same code on a tiny model of the same architecture, on the CPU when there is no GPU, to check
 the script itself (the 4-bit configurations need CUDA and are skipped there).
@@ -193,7 +194,8 @@ def worker(args: argparse.Namespace) -> None:
 # --- parent side -------------------------------------------------------------------------------------------
 
 
-def _run(config: str, args: argparse.Namespace, tag: str) -> dict:
+def _run(config: str, args: argparse.Namespace, tag: str, timeout: float) -> dict | None:
+    """One training in a fresh process; None when it was stopped at ``timeout`` seconds."""
     logs = WORK / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     result, log = WORK / f"{tag}.json", logs / f"{tag}.log"
@@ -206,7 +208,13 @@ def _run(config: str, args: argparse.Namespace, tag: str) -> dict:
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     start = time.perf_counter()
     with log.open("w", encoding="utf-8") as out:
-        rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO).returncode
+        try:
+            rc = subprocess.run(
+                cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO, timeout=timeout
+            ).returncode
+        except subprocess.TimeoutExpired:  # the child is killed; its scratch folder is ours to remove
+            shutil.rmtree(WORK / f"scratch-{tag}", ignore_errors=True)
+            return None
     if rc != 0 or not result.exists():
         tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
         raise SystemExit(f"{config} failed (exit {rc}); the end of {log}:\n{tail}")
@@ -277,11 +285,14 @@ def parent(args: argparse.Namespace) -> None:
     longest = 0.0
     for round_ in range(1, args.runs + 1):
         for config in configs:
-            elapsed = time.perf_counter() - started
-            if elapsed + longest > args.max_minutes * 60:
+            left = args.max_minutes * 60 - (time.perf_counter() - started)
+            if longest > left or left < 10:
                 skipped.append(f"round {round_} {config}")
                 continue
-            measure = _run(config, args, f"{round_}-{config}")
+            measure = _run(config, args, f"{round_}-{config}", timeout=left)
+            if measure is None:
+                skipped.append(f"round {round_} {config} (stopped at the limit)")
+                continue
             longest = max(longest, measure["process_s"])
             runs.append(measure)
             memory = f", peak GPU {measure['gpu_peak_mb']:.0f} MB" if "gpu_peak_mb" in measure else ""

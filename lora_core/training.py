@@ -591,6 +591,7 @@ class TrainingJob:
         snap = self.snapshot()
         cfg = asdict(self.config)
         hyper = {k: cfg[k] for k in cfg if k not in ("base", "data", "task", "resume", "trust_remote_code")}
+        hyper["gradient_checkpointing"] = self._checkpointing  # what was used, also when left to the default
         return {
             "status": str(status),
             "task": paths.safe_name(self.config.task),

@@ -70,7 +70,7 @@ def rows(frame: pd.DataFrame) -> list[list]:
 
 @pytest.mark.parametrize("lang", LANGS)
 def test_model_line_shows_architecture_targets_parameters_and_memory(lang: str) -> None:
-    info, targets = train_tab.on_model(lang, DEMO, "attention", 16, 4, 256, "none")
+    info, targets = train_tab.on_model(lang, DEMO, "attention", 16, 4, 256, "none", False)
     est = training.estimate(dataset_tab.resolve_base(DEMO), "attention", 16, 4, 256)
     assert est.target_modules == ["q_proj", "v_proj"] and est.lora_params > 0
     assert targets["choices"] == ALL_LINEAR and targets["value"] == ["q_proj", "v_proj"]
@@ -86,30 +86,32 @@ def test_model_line_shows_architecture_targets_parameters_and_memory(lang: str) 
         assert "PEFT 为 llama 架构给出的目标模块" in info and "预计内存：约" in info
         assert "PEFT's" not in info and "Memory" not in info  # not the core's English sentence
 
-    info, targets = train_tab.on_model(lang, DEMO, "all-linear", 16, 4, 256, "none")
+    info, targets = train_tab.on_model(lang, DEMO, "all-linear", 16, 4, 256, "none", False)
     assert targets["value"] == ALL_LINEAR
     assert t("reason_all-linear", lang, n=7) in info
 
 
 @pytest.mark.parametrize("lang", LANGS)
 def test_the_users_own_targets_are_estimated_and_kept(lang: str) -> None:
-    preset_line = train_tab.on_estimate(lang, DEMO, "attention", ["q_proj", "v_proj"], 16, 4, 256, "none")
-    assert preset_line == train_tab.on_model(lang, DEMO, "attention", 16, 4, 256, "none")[0]  # still the preset's
-    mine = train_tab.on_estimate(lang, DEMO, "attention", ["o_proj", "q_proj", "v_proj"], 16, 4, 256, "none")
+    preset_line = train_tab.on_estimate(lang, DEMO, "attention", ["q_proj", "v_proj"], 16, 4, 256, "none", False)
+    assert (
+        preset_line == train_tab.on_model(lang, DEMO, "attention", 16, 4, 256, "none", False)[0]
+    )  # still the preset's
+    mine = train_tab.on_estimate(lang, DEMO, "attention", ["o_proj", "q_proj", "v_proj"], 16, 4, 256, "none", False)
     est = training.estimate(dataset_tab.resolve_base(DEMO), "o_proj,q_proj,v_proj", 16, 4, 256)
     assert "`o_proj, q_proj, v_proj`" in mine and t("reason_user", lang) in mine
     assert f"{est.lora_params:,}" in mine
     # none chosen: the preset's; a number missing while the user types: a hint, not an error
-    assert train_tab.on_estimate(lang, DEMO, "attention", [], 16, 4, 256, "none") == preset_line
-    assert train_tab.on_estimate(lang, DEMO, "attention", None, None, 4, 256, "none") == t(
+    assert train_tab.on_estimate(lang, DEMO, "attention", [], 16, 4, 256, "none", False) == preset_line
+    assert train_tab.on_estimate(lang, DEMO, "attention", None, None, 4, 256, "none", False) == t(
         "estimate_needs_numbers", lang
     )
-    assert train_tab.on_model(lang, DEMO, "attention", 16, 4, 4, "none")[0] == t("estimate_needs_numbers", lang)
+    assert train_tab.on_model(lang, DEMO, "attention", 16, 4, 4, "none", False)[0] == t("estimate_needs_numbers", lang)
 
 
 @pytest.mark.parametrize("lang", LANGS)
 def test_no_base_model_says_where_to_put_one(lang: str) -> None:
-    info, targets = train_tab.on_model(lang, None, "attention", 16, 4, 256, "none")
+    info, targets = train_tab.on_model(lang, None, "attention", 16, 4, 256, "none", False)
     assert info == t("no_base", lang) and targets["value"] == []
 
 
@@ -126,10 +128,24 @@ def test_demo_settings_fill_the_demo_values() -> None:
 
 
 def test_gradient_checkpointing_is_ticked_by_default_on_cuda_only(monkeypatch) -> None:
-    assert train_tab.checkpointing_default() is False  # this CPU
+    monkeypatch.setattr(training, "device_kind", lambda: "cpu")
+    assert train_tab.checkpointing_default() is False
+    assert train_tab.checkpointing_for("none") is False
     monkeypatch.setattr(training, "device_kind", lambda: "cuda")
     assert train_tab.checkpointing_default() is True  # 4-bit QLoRA by default there
     assert dict(zip(train_tab.HYPER, train_tab.demo_settings()[:-1], strict=False))["gradient_checkpointing"] is True
+    # The box follows the quantization chosen: on for a 4- or 8-bit base, off for a 16-bit one.
+    assert [train_tab.checkpointing_for(q) for q in ("auto", "4bit", "8bit", "none")] == [True, True, True, False]
+
+
+def test_the_memory_estimate_follows_the_checkpointing_box() -> None:
+    lines = {on: train_tab.on_estimate("en", DEMO, "attention", None, 16, 8, 1024, "none", on) for on in (0, 1)}
+    units = {"GB": 1024, "MB": 1}
+    memory = {
+        on: float(m[1]) * units[m[2]]
+        for on, m in ((on, re.search(r"about ([0-9.]+) (GB|MB)", line)) for on, line in lines.items())
+    }
+    assert memory[1] < memory[0], lines
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -153,7 +169,7 @@ def test_a_base_model_that_is_not_offered_is_refused(sample, name, lang: str) ->
     assert info.value.message == expected[lang] and info.value.title == {"en": "Error", "zh": "错误"}[lang]
     if name:  # an empty choice is "no model yet" for the model line
         with pytest.raises(gr.Error) as info:
-            train_tab.on_model(lang, name, "attention", 16, 4, 256, "none")
+            train_tab.on_model(lang, name, "attention", 16, 4, 256, "none", False)
         assert info.value.message == expected[lang]
     assert training.active_job() is None
 

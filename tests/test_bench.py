@@ -57,3 +57,5 @@ def test_the_gpu_benchmark_says_what_it_needs(fixture, tmp_path):
     if not torch.cuda.is_available():
         assert bench("--fixture", str(fixture)).startswith("No CUDA GPU here")
     assert not list(tmp_path.glob("model*"))  # nothing built for a run that cannot happen
+    limit = bench("--fixture", str(fixture), "--smoke", "--configs", "simple-16bit", "--max-minutes", "0.1")
+    assert limit.endswith("No training finished within --max-minutes.")  # 6 s: the model is built, no training fits

@@ -14,6 +14,7 @@ from peft import LoraConfig, get_peft_model
 from torch import nn
 
 from lora_core import dropout as sparse
+from lora_core import training
 from lora_core.demo import build_demo_model
 from lora_core.dropout import SparseDropout, dropped_positions, use_sparse_dropout
 from lora_core.training import State, TrainConfig, TrainingJob
@@ -81,6 +82,7 @@ def test_gradient_is_the_mask_times_the_scale_and_eval_is_identity():
     t = x.detach().transpose(0, 2)
     out = SparseDropout(0.2).train()(t)
     assert out.shape == t.shape and torch.allclose(out[out != 0], t[out != 0] / 0.8)
+    assert 0.1 < float((out == 0).float().mean()) < 0.3  # and some were dropped
     with pytest.raises(ValueError):
         SparseDropout(1.0)
 
@@ -157,7 +159,8 @@ def test_a_cpu_training_uses_it_and_saves_a_plain_adapter(demo, tmp_path, monkey
     job.run()
     snap = job.snapshot()
     assert snap["state"] == State.COMPLETED, snap
-    assert swapped and swapped[0] > 0
+    on_cpu = training.device_kind() != "cuda"  # CUDA keeps nn.Dropout, cheap there
+    assert (bool(swapped) and swapped[0] > 0) is on_cpu
     from safetensors.torch import load_file
 
     adapter = job.snapshot()["adapter_dir"]

@@ -287,6 +287,9 @@ def test_gradient_checkpointing_is_on_by_default_for_a_quantized_base_on_cuda_on
 
     monkeypatch.setattr(TrainingJob, "_trainer", spy)
     for task, value in (("ckpt_unset", None), ("ckpt_on", True)):
-        snap = TrainingJob(config(home, task=task, max_steps=2, gradient_checkpointing=value)).run()
+        job = TrainingJob(config(home, task=task, max_steps=2, quantization="none", gradient_checkpointing=value))
+        snap = job.run()
         assert snap["state"] == State.COMPLETED, snap
         assert snap["detail"]["gradient_checkpointing"] is told[task] is (value is True)
+        meta = json.loads((Path(snap["adapter_dir"]) / "training_meta.json").read_text(encoding="utf-8"))
+        assert meta["hyperparameters"]["gradient_checkpointing"] is (value is True)  # resolved, never null

@@ -57,13 +57,16 @@ def _gb(n: int) -> str:
 # --- before Start: what will be trained ------------------------------------------------------------------------
 
 
-def _estimate(base_name: str, targets: str, rank: Any, batch: Any, max_len: Any, quant: str) -> Any:
+def _estimate(
+    base_name: str, targets: str, rank: Any, batch: Any, max_len: Any, quant: str, checkpointing: bool
+) -> Any:  # fmt: skip
     """The core's estimate, or None while a number it needs is missing or out of range (the user is typing)."""
     numbers = [rank, batch, max_len]
     if any(n is None or n < 1 for n in numbers) or max_len < 8:
         return None
     base = resolve_base(base_name)
-    return training.estimate(base, targets, int(rank), int(batch), int(max_len), _quant_for_estimate(quant))
+    quant = _quant_for_estimate(quant)
+    return training.estimate(base, targets, int(rank), int(batch), int(max_len), quant, bool(checkpointing))
 
 
 def _reason(est: Any, lang: str) -> str:
@@ -93,11 +96,14 @@ def _info(est: Any, lang: str) -> str:
 
 
 @user_errors
-def on_model(lang: str, base_name: str | None, preset: str, rank: Any, batch: Any, max_len: Any, quant: str):
+def on_model(
+    lang: str, base_name: str | None, preset: str, rank: Any, batch: Any, max_len: Any, quant: str,
+    checkpointing: bool,
+):  # fmt: skip
     """Another base model or preset: the targets detected afresh, the trainable parameters and the memory."""
     if not base_name:
         return t("no_base", lang), gr.update(choices=[], value=[])
-    est = _estimate(base_name, preset, rank, batch, max_len, quant)
+    est = _estimate(base_name, preset, rank, batch, max_len, quant, checkpointing)
     if est is None:
         return _info(None, lang), gr.update()
     return _info(est, lang), gr.update(choices=est.linear_modules, value=est.target_modules)
@@ -106,14 +112,15 @@ def on_model(lang: str, base_name: str | None, preset: str, rank: Any, batch: An
 @user_errors
 def on_estimate(
     lang: str, base_name: str | None, preset: str, targets: list[str] | None, rank: Any, batch: Any, max_len: Any,
-    quant: str,
+    quant: str, checkpointing: bool,
 ) -> str:  # fmt: skip
-    """Numbers, targets or language changed: the same line for the targets chosen (none chosen: the preset's)."""
+    """Numbers, targets, quantization, checkpointing or language changed: the same line for the targets chosen
+    (none chosen: the preset's)."""
     if not base_name:
         return t("no_base", lang)
-    est = _estimate(base_name, preset, rank, batch, max_len, quant)
+    est = _estimate(base_name, preset, rank, batch, max_len, quant, checkpointing)
     if est is not None and targets and sorted(targets) != est.target_modules:
-        est = _estimate(base_name, ",".join(targets), rank, batch, max_len, quant)
+        est = _estimate(base_name, ",".join(targets), rank, batch, max_len, quant, checkpointing)
     return _info(est, lang)
 
 
@@ -121,10 +128,16 @@ def _quant_for_estimate(quant: str) -> str:
     return "auto" if training.device_kind() != "cuda" else quant
 
 
-def checkpointing_default() -> bool:
-    """What the core does with gradient checkpointing unset on this machine: on for the 4-bit base of CUDA."""
+def checkpointing_for(quant: str | None = None) -> bool:
+    """What the core does with gradient checkpointing unset for this quantization on this machine: on for a 4- or
+    8-bit base on CUDA. The checkbox follows the quantization; the user may still change it."""
     device = training.device_kind()
-    return DEFAULTS.checkpointing(training.effective_quantization(DEFAULTS.quantization, device), device)
+    quant = quant if device == "cuda" and quant in ("auto", "4bit", "8bit", "none") else DEFAULTS.quantization
+    return DEFAULTS.checkpointing(training.effective_quantization(quant, device), device)
+
+
+def checkpointing_default() -> bool:
+    return checkpointing_for(DEFAULTS.quantization)
 
 
 def demo_settings() -> list[Any]:
@@ -447,12 +460,14 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
 
     hyper = [epochs, max_steps, lr, rank, alpha, dropout, batch, accum, max_len, val, warmup, scheduler, seed, quant,
              checkpointing, skip_invalid]  # fmt: skip
-    model_inputs = [lang, base, preset, rank, batch, max_len, quant]
+    model_inputs = [lang, base, preset, rank, batch, max_len, quant, checkpointing]
     for trigger in (base.change, preset.change):
         trigger(on_model, model_inputs, [model_info, targets], api_visibility="private")
-    estimate_inputs = [lang, base, preset, targets, rank, batch, max_len, quant]
-    # the user's own targets are kept when a number or the language changes
-    for trigger in (rank.change, batch.change, max_len.change, targets.input, lang.change):
+    estimate_inputs = [lang, base, preset, targets, rank, batch, max_len, quant, checkpointing]
+    quant.change(checkpointing_for, quant, checkpointing, api_visibility="private")
+    # the user's own targets are kept when a number, the memory settings or the language change
+    for trigger in (rank.change, batch.change, max_len.change, quant.change, checkpointing.change, targets.input,
+                    lang.change):  # fmt: skip
         trigger(on_estimate, estimate_inputs, model_info, api_visibility="private")
     refresh.click(refresh_bases, base, base, api_visibility="private")
     demo_btn.click(demo_settings, None, [*hyper, preset], api_visibility="private")
