@@ -101,6 +101,7 @@ def save_adapter(model: Any, tokenizer: Any, meta: dict, dest: Path) -> Path:
         for name in _NOT_KEPT:
             (staging / name).unlink(missing_ok=True)
         _write_json(staging / META_NAME, meta)
+        paths.usual_permissions(staging)
         verify_adapter(staging, expected=get_peft_model_state_dict(model), base_dir=meta.get("base_model"))
         os.replace(staging, dest)
     finally:

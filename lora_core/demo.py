@@ -148,6 +148,7 @@ def build_demo_model(out: str | Path | None = None, *, force: bool = False) -> P
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        paths.usual_permissions(staging)
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import adapters
+from . import adapters, paths
 from .errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -515,6 +515,7 @@ def merge_adapter(adapter: str | Path, out: str | Path, base: str | Path | None 
         load_tokenizer(adapter if (adapter / "tokenizer_config.json").is_file() else base_dir).save_pretrained(
             str(staging)
         )
+        paths.usual_permissions(staging)
         if out.exists():
             out.rmdir()
         os.replace(staging, out)
@@ -527,8 +528,6 @@ def merge_adapter(adapter: str | Path, out: str | Path, base: str | Path | None 
 def base_for_adapter(adapter: str | Path) -> Path | None:
     """The base model folder an adapter belongs to, when it is at hand: the one its manifest records, else a folder
     of ``Models/LLM/`` named like the ``base_model_name_or_path`` of its PEFT config (external adapters)."""
-    from . import paths
-
     adapter = Path(adapter)
     candidates = []
     if (adapter / adapters.META_NAME).is_file():

@@ -93,3 +93,20 @@ def safe_name(name: str, *, max_length: int = 64) -> str:
     if cleaned.split(".")[0].lower() in _WINDOWS_RESERVED:
         cleaned = f"_{cleaned}"
     return cleaned
+
+
+def usual_permissions(folder: str | Path) -> None:
+    """Give every file in ``folder`` the permissions of any new file of this process (its umask), like the JSON
+    files beside them. safetensors writes its files readable by their owner only (0600), so a model or adapter
+    would otherwise be unreadable to the group or other users of a shared folder."""
+    folder = Path(folder)
+    probe = folder / f".permissions-{os.getpid()}"
+    with open(probe, "x"):
+        pass
+    try:
+        mode = probe.stat().st_mode & 0o777
+    finally:
+        probe.unlink()
+    for path in folder.iterdir():
+        if path.is_file() and not path.is_symlink():
+            path.chmod(mode)

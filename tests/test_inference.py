@@ -140,6 +140,7 @@ def test_a_pickle_only_adapter_is_refused_without_unpickling(home, engine, adapt
 
 def test_merged_model_answers_like_base_plus_adapter(home, base, adapter_a):
     out = merge_adapter(adapter_a, home / "Models" / "LLM" / "merged")
+    assert len({p.stat().st_mode & 0o777 for p in out.iterdir()}) == 1  # safetensors' 0600 made like the rest
     assert (out / "model.safetensors").is_file() and not list(out.glob("adapter_*"))
     merged, tuned = load_model(out), load_model(base, adapter_a)
     assert merged.dtype == torch.float32  # loaded for CPU inference; stored as bfloat16

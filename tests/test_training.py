@@ -71,6 +71,13 @@ def test_training_saves_only_a_small_adapter_whose_weights_changed(home):
         p.name for p in out.iterdir()
     }
     assert (out / "adapter_model.safetensors").stat().st_size < 3 * 1024 * 1024  # MBs, never the 13 MB model
+    # Readable like the JSON beside it (safetensors alone writes 0600), here and in the demo model's folder.
+    for folder in (out, home / "Models" / "LLM" / "demo"):
+        modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}
+        assert (
+            len(set(modes.values())) == 1
+            and modes["config.json" if "LLM" in str(folder) else "training_meta.json"] & 0o044
+        ), modes
 
     # loss falls over the run
     losses = [loss for _, loss in snap["loss"]]
