@@ -242,7 +242,7 @@ def summarise(runs: list[dict]) -> dict:
     return out
 
 
-def table(summary: dict) -> str:
+def table(summary: dict, labels: dict) -> str:
     lines = [
         "| configuration | wall s | non-pad tok/s | padding % | peak GPU MB | final loss | mean loss | end-to-end s "
         "| tok/s vs TRL | memory vs TRL |",
@@ -253,7 +253,7 @@ def table(summary: dict) -> str:
         ratio = f"{s['vs_trl']:.2f}x" if s.get("vs_trl") else "-"
         mem_ratio = f"{s['memory_vs_trl']:.2f}x" if s.get("memory_vs_trl") else "-"
         lines.append(
-            f"| {LABELS[config]} | {s['train_s']:.1f} | {s['tokens_per_s']:.0f} | {s['padding'] * 100:.1f} "
+            f"| {labels[config]} | {s['train_s']:.1f} | {s['tokens_per_s']:.0f} | {s['padding'] * 100:.1f} "
             f"| {memory} | {s['final_loss']:.3f} | {s['mean_loss']:.3f} | {s['process_s']:.1f} | {ratio} "
             f"| {mem_ratio} |"
         )
@@ -303,13 +303,24 @@ def parent(args: argparse.Namespace) -> None:
         raise SystemExit("No training finished within --max-minutes.")
     summary = summarise(runs)
     total = time.perf_counter() - started
-    versions = {name: getattr(__import__(name), "__version__", "?") for name in ("torch", "transformers", "peft")}
-    for name in ("trl", "bitsandbytes"):
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in (
+        "torch",
+        "transformers",
+        "peft",
+        "trl",
+        "bitsandbytes",
+    ):  # without importing them (bitsandbytes warns)
         try:
-            versions[name] = __import__(name).__version__
-        except ImportError:
+            versions[name] = version(name)
+        except PackageNotFoundError:
             versions[name] = "not installed"
     model_kind = "Qwen2.5-0.5B shape" if not args.smoke else "smoke shape" if cuda else "smoke shape, fp32 on CPU"
+    labels = (
+        LABELS if cuda else {k: v.replace("16-bit (bf16)", "unquantized (fp32 on CPU)") for k, v in LABELS.items()}
+    )
     text = "\n".join(
         [
             f"Device: {device}. " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
@@ -317,12 +328,13 @@ def parent(args: argparse.Namespace) -> None:
             f"{args.rows} rows of {args.fixture.name}/alpaca.json, one epoch, {runs[0]['steps']} steps of batch "
             f"{shared.BATCH}; up to {args.runs} runs per configuration, alternated; medians.",
             "",
-            table(summary),
+            table(summary, labels),
             "",
             "wall s: Trainer.train() only. non-pad tok/s: real tokens / wall s. peak GPU MB: the most GPU memory "
             "allocated during Trainer.train() (weights, activations, optimizer state). end-to-end s: the whole "
             "process. vs TRL: against TRL on the same base (QLoRA or 16-bit) in the same run.",
             *([f"Not run (--max-minutes {args.max_minutes}): {', '.join(skipped)}."] if skipped else []),
+            *(["--smoke: a check that the script works, not a measurement; its numbers mean nothing."] * args.smoke),
             "",
             f"Total benchmark time: {total:.0f} s.",
         ]

@@ -248,7 +248,12 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "max_length", "val_split", "targets", "quantization", "warmup_ratio", "scheduler", "seed",
     ):  # fmt: skip
         default = getattr(defaults, name)
-        p.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default, help=helps[name])
+        p.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=type(default),
+            default=default,
+            help=f"{helps[name]} (default: {default})",
+        )
     p.add_argument(
         "--gradient-checkpointing",
         action=argparse.BooleanOptionalAction,

@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -431,3 +432,18 @@ def test_gradient_checkpointing_flag_is_unset_on_or_off() -> None:
     assert parse(base).gradient_checkpointing is None  # the core decides: on for 4-bit CUDA
     assert parse([*base, "--gradient-checkpointing"]).gradient_checkpointing is True
     assert parse([*base, "--no-gradient-checkpointing"]).gradient_checkpointing is False
+
+
+def test_train_help_shows_the_defaults(capsys) -> None:
+    from lora_core.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag, default in (
+        ("--epochs", "3.0"),
+        ("--learning-rate", "0.0002"),
+        ("--rank", "16"),
+        ("--targets", "all-linear"),
+    ):
+        assert re.search(rf"{flag} \S+ [^()]*\(default: {re.escape(default)}\)", text), flag
