@@ -357,30 +357,52 @@ def _wait_until_idle(max_wait: float) -> list[str]:
         time.sleep(20)
 
 
-def _run_worker(config: str, args: argparse.Namespace, tag: str) -> dict:
-    logs = WORK / "logs"
+def spawn_worker(
+    script: Path, work: Path, config: str, tag: str, options: list[str], env: dict, timeout: float | None = None
+) -> dict | None:  # fmt: skip
+    """Run ``script --worker config`` in a fresh process (its output in ``work/logs/<tag>.log``) and return the JSON
+    it writes; None when it was stopped at ``timeout`` seconds. A worker that fails ends the benchmark, showing the
+    end of its log."""
+    logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    result = WORK / f"{tag}.json"
-    log = logs / f"{tag}.log"
+    result, log, scratch = work / f"{tag}.json", logs / f"{tag}.log", work / f"scratch-{tag}"
     result.unlink(missing_ok=True)
     cmd = [
-        sys.executable, str(Path(__file__).resolve()), "--worker", config, "--rows", str(args.rows),
-        "--fixture", str(args.fixture), "--result", str(result), "--scratch", str(WORK / f"scratch-{tag}"),
-    ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    env["TOKENIZERS_PARALLELISM"] = "false"
-    busy0, steal0 = _cpu_busy_s()
-    child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
+        sys.executable,
+        str(script),
+        "--worker",
+        config,
+        *options,
+        "--result",
+        str(result),
+        "--scratch",
+        str(scratch),
+    ]
     with log.open("w", encoding="utf-8") as out:
-        rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO).returncode
-    wall = time.perf_counter() - start
-    busy1, steal1 = _cpu_busy_s()
-    child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        try:
+            rc = subprocess.run(
+                cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO, timeout=timeout
+            ).returncode
+        except subprocess.TimeoutExpired:  # the child is killed; its scratch folder is ours to remove
+            shutil.rmtree(scratch, ignore_errors=True)
+            return None
     if rc != 0 or not result.exists():
         tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
         raise SystemExit(f"{config} failed (exit {rc}); the end of {log}:\n{tail}")
-    measure = json.loads(result.read_text(encoding="utf-8"))
+    return json.loads(result.read_text(encoding="utf-8"))
+
+
+def _run_worker(config: str, args: argparse.Namespace, tag: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env["TOKENIZERS_PARALLELISM"] = "false"
+    options = ["--rows", str(args.rows), "--fixture", str(args.fixture)]
+    busy0, steal0 = _cpu_busy_s()
+    child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    measure = spawn_worker(Path(__file__).resolve(), WORK, config, tag, options, env)
+    wall = time.perf_counter() - start
+    busy1, steal1 = _cpu_busy_s()
+    child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     own = (child1.ru_utime + child1.ru_stime) - (child0.ru_utime + child0.ru_stime)
     measure["other_load_cores"] = max(0.0, (busy1 - busy0) - own) / wall  # CPU used by anything else meanwhile
     measure["steal_cores"] = (steal1 - steal0) / wall

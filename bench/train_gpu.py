@@ -32,8 +32,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -196,29 +194,12 @@ def worker(args: argparse.Namespace) -> None:
 
 def _run(config: str, args: argparse.Namespace, tag: str, timeout: float) -> dict | None:
     """One training in a fresh process; None when it was stopped at ``timeout`` seconds."""
-    logs = WORK / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    result, log = WORK / f"{tag}.json", logs / f"{tag}.log"
-    result.unlink(missing_ok=True)
-    cmd = [
-        sys.executable, str(Path(__file__).resolve()), "--worker", config, "--rows", str(args.rows),
-        "--fixture", str(args.fixture), "--model", str(args.model), "--result", str(result),
-        "--scratch", str(WORK / f"scratch-{tag}"),
-    ]  # fmt: skip
+    options = ["--rows", str(args.rows), "--fixture", str(args.fixture), "--model", str(args.model)]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     start = time.perf_counter()
-    with log.open("w", encoding="utf-8") as out:
-        try:
-            rc = subprocess.run(
-                cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO, timeout=timeout
-            ).returncode
-        except subprocess.TimeoutExpired:  # the child is killed; its scratch folder is ours to remove
-            shutil.rmtree(WORK / f"scratch-{tag}", ignore_errors=True)
-            return None
-    if rc != 0 or not result.exists():
-        tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
-        raise SystemExit(f"{config} failed (exit {rc}); the end of {log}:\n{tail}")
-    measure = json.loads(result.read_text(encoding="utf-8"))
+    measure = shared.spawn_worker(Path(__file__).resolve(), WORK, config, tag, options, env, timeout)
+    if measure is None:
+        return None
     measure["process_s"] = time.perf_counter() - start
     measure["tokens_per_s"] = measure["real_tokens"] / measure["train_s"]
     measure["padding"] = 1 - measure["real_tokens"] / measure["computed_tokens"]
