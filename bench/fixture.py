@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lora_core.demo import build_tokenizer  # noqa: E402  (the demo model's ChatML tokenizer recipe)
+from lora_core.demo import build_tokenizer, random_model  # noqa: E402  (the demo model's recipes)
 
 DEFAULT_OUT = Path(__file__).resolve().parent / ".fixture"
 MODEL_CONFIG = {
@@ -125,8 +125,7 @@ def _cut(tokenizer, words: list[str], target: int) -> str:
 
 
 def build(out: Path, rows: int = 2000, seed: int = 0) -> dict:
-    import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     rng = random.Random(seed)
     writer = _Writer(rng)
@@ -166,18 +165,7 @@ def build(out: Path, rows: int = 2000, seed: int = 0) -> dict:
     if out.exists():
         shutil.rmtree(out)
     model_dir.mkdir(parents=True)
-    config = LlamaConfig(
-        vocab_size=VOCAB_SIZE,
-        bos_token_id=None,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        **MODEL_CONFIG,
-    )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    model.generation_config = GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False
-    )
+    model = random_model(LlamaForCausalLM, LlamaConfig, tokenizer, seed, vocab_size=VOCAB_SIZE, **MODEL_CONFIG)
     model.save_pretrained(model_dir, safe_serialization=True)
     tokenizer.save_pretrained(model_dir)
     (out / "alpaca.json").write_text(json.dumps(data, ensure_ascii=False, indent=0), encoding="utf-8")

@@ -32,6 +32,7 @@ T_PROCESS = time.perf_counter()
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(REPO))  # lora_core, for this script and bench/train_gpu.py
 DEFAULT_FIXTURE = HERE / ".fixture"
 WORK = HERE / ".work"
 CONFIGS = ["simple", "trl", "trl-grouped"]
@@ -122,7 +123,6 @@ def _user_text(row: dict) -> str:
 
 def simple_config(base: Path, data: Path, **overrides):
     """Simple LoRA's ``TrainConfig`` for the benchmark's shared settings (fp32 on CPU, no checkpointing)."""
-    sys.path.insert(0, str(REPO))
     from lora_core.config import TrainConfig
 
     settings = dict(

@@ -69,7 +69,9 @@ SMOKE = {**QWEN_05B, "hidden_size": 64, "intermediate_size": 128, "num_hidden_la
 def build_model(fixture: Path, out: Path, shape: dict) -> Path:
     """A random-init Qwen2 model of ``shape`` in bf16 with the CPU fixture's tokenizer; reused when present."""
     import torch
-    from transformers import AutoTokenizer, GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    from lora_core.demo import random_model
 
     model_dir = out / "model"
     stamp = out / "shape.json"
@@ -79,14 +81,7 @@ def build_model(fixture: Path, out: Path, shape: dict) -> Path:
         shutil.rmtree(out)
     model_dir.mkdir(parents=True)
     tokenizer = AutoTokenizer.from_pretrained(fixture / "model")
-    config = Qwen2Config(
-        bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **shape
-    )
-    torch.manual_seed(shared.SEED)
-    model = Qwen2ForCausalLM(config).to(torch.bfloat16)
-    model.generation_config = GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False
-    )
+    model = random_model(Qwen2ForCausalLM, Qwen2Config, tokenizer, shared.SEED, **shape).to(torch.bfloat16)
     model.save_pretrained(model_dir, safe_serialization=True)
     tokenizer.save_pretrained(model_dir)
     stamp.write_text(json.dumps(shape), encoding="utf-8")

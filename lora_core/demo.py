@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from . import paths
 from .errors import PathError
@@ -108,13 +109,29 @@ def build_tokenizer(
     )
 
 
+def random_model(model_class: Any, config_class: Any, tokenizer: Any, seed: int, **shape: Any) -> Any:
+    """A randomly initialised (seeded) causal LM whose eos and pad tokens are ``tokenizer``'s, generating greedily.
+    The demo model and the benchmarks' models are built with it."""
+    import torch
+    from transformers import GenerationConfig
+
+    config = config_class(
+        bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **shape
+    )
+    torch.manual_seed(seed)
+    model = model_class(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False
+    )
+    return model
+
+
 def build_demo_model(out: str | Path | None = None, *, force: bool = False) -> Path:
     """Write the demo base model folder (HF layout, safetensors) and return its path.
 
     Written to a hidden staging folder first and renamed into place, so a half-built model is never listed.
     """
-    import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     out = Path(out) if out else paths.llm_dir() / DEMO_MODEL_NAME
     out = out.resolve()
@@ -133,18 +150,7 @@ def build_demo_model(out: str | Path | None = None, *, force: bool = False) -> P
     shutil.rmtree(staging, ignore_errors=True)
 
     tokenizer = build_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        bos_token_id=None,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        **MODEL_CONFIG,
-    )
-    torch.manual_seed(SEED)
-    model = LlamaForCausalLM(config)
-    model.generation_config = GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False
-    )
+    model = random_model(LlamaForCausalLM, LlamaConfig, tokenizer, SEED, vocab_size=len(tokenizer), **MODEL_CONFIG)
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
