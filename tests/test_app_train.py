@@ -11,7 +11,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 import pytest
-from tiny import followed_training, launched_app, wait_for
+from tiny import followed_training, launched_app, release_training, wait_for
 
 from lora_core import demo, training
 from lora_core.paths import REPO_ROOT
@@ -34,10 +34,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def use_home(home: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("SIMPLE_LORA_HOME", str(home))
     yield
-    job = training.active_job()
-    if job is not None:  # a failed test must not leave the process-wide lock taken
-        job.stop(save=False)
-        job.wait(60)
+    release_training()  # a failed test must not leave the process-wide lock taken
     assert training.active_job() is None
     train_tab._LAST["job"] = None
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
-from tiny import wait_for
+from tiny import release_training, wait_for
 
 from lora_core import adapters, data, paths, training
 from lora_core.demo import SAMPLE_DATASET, build_demo_model
@@ -43,10 +43,7 @@ def home(tmp_path_factory):
 def _home_env(home, monkeypatch):
     monkeypatch.setenv("SIMPLE_LORA_HOME", str(home))
     yield
-    job = training.active_job()
-    if job is not None:  # a failed test must not leave the process-wide lock taken
-        job.stop(save=False)
-        job.wait(60)
+    release_training()  # a failed test must not leave the process-wide lock taken
 
 
 def config(home: Path, **overrides) -> TrainConfig:

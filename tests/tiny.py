@@ -145,3 +145,13 @@ def served_app(home: Path, *args: str, env: dict | None = None, timeout: float =
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(15)
+
+
+def release_training() -> None:
+    """Stop, without saving, a training that a test left running: the core allows one per process."""
+    from lora_core import training
+
+    job = training.active_job()
+    if job is not None:
+        job.stop(save=False)
+        job.wait(60)
