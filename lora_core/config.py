@@ -16,6 +16,14 @@ def _help(text: str, **kwargs: Any) -> Any:
     return field(metadata={"help": text}, **kwargs)
 
 
+def uses_checkpointing(setting: bool | None, quantization: str, device: str) -> bool:
+    """Whether to recompute activations in the backward pass. Unset: on for a quantized base on CUDA (QLoRA's usual
+    path, where memory is what limits), off otherwise (it costs about a third more time)."""
+    if setting is not None:
+        return bool(setting)
+    return device == "cuda" and quantization in ("4bit", "8bit")
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run needs. Defaults suit a small instruction dataset on a real model."""
@@ -75,11 +83,7 @@ class TrainConfig:
                 )
 
     def checkpointing(self, quantization: str, device: str) -> bool:
-        """Whether to recompute activations in the backward pass. Unset: on for a quantized base on CUDA (QLoRA's
-        usual path, where memory is what limits), off otherwise (it costs about a third more time)."""
-        if self.gradient_checkpointing is not None:
-            return bool(self.gradient_checkpointing)
-        return device == "cuda" and quantization in ("4bit", "8bit")
+        return uses_checkpointing(self.gradient_checkpointing, quantization, device)
 
     @classmethod
     def field_help(cls) -> dict[str, str]:

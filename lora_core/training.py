@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, adapters, paths
-from .config import TrainConfig, TrainingError
+from .config import TrainConfig, TrainingError, uses_checkpointing
 from .errors import SimpleLoraError
 
 logger = logging.getLogger(__name__)
@@ -883,8 +883,7 @@ def estimate(
     layers = getattr(config, "num_hidden_layers", 0) or getattr(config, "n_layer", 0)
     vocab = getattr(config, "vocab_size", 0)
     act_bytes = 4 if device == "cpu" else 2
-    settings = TrainConfig(base="", data="", task="", gradient_checkpointing=gradient_checkpointing)
-    checkpointing = settings.checkpointing(quant, device)
+    checkpointing = uses_checkpointing(gradient_checkpointing, quant, device)
     per_token = hidden * (2 if checkpointing else 18) * layers * act_bytes + vocab * 4 * 2  # + logits
     memory = int(total * bytes_per_weight + lora * 16 + batch_size * max_length * per_token)
     return Estimate(
