@@ -23,13 +23,16 @@ import gradio as gr
 from lora_core import paths
 from webui import chat_tab, dataset_tab, models_tab, train_tab
 from webui.common import Labels
-from webui.i18n import DEFAULT_LANG, normalize_lang
+from webui.i18n import DEFAULT_LANG, LANGUAGES, normalize_lang
 
 logger = logging.getLogger("simple_lora")
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 # navigator.language decides the first language; the radio switches it afterwards.
-BROWSER_LANG_JS = "() => (navigator.language || 'en').toLowerCase().startsWith('zh') ? 'zh' : 'en'"
+BROWSER_LANG_JS = (
+    f"() => {{ const l = (navigator.language || '').toLowerCase(); "
+    f"return {list(LANGUAGES)!r}.find((c) => l.startsWith(c)) || '{DEFAULT_LANG}'; }}"
+)
 
 
 def build_app() -> gr.Blocks:
@@ -40,7 +43,9 @@ def build_app() -> gr.Blocks:
                 labels.add(gr.Markdown(), value="title")
                 labels.add(gr.Markdown(), value="subtitle")
             lang = labels.add(
-                gr.Radio([("中文", "zh"), ("English", "en")], value=DEFAULT_LANG, scale=1, elem_id="lang"),
+                gr.Radio(
+                    [(m.NAME, code) for code, m in LANGUAGES.items()], value=DEFAULT_LANG, scale=1, elem_id="lang"
+                ),
                 label="language",
             )
         with gr.Tabs():
@@ -117,7 +122,10 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests
     args = parse_args(argv)
     from lora_core.demo import ensure_demo_model
+    from lora_core.runs import reconcile_runs
 
+    if repaired := reconcile_runs():  # runs a killed process left "running", unreadable records
+        logger.info("repaired %d run records", repaired)
     built = ensure_demo_model()
     if built:
         logger.info("Models/LLM/ was empty: built the demo model at %s", built)

@@ -62,8 +62,8 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
+    from lora_core.chat import ChatEngine
     from lora_core.demo import build_demo_model
-    from lora_core.inference import ChatEngine
     from lora_core.masking import prompt_ids
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -127,7 +127,7 @@ def _bnb_4bit():
         bnb_4bit_quant_type="nf4",
         bnb_4bit_compute_dtype=torch.bfloat16,
         bnb_4bit_use_double_quant=True,
-    )  # what Simple LoRA loads on CUDA (lora_core.training.load_base_model)
+    )  # what Simple LoRA loads on CUDA (lora_core.models.load_base_model)
 
 
 def worker(args: argparse.Namespace) -> None:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
-import os
 import shutil
 import struct
 from dataclasses import asdict, dataclass, field
@@ -21,7 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
-from .errors import ModelError, PathError
+from .errors import AdapterError, PathError
+from .files import staged_folder
+from .manifest import META_NAME, Manifest, has_manifest, read_manifest, write_manifest
+
+__all__ = ["META_NAME", "AdapterError", "Manifest", "read_manifest"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,15 +31,10 @@ logger = logging.getLogger(__name__)
 CONFIG_NAME = "adapter_config.json"
 SAFETENSORS_WEIGHTS_NAME = "adapter_model.safetensors"
 WEIGHTS_NAME = "adapter_model.bin"
-META_NAME = "training_meta.json"
 STAGING_PREFIX = ".staging-"
 FULL_MODEL_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
 # What PEFT's save_pretrained writes beside the adapter that the folder must not hold.
 _NOT_KEPT = ("README.md",)
-
-
-class AdapterError(ModelError):
-    code = "adapter"
 
 
 def run_name(task: str, when: datetime | None = None) -> str:
@@ -82,7 +79,7 @@ def _safetensors_header(path: Path) -> bytes:
 # --- save + verify ----------------------------------------------------------------------------------------
 
 
-def save_adapter(model: Any, tokenizer: Any, meta: dict, dest: Path) -> Path:
+def save_adapter(model: Any, tokenizer: Any, manifest: Manifest, dest: Path) -> Path:
     """Write the adapter of a PEFT ``model`` to ``dest`` through a hidden staging folder, verify it, rename it.
 
     Raises (and leaves nothing behind but the cleaned-up staging folder) when any step fails.
@@ -91,29 +88,16 @@ def save_adapter(model: Any, tokenizer: Any, meta: dict, dest: Path) -> Path:
 
     dest = Path(dest)
     if dest.exists():
-        raise AdapterError(f"The adapter folder {dest} already exists.", code="adapter_exists", path=str(dest))
-    staging = dest.parent / f"{STAGING_PREFIX}{dest.name}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+        raise AdapterError("adapter_exists", name=dest.name)
+    with staged_folder(dest, STAGING_PREFIX) as staging:
         model.save_pretrained(str(staging), safe_serialization=True)
         tokenizer.save_pretrained(str(staging))
         for name in _NOT_KEPT:
             (staging / name).unlink(missing_ok=True)
-        _write_json(staging / META_NAME, meta)
-        paths.usual_permissions(staging)
-        verify_adapter(staging, expected=get_peft_model_state_dict(model), base_dir=meta.get("base_model"))
-        os.replace(staging, dest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        write_manifest(staging, manifest)
+        verify_adapter(staging, expected=get_peft_model_state_dict(model), base_dir=manifest.base_model or None)
     logger.info("adapter saved to %s", dest)
     return dest
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def verify_adapter(folder: str | Path, expected: dict | None = None, base_dir: str | Path | None = None) -> dict:
@@ -123,59 +107,54 @@ def verify_adapter(folder: str | Path, expected: dict | None = None, base_dir: s
     model it must belong to (fingerprint).
     """
     folder = Path(folder)
-    config = _read_adapter_config(folder)
+    config = read_adapter_config(folder)
     weights = folder / SAFETENSORS_WEIGHTS_NAME
     if not weights.is_file():
         if (folder / WEIGHTS_NAME).is_file():
-            raise AdapterError(
-                f"{folder.name} has only pickle weights ({WEIGHTS_NAME}); only safetensors are loaded.",
-                code="adapter_pickle_only",
-                path=str(folder),
-            )
-        raise AdapterError(
-            f"{folder.name} has no {SAFETENSORS_WEIGHTS_NAME}.", code="adapter_no_weights", path=str(folder)
-        )
+            raise AdapterError("adapter_pickle_only", name=folder.name)
+        raise AdapterError("adapter_no_weights", name=folder.name)
     tensors = _load_safetensors(weights, folder)
     if not tensors:
-        raise AdapterError(f"{folder.name}: the adapter weights are empty.", code="adapter_empty", path=str(folder))
+        raise AdapterError("adapter_empty", name=folder.name)
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(v.isfinite().all())]
     if bad:
-        raise AdapterError(
-            f"{folder.name}: adapter weight {bad[0]} has NaN or infinite values.",
-            code="adapter_not_finite",
-            key=bad[0],
-        )
+        raise AdapterError("adapter_not_finite", name=folder.name, key=bad[0])
     full = [f for f in FULL_MODEL_FILES if (folder / f).exists()]
     if full:
-        raise AdapterError(f"{folder.name} holds a full model ({full[0]}).", code="adapter_full_model", file=full[0])
+        raise AdapterError("adapter_full_model", name=folder.name, file=full[0])
     if expected is not None:
         _compare(tensors, expected, folder)
-    if base_dir is not None and (folder / META_NAME).is_file():
-        meta = read_meta(folder)
-        if meta.get("base_fingerprint") and meta["base_fingerprint"] != base_fingerprint(base_dir):
-            raise AdapterError(
-                f"{folder.name} was trained on another base model than {Path(base_dir).name}.",
-                code="adapter_base_mismatch",
-                adapter=folder.name,
-                base=str(base_dir),
-            )
+    if base_dir is not None:
+        check_base(folder, base_dir)
     return config
 
 
-def _read_adapter_config(folder: Path) -> dict:
+def check_base(adapter: str | Path, base_dir: str | Path) -> None:
+    """Refuse an adapter whose manifest says it was trained on another base model than ``base_dir``, naming both.
+    An external adapter (no manifest) is not checked here: PEFT itself checks that its modules and shapes fit."""
+    adapter = Path(adapter)
+    if not has_manifest(adapter):
+        return
+    manifest = read_manifest(adapter)
+    if manifest.base_fingerprint and manifest.base_fingerprint != base_fingerprint(base_dir):
+        trained_on = manifest.base_model_name or Path(manifest.base_model or "?").name
+        raise AdapterError(
+            "adapter_base_mismatch", adapter=adapter.name, trained_on=trained_on, base=Path(base_dir).name
+        )
+
+
+def read_adapter_config(folder: str | Path) -> dict:
+    """The folder's ``adapter_config.json``; ``AdapterError`` when it is missing or not a PEFT config."""
+    folder = Path(folder)
     path = folder / CONFIG_NAME
     if not path.is_file():
-        raise AdapterError(f"{folder.name} has no {CONFIG_NAME}.", code="adapter_no_config", path=str(folder))
+        raise AdapterError("adapter_no_config", name=folder.name)
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AdapterError(
-            f"{folder.name}: {CONFIG_NAME} is unreadable ({exc}).", code="adapter_bad_config", path=str(folder)
-        ) from exc
+        raise AdapterError("adapter_bad_config", name=folder.name) from exc
     if not isinstance(config, dict) or not config.get("peft_type"):
-        raise AdapterError(
-            f"{folder.name}: {CONFIG_NAME} is not a PEFT adapter config.", code="adapter_bad_config", path=str(folder)
-        )
+        raise AdapterError("adapter_bad_config", name=folder.name)
     return config
 
 
@@ -186,41 +165,18 @@ def _load_safetensors(path: Path, folder: Path) -> dict:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise AdapterError(
-            f"{folder.name}: {SAFETENSORS_WEIGHTS_NAME} is truncated or corrupt ({exc}).",
-            code="adapter_corrupt",
-            path=str(folder),
-        ) from exc
+        raise AdapterError("adapter_corrupt", name=folder.name) from exc
 
 
 def _compare(saved: dict, expected: dict, folder: Path) -> None:
     import torch
 
-    if set(saved) != set(expected):
-        missing = sorted(set(expected) - set(saved))[:3]
-        raise AdapterError(
-            f"{folder.name}: saved weights do not match the trained adapter (missing {missing}).",
-            code="adapter_mismatch",
-        )
+    for key in sorted(set(saved) ^ set(expected)):
+        raise AdapterError("adapter_mismatch", name=folder.name, key=key)
     for key, value in expected.items():
         other = saved[key]
         if other.shape != value.shape or not torch.equal(other.to(value.device, value.dtype), value.detach()):
-            raise AdapterError(
-                f"{folder.name}: saved weight {key} differs from the trained one.", code="adapter_mismatch", key=key
-            )
-
-
-def read_meta(folder: str | Path) -> dict:
-    path = Path(folder) / META_NAME
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AdapterError(
-            f"{Path(folder).name}: {META_NAME} is unreadable ({exc}).", code="adapter_bad_meta"
-        ) from exc
-    if not isinstance(meta, dict):
-        raise AdapterError(f"{Path(folder).name}: {META_NAME} is not an object.", code="adapter_bad_meta")
-    return meta
+            raise AdapterError("adapter_mismatch", name=folder.name, key=key)
 
 
 # --- scan -------------------------------------------------------------------------------------------------
@@ -231,8 +187,9 @@ class AdapterInfo:
     path: str
     name: str
     valid: bool
-    reason: str = ""
-    reason_code: str = ""
+    reason: str = ""  # the error's English sentence
+    reason_code: str = ""  # and its code and params, for a translated one
+    reason_params: dict = field(default_factory=dict)
     external: bool = False  # a PEFT adapter made elsewhere, without our manifest
     size_bytes: int = 0
     task: str = ""
@@ -270,29 +227,23 @@ def inspect_adapter(folder: Path) -> AdapterInfo:
         targets = config.get("target_modules") or []
         info.target_modules = sorted(targets) if isinstance(targets, list) else [str(targets)]
         info.base_model = str(config.get("base_model_name_or_path") or "")
-        if (folder / META_NAME).is_file():
-            _fill_from_meta(info, read_meta(folder))
+        if has_manifest(folder):
+            _fill_from_manifest(info, read_manifest(folder))
         else:
             info.external = True
         info.valid = True
     except AdapterError as exc:
-        info.reason, info.reason_code = exc.message, exc.code
+        info.reason, info.reason_code, info.reason_params = exc.message, exc.code, exc.params
     return info
 
 
-def _fill_from_meta(info: AdapterInfo, meta: dict) -> None:
-    info.task = str(meta.get("task", ""))
-    info.status = str(meta.get("status", ""))
-    info.base_model = str(meta.get("base_model", info.base_model))
-    info.created = str(meta.get("finished_at") or info.created)
-    losses = meta.get("loss_history") or []
-    evals = meta.get("eval_history") or []
-    info.final_train_loss = _finite(losses[-1][1]) if losses else None
-    info.final_eval_loss = _finite(meta.get("eval_loss_after", evals[-1][1] if evals else None))
-
-
-def _finite(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+def _fill_from_manifest(info: AdapterInfo, manifest: Manifest) -> None:
+    info.task = manifest.task
+    info.status = manifest.status
+    info.base_model = manifest.base_model or info.base_model
+    info.created = manifest.finished_at or info.created
+    info.final_train_loss = manifest.final_train_loss
+    info.final_eval_loss = manifest.final_eval_loss
 
 
 def adapter_path(name: str, root: str | Path | None = None) -> Path:
@@ -303,7 +254,7 @@ def adapter_path(name: str, root: str | Path | None = None) -> Path:
     except PathError:
         path = None  # said as "no such adapter", without naming the server's folders
     if path is None or path.parent != root.resolve() or name.startswith(".") or not path.is_dir():
-        raise AdapterError(f"There is no adapter named {name}.", code="adapter_missing", name=name)
+        raise AdapterError("adapter_missing", name=name)
     return path
 
 
@@ -312,3 +263,19 @@ def delete_adapter(name: str, root: str | Path | None = None) -> None:
     path = adapter_path(name, root)
     shutil.rmtree(path)
     logger.info("deleted adapter %s", path)
+
+
+def base_for_adapter(adapter: str | Path) -> Path | None:
+    """The base model folder an adapter belongs to, when it is at hand: the one its manifest records, else a folder
+    of ``Models/LLM/`` named like the ``base_model_name_or_path`` of its PEFT config (external adapters)."""
+    adapter = Path(adapter)
+    candidates: list[Any] = []
+    if has_manifest(adapter):
+        manifest = read_manifest(adapter)
+        candidates += [manifest.base_model, paths.llm_dir() / (manifest.base_model_name or "")]
+    recorded = read_adapter_config(adapter).get("base_model_name_or_path") or ""
+    candidates.append(paths.llm_dir() / Path(str(recorded)).name)
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "config.json").is_file():
+            return Path(candidate).resolve()
+    return None

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from . import paths
-from .errors import SimpleLoraError
+from .errors import AssistantError
+from .files import write_json
 
 logger = logging.getLogger(__name__)
 
 STORE_NAME = "assistants.json"
-
-
-class AssistantError(SimpleLoraError):
-    code = "assistant"
+NAME_MAX = 80
 
 
 @dataclass
@@ -51,19 +48,15 @@ def load_all() -> dict[str, Assistant]:
 
 
 def _write(assistants: dict[str, Assistant]) -> None:
-    path = store_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps([asdict(a) for a in assistants.values()], ensure_ascii=False, indent=2), "utf-8")
-    os.replace(tmp, path)
+    write_json(store_path(), [asdict(a) for a in assistants.values()])
 
 
 def save(assistant: Assistant) -> Assistant:
     name = assistant.name.strip()
-    if not name or len(name) > 80:
-        raise AssistantError("An assistant needs a name of 1 to 80 characters.", code="assistant_bad_name")
+    if not name or len(name) > NAME_MAX:
+        raise AssistantError("assistant_bad_name", max=NAME_MAX)
     if not assistant.base_model:
-        raise AssistantError("An assistant needs a base model.", code="assistant_no_base")
+        raise AssistantError("assistant_no_base")
     assistant.name = name
     everyone = load_all()
     everyone[name] = assistant
@@ -74,5 +67,5 @@ def save(assistant: Assistant) -> Assistant:
 def delete(name: str) -> None:
     everyone = load_all()
     if everyone.pop(name, None) is None:
-        raise AssistantError(f"There is no assistant named {name}.", code="assistant_missing", name=name)
+        raise AssistantError("assistant_missing", name=name)
     _write(everyone)

@@ -1,4 +1,4 @@
-"""``python -m lora_core ...``: the command-line contract of DESIGN.md.
+"""``python -m lora_core ...``: the command-line contract (README, "Command line").
 
 Results go to stdout (JSON where the contract says so), progress and errors to stderr. A user mistake ends
 with one sentence on stderr and a non-zero exit, never a traceback.
@@ -51,8 +51,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_encode(args: argparse.Namespace) -> int:
     from .data import load_records
-    from .loading import check_model_dir, default_max_length, load_tokenizer
     from .masking import encode_records
+    from .models import check_model_dir, default_max_length, load_tokenizer
 
     base = check_model_dir(args.base)
     records = load_records(args.file, args.format).usable(skip_invalid=args.skip_invalid)
@@ -143,10 +143,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .inference import ChatEngine, ChatError, GenerationSettings
+    from .chat import ChatEngine, GenerationSettings
+    from .errors import ChatError
 
     if args.compare and not args.adapter:
-        raise ChatError("--compare needs --adapter: it answers with the base model and with the adapter.")
+        raise ChatError("compare_needs_adapter")
     messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
         {"role": "user", "content": args.prompt}
     ]
@@ -163,7 +164,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from .inference import merge_adapter
+    from .export import merge_adapter
 
     print(merge_adapter(args.adapter, args.out, base=args.base))
     return 0
@@ -179,7 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lora_core", description="Simple LoRA command line")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_data_commands(sub)
+    _add_model_commands(sub)
+    return parser
 
+
+def _add_data_commands(sub: argparse._SubParsersAction) -> None:
+    """demo-model, validate, encode, targets."""
     p = sub.add_parser("demo-model", help="build the embedded demo base model; prints its path")
     p.add_argument("--out", help="output folder (default: Models/LLM/simple-lora-demo)")
     p.add_argument("--force", action="store_true", help="rebuild even if the folder exists")
@@ -206,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-remote-code", action="store_true")
     p.set_defaults(func=cmd_targets)
 
+
+def _add_model_commands(sub: argparse._SubParsersAction) -> None:
+    """train, scan, generate, merge."""
     p = sub.add_parser("train", help="train a LoRA adapter; progress on stderr, JSON summary last on stdout")
     p.add_argument("--base", required=True, help="base model folder")
     p.add_argument("--data", required=True, help="dataset file")
@@ -233,35 +243,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="new model folder (must not exist or be empty)")
     p.add_argument("--base", help="base model folder (default: the one recorded in the adapter)")
     p.set_defaults(func=cmd_merge)
-    return parser
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field, with its help and default."""
+    """One flag per TrainConfig field (those the run's own arguments do not set), with its help and default."""
+    from dataclasses import fields
+
     from .config import TrainConfig
 
     defaults = TrainConfig(base="", data="", task="")
-    helps = TrainConfig.field_help()
-    p.add_argument("--format", default="auto", choices=FORMAT_CHOICES, help=helps["format"])
-    for name in (
-        "epochs", "max_steps", "learning_rate", "rank", "alpha", "dropout", "batch_size", "grad_accum",
-        "max_length", "val_split", "targets", "quantization", "warmup_ratio", "scheduler", "seed",
-    ):  # fmt: skip
-        default = getattr(defaults, name)
-        p.add_argument(
-            f"--{name.replace('_', '-')}",
-            type=type(default),
-            default=default,
-            help=f"{helps[name]} (default: {default})",
-        )
-    p.add_argument(
-        "--gradient-checkpointing",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help=helps["gradient_checkpointing"],
-    )
-    for name in ("skip_invalid", "resume", "trust_remote_code"):
-        p.add_argument(f"--{name.replace('_', '-')}", action="store_true", help=helps[name])
+    for f in fields(TrainConfig):
+        if f.name in ("base", "data", "task"):
+            continue
+        flag, default, helps = f"--{f.name.replace('_', '-')}", getattr(defaults, f.name), f.metadata["help"]
+        if f.name == "format":
+            p.add_argument(flag, default=default, choices=FORMAT_CHOICES, help=helps)
+        elif default is None:  # unset means "decide for the device"
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=helps)
+        elif isinstance(default, bool):
+            p.add_argument(flag, action="store_true", help=helps)
+        else:
+            p.add_argument(flag, type=type(default), default=default, help=f"{helps} (default: {default})")
 
 
 def _positive_int(text: str) -> int:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 from . import paths
 from .errors import PathError
+from .files import staged_folder
 
 logger = logging.getLogger(__name__)
 
@@ -140,33 +140,19 @@ def build_demo_model(out: str | Path | None = None, *, force: bool = False) -> P
         return out
     # A rebuild replaces the folder: never one that holds something else (`--out ~/Documents`).
     if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / "config.json").is_file())):
-        raise PathError(
-            f"{out} already exists and is not a model folder; choose an empty or new folder for the demo model.",
-            code="out_not_model",
-            path=str(out),
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.staging-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-
+        raise PathError("out_not_model", path=str(out))
     tokenizer = build_tokenizer()
     model = random_model(LlamaForCausalLM, LlamaConfig, tokenizer, SEED, vocab_size=len(tokenizer), **MODEL_CONFIG)
-    try:
+    with staged_folder(out, prefix=f".staging-{os.getpid()}-", replace=True) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        paths.usual_permissions(staging)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     logger.info("demo model written to %s", out)
     return out
 
 
 def ensure_demo_model() -> Path | None:
     """Build the demo model when ``Models/LLM/`` holds no model at all (a fresh checkout)."""
-    from .loading import list_base_models
+    from .models import list_base_models
 
     llm = paths.llm_dir()
     # The same test as the model list of the UI: a hidden staging folder left by a crash is not a model.

@@ -1,24 +1,160 @@
-"""Typed errors of the core.
+"""Typed errors of the core, and the one registry of their codes.
 
-Every error carries a stable ``code`` and the ``params`` that locate it (row, field, file, ...), so
-the UI can translate it, and an English sentence for the CLI and logs. The core never returns UI text.
+Every error a user can cause or fix is raised as ``SomeError("code", **params)``: the ``code`` names it, the
+``params`` locate it (row, field, file, ...), and ``ERRORS[code]`` is its English sentence with exactly those
+params as placeholders. The CLI and the logs show that sentence; the UI translates the code with the same params
+(``webui/i18n/``). The core never returns UI text. A test checks that every raise site passes exactly the params
+of its code and that every code has a text in every language of the UI.
+
+Placeholders may carry a format spec of our own: ``{size:bytes}`` shows a byte count as ``1.2 MB``; a list param
+is shown as its items joined by ", ".
 """
 
 from __future__ import annotations
 
+import string
 from typing import Any
+
+ERRORS: dict[str, str] = {
+    # --- dataset files (data.py) ---
+    "no_rows": "File '{file}' contains no rows.",
+    "bad_format_option": "Unknown dataset format '{format}' for '{file}'; expected {expected}.",
+    "not_a_file": "'{file}' is a folder, not a dataset file.",
+    "file_missing": "File '{file}' does not exist.",
+    "too_large": "File '{file}' is {size:bytes}, larger than the {max_bytes:bytes} limit.",
+    "unreadable": "File '{file}' cannot be read ({reason}).",
+    "empty": "File '{file}' is empty.",
+    "utf16": "File '{file}' is not UTF-8 but looks like UTF-16 (first bad byte at line {line}, column {column}); "
+    "save it as UTF-8.",
+    "not_utf8": "File '{file}' is not UTF-8: byte {byte} at line {line}, column {column} is not valid UTF-8 (save "
+    "the file as UTF-8).",
+    "binary": "File '{file}' is binary, not a text dataset (NUL byte at line {line}, column {column}).",
+    "invalid_json": "File '{file}' is not valid {kind}: {reason} at line {line}, column {column}.",
+    "json_constant": "File '{file}' contains {constant} at line {line}, column {column}, which is not valid JSON "
+    "(use null or a number).",
+    "json_value": "File '{file}' is not valid {kind}: {reason}.",
+    "too_deep": "File '{file}' nests lists or objects too deeply to read, in the value at line {line}.",
+    "top_level_object": "File '{file}' is a top-level object (keys: {keys}), expected a list of rows: a JSON array "
+    "[{{...}}, {{...}}] or one JSON object per line.",
+    "top_level_scalar": "File '{file}' holds a single {found} value, expected a list of rows.",
+    "unknown_format": "File '{file}' has no row in a known format (expected {expected}); row 1 has keys {keys}.",
+    "rows_not_objects": "File '{file}' has no row in a known format (expected {expected}); row 1 is a {found}.",
+    "invalid_rows": "{invalid_rows} of {total_rows} rows in '{file}' are invalid; first: {first_message}",
+    "no_valid_rows": "No row of '{file}' is usable ({invalid_rows} of {total_rows} rows are invalid).",
+    # --- prompts and masking ---
+    "no_template": "This tokenizer has no chat template, but the adapter was trained with one.",
+    "template_failed": "The tokenizer's chat template failed to render this conversation: {detail}",
+    "template_not_prefix": "The chat template renders turn {turn} differently once later turns are added, so the "
+    "reply cannot be told apart from the prompt; use a template whose earlier turns stay unchanged.",
+    "template_token_prefix": "The tokens of the prompt are not a prefix of the tokens of prompt + reply with this "
+    "tokenizer's chat template, so the reply cannot be masked exactly.",
+    "no_eos": "The tokenizer has neither a chat template nor an EOS token.",
+    # --- paths and names ---
+    "path_outside": "The path {path} is outside {root}.",
+    "bad_name": "The name '{name}' has no usable characters.",
+    "not_offered": "'{value}' is not one of the models in Models/LLM/.",
+    "out_not_model": "{path} exists and is not a model folder; choose an empty or new folder for the demo model.",
+    # --- base models (models.py, targets.py) ---
+    "model_missing": "The model folder {path} does not exist.",
+    "model_no_config": "The folder {path} is not a model: it has no config.json.",
+    "config_invalid": "The config.json in {folder} cannot be read or used: {detail}",
+    "remote_code_required": "The model in {folder} (model_type {model_type}) needs code that transformers lacks; "
+    "allow trust_remote_code to use it.",
+    "model_pickle_only": "The model in {folder} has only pickle weights ({files}), which are never loaded; convert "
+    "them to safetensors.",
+    "model_no_weights": "The model in {folder} has no weights (*.safetensors).",
+    "no_tokenizer": "The folder {path} has no tokenizer (tokenizer.json or tokenizer_config.json).",
+    "tokenizer_failed": "The tokenizer in {path} cannot be loaded ({detail}).",
+    "model_load_failed": "The base model in {path} cannot be loaded: {detail}",
+    "quantization_needs_cuda": "{quantization} quantization needs a CUDA GPU; on this CPU the model trains in "
+    "float32.",
+    "unknown_preset": "Unknown target preset '{preset}'; choose {valid}.",
+    "no_linear_layers": "The {model_type} model has no linear layers for LoRA to adapt.",
+    "no_target": "No target modules were given. This model's linear layers are: {valid}.",
+    "unknown_target": "Unknown target modules: {unknown}. This model's linear layers are: {valid}.",
+    # --- training ---
+    "bad_setting": "The setting {setting} = {value} is out of range.",
+    "busy": "A training is already running: {task}.",
+    "no_checkpoint": "There is no checkpoint of task {task} to resume.",
+    "nothing_to_train": "No example has anything left to train at max length {max_length}.",
+    "out_of_memory": "Out of memory: lower the batch size or the max length, or enable gradient checkpointing.",
+    "disk_full": "The disk is full; free some space and train again.",
+    "crashed": "The training stopped on an unexpected error: {detail}",
+    # --- adapter folders (adapters.py, manifest.py) ---
+    "adapter_exists": "The adapter folder {name} already exists.",
+    "adapter_missing": "There is no adapter named {name}.",
+    "adapter_no_config": "{name} has no adapter_config.json.",
+    "adapter_bad_config": "{name}: adapter_config.json is not a readable PEFT adapter config.",
+    "adapter_no_weights": "{name} has no adapter_model.safetensors.",
+    "adapter_pickle_only": "{name} has only pickle weights (adapter_model.bin); only safetensors are loaded.",
+    "adapter_corrupt": "{name}: adapter_model.safetensors is truncated or corrupt.",
+    "adapter_empty": "{name}: the adapter weights are empty.",
+    "adapter_not_finite": "{name}: adapter weight {key} has NaN or infinite values.",
+    "adapter_full_model": "{name} holds a full model ({file}).",
+    "adapter_mismatch": "{name}: saved weight {key} differs from the trained one.",
+    "adapter_bad_meta": "{name}: training_meta.json is unreadable or not a manifest.",
+    "adapter_base_mismatch": "The adapter {adapter} was trained on the base model {trained_on}, but the base model "
+    "is {base}.",
+    "adapter_base_unknown": "The base model of {name} is not in Models/LLM/; load its base model in the Chat tab "
+    "first.",
+    # --- chat, merge and export ---
+    "adapter_does_not_fit": "The adapter {adapter} does not fit the base model {base}: {detail}",
+    "no_base_loaded": "No base model is loaded for chat.",
+    "no_active_adapter": "Activate an adapter to compare it with the base model.",
+    "compare_needs_adapter": "--compare needs --adapter: it answers with the base model and with the adapter.",
+    "busy_training": "The GPU is busy training {task}; chat can load a model when it ends.",
+    "chat_busy": "The chat model is busy; try again in a moment.",
+    "bad_generation_setting": "The generation setting {setting} = {value} is out of range.",
+    "merge_quantized_base": "The base model {base} is stored quantized; merging needs its full-precision weights.",
+    "merge_out_exists": "The folder {path} is not empty; choose a new folder.",
+    # --- saved assistants ---
+    "assistant_bad_name": "An assistant needs a name of 1 to {max} characters.",
+    "assistant_no_base": "An assistant needs a base model.",
+    "assistant_missing": "There is no assistant named {name}.",
+}
+
+
+def placeholders(template: str) -> set[str]:
+    """The param names a template uses (``{size:bytes}`` counts as ``size``)."""
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def human_size(size: int) -> str:
+    """``812 bytes``, ``4.0 KB``, ``1.2 MB``."""
+    if size < 1024:
+        return f"{size} bytes"
+    return f"{size / 1024:.1f} KB" if size < 1024**2 else f"{size / 1024**2:.1f} MB"
+
+
+class _Formatter(string.Formatter):
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if format_spec == "bytes":
+            return human_size(int(value))
+        if isinstance(value, list | tuple):
+            return ", ".join(str(v) for v in value)
+        return super().format_field(value, format_spec)
+
+
+def render(template: str, params: dict[str, Any]) -> str:
+    """``template`` with ``params`` (lists joined, ``:bytes`` sizes made readable)."""
+    return _Formatter().format(template, **params)
 
 
 class SimpleLoraError(Exception):
-    """Base of all errors a user can cause or fix. ``str(err)`` is one readable sentence."""
+    """Base of all errors a user can cause or fix. ``str(err)`` is one readable English sentence."""
 
     code = "error"
 
-    def __init__(self, message: str, *, code: str | None = None, **params: Any) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
+    def __init__(self, code: str | None = None, /, **params: Any) -> None:
+        code = code or self.code
+        template = ERRORS.get(code)
+        if template is None:
+            raise TypeError(f"unknown error code {code!r}: add it to lora_core.errors.ERRORS")
+        if set(params) != placeholders(template):
+            raise TypeError(f"error {code!r} takes params {sorted(placeholders(template))}, got {sorted(params)}")
+        self.code = code
         self.params = params
+        super().__init__(render(template, params))
 
     @property
     def message(self) -> str:
@@ -28,22 +164,55 @@ class SimpleLoraError(Exception):
 class DatasetError(SimpleLoraError):
     """A dataset file cannot be read or used as a whole (not JSON, empty, wrong shape, invalid rows...)."""
 
-    code = "dataset"
-
 
 class TemplateError(SimpleLoraError):
     """A tokenizer's chat template cannot be used for response-only masking."""
-
-    code = "template"
-
-
-class ModelError(SimpleLoraError):
-    """A base model folder or adapter folder cannot be used."""
-
-    code = "model"
 
 
 class PathError(SimpleLoraError):
     """A name or path would leave its root folder, or does not exist where it must."""
 
-    code = "path"
+
+class ModelError(SimpleLoraError):
+    """A base model folder cannot be used."""
+
+
+class AdapterError(ModelError):
+    """An adapter folder cannot be used (missing, truncated, foreign, for another base)."""
+
+
+class ChatError(ModelError):
+    """Chat cannot answer as asked (no model loaded, busy, a setting out of range)."""
+
+
+class TrainingError(SimpleLoraError):
+    """A training cannot start or could not finish."""
+
+
+class AssistantError(SimpleLoraError):
+    """A saved assistant cannot be saved or found."""
+
+
+def plain_params(params: dict[str, Any]) -> dict[str, Any]:
+    """An error's params as JSON-able text and numbers (for a run record, from which it is translated later)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, str | int | float | bool):
+            return value
+        if isinstance(value, list | tuple | set):
+            return ", ".join(str(v) for v in value)
+        return str(value)
+
+    return {key: plain(value) for key, value in params.items()}
+
+
+def unexpected(exc: BaseException) -> TrainingError:
+    """An error nobody raised on purpose, as the error a user reads: out of memory and a full disk get their own
+    advice; anything else is named by its type and message."""
+    import errno
+
+    if "out of memory" in str(exc).lower() or type(exc).__name__ == "OutOfMemoryError":
+        return TrainingError("out_of_memory")
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return TrainingError("disk_full")
+    return TrainingError("crashed", detail=f"{type(exc).__name__}: {exc}")

@@ -1,6 +1,6 @@
 """Conversations -> ``input_ids`` + ``labels`` with the loss on assistant replies only.
 
-Rules (DESIGN.md, "Masking rules"):
+Rules (docs/contracts.md, "Masking rules"):
 - labels are ``IGNORE_INDEX`` everywhere but assistant tokens; every assistant turn is trained;
 - a reply's end-of-turn / EOS token is trained, so the model learns to stop;
 - padding is masked by position in ``collate``, never by token id (pad may equal eos);
@@ -92,11 +92,7 @@ def _encode_template(tokenizer: Any, rendered: Rendered) -> tuple[list[int], lis
         if offset < len(text):
             head = _tokenize(tokenizer, text[:offset])
             if ids[: len(head)] != head:
-                raise TemplateError(
-                    "The tokens of the prompt are not a prefix of the tokens of prompt + reply with this "
-                    "tokenizer's chat template, so the reply cannot be masked exactly.",
-                    code="template_token_prefix",
-                )
+                raise TemplateError("template_token_prefix")
             end_token = len(head)
         if piece.trained:
             labels[start_token:end_token] = ids[start_token:end_token]
@@ -109,7 +105,7 @@ def _encode_alpaca(tokenizer: Any, rendered: Rendered) -> tuple[list[int], list[
     # after it, so a reply's first token must never merge with the prompt's last.
     eos = tokenizer.eos_token_id
     if eos is None and any(p.end_of_turn for p in rendered.pieces):
-        raise TemplateError("The tokenizer has neither a chat template nor an EOS token.", code="no_eos")
+        raise TemplateError("no_eos")
     ids: list[int] = []
     labels: list[int] = []
     for piece in rendered.pieces:
@@ -229,3 +225,16 @@ def trained_spans(tokenizer: Any, encoded: Encoded) -> list[tuple[str, bool]]:
             runs.append((tokenizer.decode(ids[start:i]), labels[start] != IGNORE_INDEX))
             start = i
     return runs
+
+
+def split_dataset(dataset: Any, val_split: float, seed: int) -> tuple[Any, Any]:
+    """A seeded random share ``val_split`` of the examples held out for the eval loss (None when none)."""
+    import random
+
+    n = len(dataset)
+    n_eval = round(n * val_split) if val_split > 0 else 0
+    if n_eval == 0 or n - n_eval < 1:
+        return dataset, None
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return dataset.select(sorted(order[n_eval:])), dataset.select(sorted(order[:n_eval]))

@@ -64,9 +64,7 @@ def inside(root: Path, candidate: str | Path) -> Path:
     root = Path(root).resolve()
     path = (root / candidate).resolve()
     if path != root and root not in path.parents:
-        raise PathError(
-            f"The path {candidate!s} is outside {root}.", code="path_outside", path=str(candidate), root=str(root)
-        )
+        raise PathError("path_outside", path=str(candidate), root=str(root))
     return path
 
 
@@ -89,24 +87,7 @@ def safe_name(name: str, *, max_length: int = 64) -> str:
     cleaned = unicodedata.normalize("NFKC", name or "").replace("\x00", "")
     cleaned = _UNSAFE.sub("_", cleaned).strip("._-")[:max_length].strip("._-")
     if not cleaned:
-        raise PathError(f"The name {name!r} has no usable characters.", code="bad_name", name=name)
+        raise PathError("bad_name", name=name)
     if cleaned.split(".")[0].lower() in _WINDOWS_RESERVED:
         cleaned = f"_{cleaned}"
     return cleaned
-
-
-def usual_permissions(folder: str | Path) -> None:
-    """Give every file in ``folder`` the permissions of any new file of this process (its umask), like the JSON
-    files beside them. safetensors writes its files readable by their owner only (0600), so a model or adapter
-    would otherwise be unreadable to the group or other users of a shared folder."""
-    folder = Path(folder)
-    probe = folder / f".permissions-{os.getpid()}"
-    with open(probe, "x"):
-        pass
-    try:
-        mode = probe.stat().st_mode & 0o777
-    finally:
-        probe.unlink()
-    for path in folder.iterdir():
-        if path.is_file() and not path.is_symlink():
-            path.chmod(mode)

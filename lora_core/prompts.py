@@ -67,9 +67,7 @@ def render(
     style = PromptStyle(style) if style else prompt_style(tokenizer)
     if style is PromptStyle.CHAT_TEMPLATE:
         if not getattr(tokenizer, "chat_template", None):
-            raise TemplateError(
-                "This tokenizer has no chat template, but the adapter was trained with one.", code="no_template"
-            )
+            raise TemplateError("no_template")
         return Rendered(style, tuple(_template_pieces(tokenizer, msgs, add_generation_prompt)))
     return Rendered(style, tuple(_alpaca_pieces(msgs, add_generation_prompt)))
 
@@ -84,11 +82,7 @@ def _apply(tokenizer: Any, msgs: list[dict[str, str]], add_generation_prompt: bo
     try:
         return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=add_generation_prompt)
     except Exception as exc:  # jinja raises its own errors (e.g. raise_exception() in the template)
-        raise TemplateError(
-            f"The tokenizer's chat template failed to render this conversation: {exc}",
-            code="template_failed",
-            detail=str(exc),
-        ) from exc
+        raise TemplateError("template_failed", detail=str(exc)) from exc
 
 
 def _template_pieces(tokenizer: Any, msgs: list[dict[str, str]], add_generation_prompt: bool) -> list[Piece]:
@@ -101,12 +95,7 @@ def _template_pieces(tokenizer: Any, msgs: list[dict[str, str]], add_generation_
         prompt = _apply(tokenizer, msgs[:i], True)
         with_reply = _apply(tokenizer, msgs[: i + 1], False)
         if not (with_reply.startswith(prompt) and full.startswith(with_reply) and len(prompt) >= cursor):
-            raise TemplateError(
-                f"The chat template renders turn {i + 1} differently once later turns are added, so the reply "
-                "cannot be told apart from the prompt; use a template whose earlier turns stay unchanged.",
-                code="template_not_prefix",
-                turn=i + 1,
-            )
+            raise TemplateError("template_not_prefix", turn=i + 1)
         pieces.append(Piece(full[cursor : len(prompt)], trained=False))
         pieces.append(Piece(full[len(prompt) : len(with_reply)], trained=True))
         cursor = len(with_reply)

@@ -138,12 +138,11 @@ def linear_module_names(model: nn.Module) -> list[str]:
 
 def detect_targets(model: nn.Module, preset: str = "attention", model_type: str | None = None) -> TargetSelection:
     if preset not in PRESETS:
-        choose = ", ".join(PRESETS)
-        raise ModelError(f"Unknown target preset {preset!r}; choose {choose}.", code="unknown_preset", preset=preset)
+        raise ModelError("unknown_preset", preset=preset, valid=list(PRESETS))
     model_type = _model_type(model, model_type)
     linears = _linears(model)
     if not linears:
-        raise ModelError(f"The {model_type} model has no linear layers for LoRA to adapt.", code="no_linear_layers")
+        raise ModelError("no_linear_layers", model_type=model_type)
     choices = sorted({lin.suffix for lin in linears})
 
     def select(chosen: list[_Linear], source: str, reason: str) -> TargetSelection:
@@ -181,15 +180,10 @@ def resolve_targets(model: nn.Module, spec: str, model_type: str | None = None) 
     names = sorted({name.strip() for name in spec.split(",") if name.strip()})
     choices = linear_module_names(model)
     if not names:
-        raise ModelError("No target modules were given.", code="no_target", valid=choices)
+        raise ModelError("no_target", valid=choices)
     unknown = [name for name in names if name not in choices]
     if unknown:
-        raise ModelError(
-            f"Unknown target modules: {', '.join(unknown)}. This model's linear layers are: {', '.join(choices)}.",
-            code="unknown_target",
-            unknown=unknown,
-            valid=choices,
-        )
+        raise ModelError("unknown_target", unknown=unknown, valid=choices)
     model_type = _model_type(model, model_type)
     return TargetSelection(model_type, names, "user", "Chosen by the user.", choices)
 
@@ -200,7 +194,7 @@ def meta_model(base_dir: str | Path, trust_remote_code: bool = False) -> tuple[n
     Without ``trust_remote_code`` no code from the folder runs: a config whose architecture transformers does not
     know (custom code via ``auto_map``) is refused.
     """
-    from .loading import check_model_dir, check_remote_code
+    from .models import check_model_dir, check_remote_code, first_line
 
     folder = check_model_dir(base_dir)
     model_type = check_remote_code(folder, trust_remote_code).get("model_type")
@@ -212,11 +206,7 @@ def meta_model(base_dir: str | Path, trust_remote_code: bool = False) -> tuple[n
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
     except Exception as err:  # a config (or remote code) can fail in many ways; all mean "unusable folder"
-        raise ModelError(
-            f"The model in {folder} cannot be built from its config.json: {err}",
-            code="config_invalid",
-            folder=str(folder),
-        ) from err
+        raise ModelError("config_invalid", folder=str(folder), detail=first_line(err)) from err
     return model, _model_type(model, model_type)
 
 

@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from lora_core import adapters
-from lora_core.adapters import AdapterError, save_adapter, scan, verify_adapter
+from lora_core.adapters import AdapterError, Manifest, save_adapter, scan, verify_adapter
 from lora_core.demo import build_tokenizer
 
 
@@ -35,18 +35,18 @@ def tokenizer():
 
 def test_save_writes_only_the_adapter_files_atomically(tmp_path, peft_model, tokenizer):
     dest = tmp_path / "task_20250101_000000"
-    out = save_adapter(peft_model, tokenizer, {"status": "completed", "task": "task"}, dest)
+    out = save_adapter(peft_model, tokenizer, Manifest(status="completed", task="task"), dest)
     names = {p.name for p in out.iterdir()}
     assert {"adapter_config.json", "adapter_model.safetensors", "training_meta.json", "tokenizer.json"} <= names
     assert not names & {"README.md", "model.safetensors", "pytorch_model.bin"}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
     with pytest.raises(AdapterError, match="already exists"):
-        save_adapter(peft_model, tokenizer, {}, dest)  # never overwrites
+        save_adapter(peft_model, tokenizer, Manifest(), dest)  # never overwrites
 
 
 def test_scan_lists_valid_external_and_invalid_with_reasons(tmp_path, peft_model, tokenizer):
     root = tmp_path / "LoRA"
-    good = save_adapter(peft_model, tokenizer, {"status": "completed", "task": "good"}, root / "good_1")
+    good = save_adapter(peft_model, tokenizer, Manifest(status="completed", task="good"), root / "good_1")
     external = root / "external"
     shutil.copytree(good, external)
     (external / "training_meta.json").unlink()
@@ -83,7 +83,7 @@ def test_scan_lists_valid_external_and_invalid_with_reasons(tmp_path, peft_model
 
 
 def test_pickle_weights_are_never_unpickled(tmp_path, monkeypatch, peft_model, tokenizer):
-    folder = save_adapter(peft_model, tokenizer, {}, tmp_path / "a")
+    folder = save_adapter(peft_model, tokenizer, Manifest(), tmp_path / "a")
     (folder / "adapter_model.safetensors").unlink()
     (folder / "adapter_model.bin").write_bytes(b"whatever")
     monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load was called"))
@@ -96,10 +96,10 @@ def test_base_fingerprint_mismatch_is_refused(tmp_path, peft_model, tokenizer):
     for base, layers in ((base_a, 1), (base_b, 2)):
         base.mkdir()
         (base / "config.json").write_text(json.dumps({"model_type": "llama", "num_hidden_layers": layers}))
-    meta = {"base_model": str(base_a), "base_fingerprint": adapters.base_fingerprint(base_a)}
+    meta = Manifest(base_model=str(base_a), base_model_name="a", base_fingerprint=adapters.base_fingerprint(base_a))
     folder = save_adapter(peft_model, tokenizer, meta, tmp_path / "adapter")
     verify_adapter(folder, base_dir=base_a)
-    with pytest.raises(AdapterError, match="another base model") as err:
+    with pytest.raises(AdapterError, match="trained on the base model a, but the base model is b") as err:
         verify_adapter(folder, base_dir=base_b)
     assert err.value.code == "adapter_base_mismatch"
 
@@ -113,8 +113,8 @@ def test_run_names_are_sanitised_and_unique(tmp_path):
 
 def test_delete_removes_only_a_named_adapter_inside_the_root(tmp_path, peft_model, tokenizer):
     root = tmp_path / "LoRA"
-    save_adapter(peft_model, tokenizer, {}, root / "keep")
-    save_adapter(peft_model, tokenizer, {}, root / "drop")
+    save_adapter(peft_model, tokenizer, Manifest(), root / "keep")
+    save_adapter(peft_model, tokenizer, Manifest(), root / "drop")
     outside = tmp_path / "outside"
     outside.mkdir()
     (root / "link").symlink_to(outside)

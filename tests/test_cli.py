@@ -261,7 +261,7 @@ BAD_FILES = {
         "not_utf8",
         ["'gbk.json'", "UTF-8", "line 1, column 19"],
     ),
-    "utf16": ("utf16.json", json.dumps([GOOD]).encode("utf-16"), "not_utf8", ["'utf16.json'", "UTF-16"]),
+    "utf16": ("utf16.json", json.dumps([GOOD]).encode("utf-16"), "utf16", ["'utf16.json'", "UTF-16"]),
     "object": (
         "wrapped.json",
         json.dumps({"data": [GOOD, GOOD]}, indent=1).encode(),

@@ -280,9 +280,9 @@ UTF16_TEXT = '[{"instruction": "a", "output": "b"}]'
             "line 1, column 21",
             {"byte": "0xE9"},
         ),
-        ("utf16.json", UTF16_TEXT.encode("utf-16"), "not_utf8", "UTF-16", {"line": 1, "column": 1}),
-        ("utf16be.json", UTF16_TEXT.encode("utf-16-be"), "not_utf8", "UTF-16", {"line": 1, "column": 1}),
-        ("utf16le.jsonl", UTF16_TEXT.encode("utf-16-le"), "not_utf8", "UTF-16", {"line": 1, "column": 2}),
+        ("utf16.json", UTF16_TEXT.encode("utf-16"), "utf16", "UTF-16", {"line": 1, "column": 1}),
+        ("utf16be.json", UTF16_TEXT.encode("utf-16-be"), "utf16", "UTF-16", {"line": 1, "column": 1}),
+        ("utf16le.jsonl", UTF16_TEXT.encode("utf-16-le"), "utf16", "UTF-16", {"line": 1, "column": 2}),
         (
             "comma.json",
             b'[\n {"instruction": "a", "output": "b"}\n {"instruction": "c", "output": "d"}\n]',
@@ -307,18 +307,18 @@ UTF16_TEXT = '[{"instruction": "a", "output": "b"}]'
         (
             "nan.json",
             b'[{"instruction": "NaN, Infinity", "output": "b"},\n {"instruction": "a", "output": NaN}]',
-            "invalid_json",
+            "json_constant",
             "contains NaN at line 2, column 33",
             {"line": 2, "column": 33, "constant": "NaN"},
         ),
         (
             "inf.jsonl",
             b'{"instruction": "a", "output": "b"}\n{"instruction": "a", "output": "b", "score": Infinity}',
-            "invalid_json",
+            "json_constant",
             "contains Infinity at line 2, column 46",
             {"line": 2, "column": 46},
         ),
-        ("neg_inf.jsonl", b'{"output": -Infinity}', "invalid_json", "contains -Infinity at line 1, column 12", {}),
+        ("neg_inf.jsonl", b'{"output": -Infinity}', "json_constant", "contains -Infinity at line 1, column 12", {}),
         ("deep.json", b"[" * 100_000 + b"]" * 100_000, "too_deep", "too deeply", {}),
         ("deep.jsonl", jsonl(ALPACA[0]) + b"[" * 100_000 + b"]" * 100_000, "too_deep", "at line 2", {"line": 2}),
         (
@@ -348,7 +348,7 @@ UTF16_TEXT = '[{"instruction": "a", "output": "b"}]'
             "OpenAI 'messages'); row 1 has keys prompt, answer.",
             {},
         ),
-        ("strings.json", b'["a", "b"]', "unknown_format", "row 1 is a string", {}),
+        ("strings.json", b'["a", "b"]', "rows_not_objects", "row 1 is a string", {}),
     ],
 )
 def test_file_level_problem_is_refused_with_its_place(write, refused, name, data, code, says, params):

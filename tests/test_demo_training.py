@@ -4,8 +4,8 @@ import time
 
 import pytest
 
+from lora_core.chat import GenerationSettings, generate, load_model, prompt_format_of, tokenizer_for
 from lora_core.demo import DEMO_TRAINING, SAMPLE_DATASET, build_demo_model, sample_rows
-from lora_core.inference import GenerationSettings, generate, load_model, prompt_format_of, tokenizer_for
 from lora_core.training import State, TrainConfig, TrainingJob
 
 

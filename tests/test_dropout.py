@@ -14,8 +14,7 @@ from peft import LoraConfig, get_peft_model
 from torch import nn
 
 from lora_core import dropout as sparse
-from lora_core import training
-from lora_core.demo import build_demo_model
+from lora_core import models
 from lora_core.dropout import SparseDropout, dropped_positions, use_sparse_dropout
 from lora_core.training import State, TrainConfig, TrainingJob
 
@@ -97,9 +96,9 @@ def test_the_same_seed_draws_the_same_mask():
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo(tmp_path_factory, install_demo):
     folder = tmp_path_factory.mktemp("dropout") / "demo"
-    build_demo_model(folder)
+    install_demo(folder)
     return folder
 
 
@@ -159,7 +158,7 @@ def test_a_cpu_training_uses_it_and_saves_a_plain_adapter(demo, tmp_path, monkey
     job.run()
     snap = job.snapshot()
     assert snap["state"] == State.COMPLETED, snap
-    on_cpu = training.device_kind() != "cuda"  # CUDA keeps nn.Dropout, cheap there
+    on_cpu = models.device_kind() != "cuda"  # CUDA keeps nn.Dropout, cheap there
     assert (bool(swapped) and swapped[0] > 0) is on_cpu
     from safetensors.torch import load_file
 

@@ -8,9 +8,11 @@ import torch
 
 from lora_core import assistants
 from lora_core.adapters import AdapterError
+from lora_core.chat import ChatEngine, ChatError, GenerationSettings, load_model
 from lora_core.data import load_records
-from lora_core.demo import DEMO_TRAINING, SAMPLE_DATASET, build_demo_model, sample_rows
-from lora_core.inference import ChatEngine, ChatError, GenerationSettings, load_model, merge_adapter
+from lora_core.demo import DEMO_TRAINING, SAMPLE_DATASET, sample_rows
+from lora_core.errors import ModelError
+from lora_core.export import merge_adapter
 from lora_core.masking import encode_messages, prompt_ids
 from lora_core.training import State, TrainConfig, TrainingJob
 
@@ -23,8 +25,8 @@ def home(module_home):
 
 
 @pytest.fixture(scope="module")
-def base(home):
-    return build_demo_model(home / "Models" / "LLM" / "demo")
+def base(home, install_demo):
+    return install_demo(home / "Models" / "LLM" / "demo")
 
 
 def train(base, task, steps, seed=42):
@@ -123,7 +125,7 @@ def test_an_adapter_of_another_base_is_refused_naming_both(home, base, adapter_a
     (other / "config.json").write_text(json.dumps(config))
     chat = ChatEngine()
     chat.load_base(other)
-    with pytest.raises(ChatError, match="trained on the base model demo, but the loaded base model is other") as err:
+    with pytest.raises(ModelError, match="trained on the base model demo, but the base model is other") as err:
         chat.activate(adapter_a)
     assert err.value.code == "adapter_base_mismatch"
 
@@ -154,7 +156,7 @@ def test_merged_model_answers_like_base_plus_adapter(home, base, adapter_a):
 
 
 def _tok(base):
-    from lora_core.loading import load_tokenizer
+    from lora_core.models import load_tokenizer
 
     return load_tokenizer(base)
 
@@ -205,7 +207,7 @@ def test_an_active_adapter_runs_merged_and_answers_as_the_unmerged_one(engine, a
     name = adapter_a.rsplit("/", 1)[1]
     ids = torch.tensor([prompt_ids(engine.tokenizer, QUESTION)])
     with monkeypatch.context() as patch:  # PEFT's own LoRA path: base output + B(A(x)), nothing merged
-        patch.setattr(engine, "_merge", lambda adapter: None)
+        patch.setattr(engine._merge, "merge", lambda model, adapter: False)
         reply_unmerged = engine.generate(QUESTION, GREEDY)
         with torch.no_grad():
             unmerged = engine.model(ids).logits

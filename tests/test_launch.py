@@ -11,15 +11,14 @@ from tiny import served_app
 
 import app
 from lora_core import paths
-from lora_core.demo import build_demo_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
+def home(tmp_path_factory, install_demo):
     root = tmp_path_factory.mktemp("launch")
-    build_demo_model(root / "Models" / "LLM" / "demo")
+    install_demo(root / "Models" / "LLM" / "demo")
     return root
 
 

@@ -19,12 +19,12 @@ import gradio as gr
 import pytest
 from tiny import release_training, wait_for
 
-from lora_core import adapters, data, paths, training
-from lora_core.demo import SAMPLE_DATASET, build_demo_model
+from lora_core import adapters, data, paths, runs, training
+from lora_core.chat import ChatEngine
+from lora_core.demo import SAMPLE_DATASET
 from lora_core.errors import ModelError, PathError, SimpleLoraError
-from lora_core.inference import ChatEngine
-from lora_core.loading import list_base_models, load_tokenizer
 from lora_core.masking import encode_records
+from lora_core.models import list_base_models, load_base_model, load_tokenizer
 from lora_core.targets import targets_for_folder
 from lora_core.training import State, TrainConfig, TrainingJob
 from webui import dataset_tab, models_tab, train_tab
@@ -33,9 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
+def home(tmp_path_factory, install_demo):
     root = tmp_path_factory.mktemp("reliability")
-    build_demo_model(root / "Models" / "LLM" / "demo")
+    install_demo(root / "Models" / "LLM" / "demo")
     return root
 
 
@@ -147,7 +147,7 @@ def test_a_name_with_nothing_usable_is_refused(name):
 
 
 def test_the_same_task_twice_in_one_second_gets_two_folders_and_never_overwrites(home, earlier_adapter):
-    first, second = training._unique_run_id("twice"), training._unique_run_id("twice")
+    first, second = runs.unique_run_id("twice"), runs.unique_run_id("twice")
     assert first != second and second.endswith("_2")
     before = tree(earlier_adapter)
     with pytest.raises(adapters.AdapterError, match="already exists"):
@@ -232,7 +232,7 @@ def models(home, tmp_path):
 def every_loader(folder: Path, targets: bool = True) -> list[SimpleLoraError]:
     """What each way of using a base model says about ``folder``: targets (config only), chat, training."""
     said = []
-    uses = [lambda: ChatEngine().load_base(folder), lambda: training.load_base_model(folder, "none", "cpu")]
+    uses = [lambda: ChatEngine().load_base(folder), lambda: load_base_model(folder, "none", "cpu")]
     for use in [lambda: targets_for_folder(folder)] * targets + uses:
         with pytest.raises(SimpleLoraError) as caught:
             use()
@@ -302,14 +302,12 @@ def test_a_full_disk_while_saving_fails_the_run_with_that_reason_and_leaves_noth
     home, monkeypatch, earlier_adapter
 ):
     before = tree(earlier_adapter)
-    real = adapters._write_json
 
-    def disk_full(path, obj):
-        if path.name == adapters.META_NAME:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        return real(path, obj)
+    def disk_full(folder, manifest):
+        path = folder / adapters.META_NAME
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    monkeypatch.setattr(adapters, "_write_json", disk_full)
+    monkeypatch.setattr(adapters, "write_manifest", disk_full)
     job = TrainingJob(config(home, task="diskfull"))
     job.run()
     snap = job.snapshot()
@@ -400,9 +398,11 @@ def test_a_corrupt_run_record_is_kept_aside_and_rebuilt_from_the_folders(home, e
     record = run_dir / "run.json"
     original = json.loads(record.read_text())
     record.write_text('{"run": "earlier", "state": "comp', encoding="utf-8")  # cut short by a crash
-    listed = next(r for r in training.list_runs() if r["run"] == earlier_adapter.name)
+    listed = next(r for r in runs.list_runs() if r["run"] == earlier_adapter.name)
     assert listed["state"] == "completed" and listed["rebuilt"] is True
     assert listed["adapter_dir"] == str(earlier_adapter) and listed["task"] == original["task"]
+    assert not (run_dir / "run.json.corrupt").exists()  # listing changes nothing; the repair is its own step
+    assert runs.reconcile_runs() == 1
     assert (run_dir / "run.json.corrupt").read_text() == '{"run": "earlier", "state": "comp'
     assert json.loads(record.read_text())["state"] == "completed"  # written back: read normally from now on
     assert earlier_adapter.name in [row[0] for row in train_tab.history_table("en").values.tolist()]
@@ -412,7 +412,7 @@ def test_a_corrupt_record_of_a_run_with_only_checkpoints_becomes_interrupted(hom
     run_dir = home / "Runs" / "crashed_20260101_120000"
     (run_dir / "checkpoints" / "checkpoint-10").mkdir(parents=True)
     (run_dir / "run.json").write_bytes(b"\x00\xff garbage")
-    listed = next(r for r in training.list_runs() if r["run"] == run_dir.name)
+    listed = next(r for r in runs.list_runs() if r["run"] == run_dir.name)
     assert listed["state"] == "interrupted" and listed["task"] == "crashed"
     assert listed["started_at"] == "2026-01-01T12:00:00"
     shutil.rmtree(run_dir)

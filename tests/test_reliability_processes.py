@@ -18,16 +18,16 @@ from gradio_client import Client
 from safetensors.torch import load_file
 from tiny import ROOT, followed_training, served_app, wait_for
 
-from lora_core import adapters, training
-from lora_core.demo import SAMPLE_DATASET, build_demo_model
+from lora_core import adapters, runs
+from lora_core.demo import SAMPLE_DATASET
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
+def home(tmp_path_factory, install_demo):
     root = tmp_path_factory.mktemp("processes")
-    build_demo_model(root / "Models" / "LLM" / "demo")
+    install_demo(root / "Models" / "LLM" / "demo")
     return root
 
 
@@ -94,7 +94,7 @@ def test_a_training_killed_while_it_trains_shows_interrupted_and_leaves_no_adapt
     finally:
         proc.kill()  # SIGKILL: no handler runs, as when the machine loses power or the OOM killer strikes
         proc.wait(30)
-    run = next(r for r in training.list_runs() if r["task"] == "killed")
+    run = next(r for r in runs.list_runs() if r["task"] == "killed")
     assert run["state"] == "interrupted"
     assert not [a for a in adapters.scan() if a.name.startswith("killed")]
     folder, files = earlier
@@ -112,9 +112,11 @@ def test_a_training_killed_while_it_saves_leaves_no_adapter_that_looks_valid(hom
         proc.wait(30)
     listed = adapters.scan()
     assert not [a for a in listed if "killed_saving" in a.name]  # the hidden staging folder is no adapter
-    run = next(r for r in training.list_runs() if r["task"] == "killed_saving")
+    run = next(r for r in runs.list_runs() if r["task"] == "killed_saving")
     assert run["state"] == "interrupted"
-    assert not staging[0].exists()  # found dead: its half-done save is removed
+    assert staging[0].exists()  # listing changes nothing on disk
+    assert runs.reconcile_runs() == 1  # the repair step (at start-up, before a training): recorded as interrupted
+    assert not staging[0].exists()  # and its half-done save removed
     folder, files = earlier
     assert tree(folder) == files
     again = train_process(home, "killed_saving", steps=4)  # the same task trains and saves fine afterwards

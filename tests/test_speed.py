@@ -11,17 +11,17 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-from lora_core import training
-from lora_core.demo import build_demo_model
-from lora_core.loading import load_tokenizer
+from lora_core import trainer, training
 from lora_core.masking import IGNORE_INDEX, collate, encode_records, pad_id_of
-from lora_core.training import State, TrainConfig, TrainingJob, completion_loss
+from lora_core.models import load_tokenizer
+from lora_core.trainer import completion_loss
+from lora_core.training import State, TrainConfig, TrainingJob
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo(tmp_path_factory, install_demo):
     folder = tmp_path_factory.mktemp("speed") / "demo"
-    build_demo_model(folder)
+    install_demo(folder)
     return folder
 
 
@@ -135,10 +135,10 @@ def test_a_training_pads_little_and_falls_in_loss(demo, mixed, tmp_path, monkeyp
 def test_the_length_grouped_order_is_a_permutation_of_similar_length_batches():
     rng = random.Random(3)
     lengths = [min(500, int(rng.lognormvariate(5, 0.6))) for _ in range(157)]  # the last batch is short
-    order = training.length_grouped_order(lengths, 8, seed=1)
+    order = trainer.length_grouped_order(lengths, 8, seed=1)
     assert sorted(order) == list(range(157))  # every example once
-    assert order != training.length_grouped_order(lengths, 8, seed=2)  # a new order each epoch
-    assert order == training.length_grouped_order(lengths, 8, seed=1)  # and the same for the same seed
+    assert order != trainer.length_grouped_order(lengths, 8, seed=2)  # a new order each epoch
+    assert order == trainer.length_grouped_order(lengths, 8, seed=1)  # and the same for the same seed
 
     def padding(o):
         batches = [[lengths[i] for i in o[k : k + 8]] for k in range(0, len(o), 8)]

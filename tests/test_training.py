@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file
 from tiny import wait_for
 
-from lora_core import adapters, training
-from lora_core.demo import SAMPLE_DATASET, build_demo_model
+from lora_core import adapters, estimate, models, runs, training
+from lora_core.demo import SAMPLE_DATASET
 from lora_core.training import State, TrainConfig, TrainingError, TrainingJob
 
 ALLOWED = {
@@ -26,9 +26,9 @@ ALLOWED = {
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
+def home(tmp_path_factory, install_demo):
     root = tmp_path_factory.mktemp("home")
-    build_demo_model(root / "Models" / "LLM" / "demo")
+    install_demo(root / "Models" / "LLM" / "demo")
     return root
 
 
@@ -116,7 +116,7 @@ def test_training_saves_only_a_small_adapter_whose_weights_changed(home):
 
 
 def test_adapter_changes_the_model_and_base_weights_stay(home):
-    from lora_core.inference import load_model
+    from lora_core.chat import load_model
 
     snap = TrainingJob(config(home, task="changes", max_steps=6)).run()
     base_dir = home / "Models" / "LLM" / "demo"
@@ -143,8 +143,8 @@ def test_stop_ends_within_one_step_and_saves_or_discards(home, save):
     assert snap["state"] == State.STOPPED
     assert snap["step"] <= step_at_stop + 1
     if save:
-        meta = adapters.read_meta(snap["adapter_dir"])
-        assert meta["status"] == "stopped" and meta["steps"] == snap["step"]
+        meta = adapters.read_manifest(snap["adapter_dir"])
+        assert meta.status == "stopped" and meta.steps == snap["step"]
     else:
         assert snap["adapter_dir"] is None
         assert not list((home / "Models" / "LoRA").glob("stopFalse_*"))
@@ -172,7 +172,7 @@ def test_crash_during_save_leaves_nothing_that_scan_calls_valid(home, monkeypatc
     with monkeypatch.context() as patch:
         patch.setattr(adapters, "verify_adapter", broken)
         snap = TrainingJob(config(home, task="crash", max_steps=2)).run()
-    assert snap["state"] == State.FAILED and "No space left" in snap["error"]
+    assert snap["state"] == State.FAILED and snap["error_code"] == "disk_full" and "disk is full" in snap["error"]
     assert {a.path for a in adapters.scan() if a.valid} == before
     assert not [p for p in (home / "Models" / "LoRA").iterdir() if p.name.startswith(".staging")]
     assert training.active_job() is None  # the lock was released
@@ -191,7 +191,7 @@ def test_bad_settings_and_inputs_fail_with_a_clear_sentence(home):
     snap = TrainingJob(config(home, task="nodata", data=str(home / "missing.json"))).run()
     assert snap["state"] == State.FAILED and "missing.json" in snap["error"]
     snap = TrainingJob(config(home, task="cpu4bit", quantization="4bit")).run()
-    if training.device_kind() == "cpu":
+    if models.device_kind() == "cpu":
         assert snap["state"] == State.FAILED and snap["error_code"] == "quantization_needs_cuda"
 
 
@@ -199,10 +199,13 @@ def test_history_lists_runs_and_marks_dead_ones_interrupted(home):
     run_dir = home / "Runs" / "ghost_20250101_000000"
     run_dir.mkdir(parents=True)
     (run_dir / "run.json").write_text(json.dumps({"run": run_dir.name, "state": "running", "pid": 2**22 + 7}))
-    runs = {r["run"]: r for r in training.list_runs()}
-    assert runs["ghost_20250101_000000"]["state"] == "interrupted"
+    listed = {r["run"]: r for r in runs.list_runs()}
+    assert listed["ghost_20250101_000000"]["state"] == "interrupted"
+    # listing only shows it; the repair is its own step
+    assert json.loads((run_dir / "run.json").read_text())["state"] == "running"
+    assert runs.reconcile_runs() == 1
     assert json.loads((run_dir / "run.json").read_text())["state"] == "interrupted"
-    assert any(r["state"] == "completed" for r in runs.values())
+    assert any(r["state"] == "completed" for r in listed.values())
 
 
 def test_progress_is_published_while_training(home):
@@ -241,7 +244,7 @@ def test_torchrun_with_two_processes_writes_exactly_one_adapter(home, tmp_path):
     assert summary["status"] == "completed" and summary["steps"] == 4
     folders = [p for p in (tmp_path / "Models" / "LoRA").iterdir()]
     assert [p.name for p in folders] == [Path(summary["adapter_dir"]).name]
-    assert adapters.read_meta(folders[0])["status"] == "completed"
+    assert adapters.read_manifest(folders[0]).status == "completed"
     assert len(list((tmp_path / "Runs").iterdir())) == 1
 
 
@@ -262,7 +265,7 @@ def test_resume_continues_a_stopped_run_from_its_checkpoint(home):
 
 def raise_if_failed(snap):
     if snap["state"] == State.FAILED:
-        raise TrainingError(snap["error"], code=snap["error_code"])
+        raise TrainingError(snap["error_code"], **snap["error_params"])
 
 
 def test_two_runs_of_one_task_in_the_same_second_get_their_own_names(home):
@@ -278,9 +281,9 @@ def test_gradient_checkpointing_is_on_by_default_for_a_quantized_base_on_cuda_on
     assert not config(home, gradient_checkpointing=False).checkpointing("4bit", "cuda")
     assert config(home, gradient_checkpointing=True).checkpointing("none", "cpu")
     # The memory estimate follows the same rule.
-    monkeypatch.setattr(training, "device_kind", lambda: "cuda")
+    monkeypatch.setattr(models, "device_kind", lambda: "cuda")
     base = home / "Models" / "LLM" / "demo"
-    assert training.estimate(base).memory_bytes < training.estimate(base, gradient_checkpointing=False).memory_bytes
+    assert estimate.estimate(base).memory_bytes < estimate.estimate(base, gradient_checkpointing=False).memory_bytes
     monkeypatch.undo()
     monkeypatch.setenv("SIMPLE_LORA_HOME", str(home))
     # On this CPU: off when unset, on when asked, and the Trainer is told.

@@ -11,8 +11,9 @@ import gradio as gr
 import pandas as pd
 
 from lora_core import adapters, assistants
+from lora_core.adapters import base_for_adapter
+from lora_core.chat import GenerationSettings, check_adapter_base, engine
 from lora_core.errors import SimpleLoraError
-from lora_core.inference import GenerationSettings, base_for_adapter, check_adapter_base, engine
 
 from .common import Labels, user_errors
 from .dataset_tab import LoadedDataset, base_model_choices, resolve_base
@@ -130,7 +131,7 @@ def on_load(lang: str, base_name: str | None, adapter: str | None) -> str:
     base = resolve_base(base_name)
     path = adapters.adapter_path(adapter) if adapter else None
     if path is not None:
-        check_adapter_base(path, base, loaded=False)
+        check_adapter_base(path, base)
     chat = engine()
     chat.load_base(base)
     if path is not None:

@@ -13,7 +13,9 @@ import gradio as gr
 
 from lora_core.errors import SimpleLoraError
 
-from .i18n import DEFAULT_LANG, TEXT, t
+from .i18n import DEFAULT_LANG, LANGS, error_text, t
+
+__all__ = ["Labels", "error_text", "user_errors"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,23 +45,12 @@ def _translate(key: str | list[str], lang: str) -> str | list[str]:
     return [t(k, lang) for k in key] if isinstance(key, list) else t(key, lang)
 
 
-def error_text(exc: SimpleLoraError, lang: str) -> str:
-    """A core error in the user's language: by its code when translated, else the core's own sentence."""
-    key = f"err_{exc.code}"
-    if lang in TEXT.get(key, {}):
-        try:
-            return TEXT[key][lang].format(**exc.params)  # not t(): it leaves a text unformatted without params
-        except (KeyError, IndexError):
-            logger.warning("translation %s does not fit the params of %r", key, exc)
-    return exc.message
-
-
 def user_errors(fn: Callable) -> Callable:
     """Turn a core error into a readable gr.Error (never a stack trace), titled in the user's language. The
     handler's first input is the lang. A generator handler stays a generator (Gradio streams only those)."""
 
     def translated(exc: Exception, args: tuple) -> gr.Error:
-        lang = args[0] if args and args[0] in ("zh", "en") else DEFAULT_LANG
+        lang = args[0] if args and args[0] in LANGS else DEFAULT_LANG
         if isinstance(exc, SimpleLoraError):
             return gr.Error(error_text(exc, lang), title=t("error_title", lang), print_exception=False)
         if exc.title == "Error":  # a gr.Error raised by the handler itself: its title in the user's language too

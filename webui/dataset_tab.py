@@ -16,8 +16,8 @@ from lora_core import paths
 from lora_core.data import FORMAT_NAMES, DatasetReport, load_records
 from lora_core.demo import SAMPLE_DATASET
 from lora_core.errors import PathError
-from lora_core.loading import list_base_models, load_tokenizer
 from lora_core.masking import encode_records, trained_spans
+from lora_core.models import list_base_models, load_tokenizer
 from lora_core.prompts import prompt_style
 
 from .common import Labels, user_errors
@@ -72,7 +72,7 @@ def refresh_bases(current: str | None = None) -> Any:
 def resolve_base(name: str | None) -> Path:
     """A base model chosen in the UI: must be one of the offered folders, inside Models/LLM/."""
     if not name or name not in base_model_choices():
-        raise PathError(f"'{name}' is not one of the models in Models/LLM/.", code="not_offered", value=str(name))
+        raise PathError("not_offered", value=str(name))
     return paths.inside(paths.llm_dir(), name)
 
 

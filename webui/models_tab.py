@@ -8,10 +8,12 @@ import gradio as gr
 import pandas as pd
 
 from lora_core import adapters, paths
-from lora_core.inference import GenerationSettings, base_for_adapter, engine, merge_adapter
+from lora_core.adapters import base_for_adapter
+from lora_core.chat import GenerationSettings, engine
+from lora_core.export import merge_adapter
 
 from .common import Labels, user_errors
-from .i18n import TEXT, t
+from .i18n import error_message, t
 
 # The reason next to the validity, so that why a folder is unusable is seen without scrolling; the long list of
 # target modules last.
@@ -35,10 +37,8 @@ def human_size(size: int) -> str:
 
 
 def reason_text(info: adapters.AdapterInfo, lang: str) -> str:
-    """Why a folder is not a usable adapter, in ``lang`` (the scan keeps the code, not the params: only texts
-    without placeholders are used)."""
-    text = TEXT.get(f"err_{info.reason_code}", {}).get(lang)
-    return text if text and "{" not in text else info.reason
+    """Why a folder is not a usable adapter, in ``lang``."""
+    return error_message(info.reason_code, info.reason_params, lang, info.reason)
 
 
 def adapter_choices(infos: list[adapters.AdapterInfo], lang: str) -> list[tuple[str, str]]:
@@ -103,11 +103,7 @@ def activate_by_name(name: str) -> None:
     if base is not None and chat.base != base:
         chat.load_base(base)
     elif base is None and chat.base is None:
-        raise adapters.AdapterError(
-            f"The base model of {name} is not in Models/LLM/; load its base model in the Chat tab first.",
-            code="adapter_base_unknown",
-            name=name,
-        )
+        raise adapters.AdapterError("adapter_base_unknown", name=name)
     chat.activate(path)
 
 

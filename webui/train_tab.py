@@ -11,34 +11,41 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import pandas as pd
 
-from lora_core import paths, training
-from lora_core.config import TrainConfig, TrainingError
+from lora_core import estimate, models, training
+from lora_core.config import TrainConfig, settings_where
 from lora_core.demo import DEMO_TRAINING
-from lora_core.errors import SimpleLoraError
+from lora_core.errors import SimpleLoraError, TrainingError
+from lora_core.runs import ACTIVE_STATES, FINAL_STATES
 from lora_core.targets import PRESETS, targets_for_folder
-from lora_core.training import ACTIVE_STATES, FINAL_STATES, State, TrainingJob
+from lora_core.training import TrainingJob
 
-from .common import Labels, error_text, user_errors
-from .dataset_tab import LoadedDataset, base_model_choices, refresh_bases, resolve_base, table
+from .common import Labels, user_errors
+from .dataset_tab import LoadedDataset, base_model_choices, refresh_bases, resolve_base
 from .i18n import DEFAULT_LANG, TEXT, t
+from .train_view import (
+    EMPTY_X_MAX,
+    HISTORY_HEADERS,
+    SERIES,
+    history_rows,
+    history_table,
+    loss_frame,
+    progress_text,
+    x_max,
+)
+
+__all__ = ["HISTORY_HEADERS", "SERIES", "history_rows", "history_table", "loss_frame", "progress_text"]
 
 logger = logging.getLogger(__name__)
 
 # The job this process last started (the core allows one at a time); every browser session sees it.
 _LAST: dict[str, TrainingJob | None] = {"job": None}
 DEFAULTS = TrainConfig(base="", data="", task="")
-HYPER = (
-    "epochs", "max_steps", "learning_rate", "rank", "alpha", "dropout", "batch_size", "grad_accum", "max_length",
-    "val_split", "warmup_ratio", "scheduler", "seed", "quantization", "gradient_checkpointing", "skip_invalid",
-)  # fmt: skip
-FLOAT_SETTINGS = ("epochs", "learning_rate", "alpha", "dropout", "val_split", "warmup_ratio")
-INT_SETTINGS = ("max_steps", "rank", "batch_size", "grad_accum", "max_length", "seed")
-SERIES = ("train", "eval")  # the curves' names in the plot's data; never shown (the legend is the plot's label)
+# The Train tab's settings: TrainConfig's "form" fields, in its order (also /start_training's named parameters).
+HYPER = settings_where("form")
+FLOAT_SETTINGS = tuple(k for k in HYPER if isinstance(getattr(DEFAULTS, k), float))
+INT_SETTINGS = tuple(k for k in HYPER if type(getattr(DEFAULTS, k)) is int)
 SERIES_COLORS = {"train": "#4c78a8", "eval": "#e45756"}  # blue and red, as the label says
-EMPTY_X_MAX = 10  # the step axis before a run's length is known
-HISTORY_HEADERS = ["col_run", "col_state", "col_step", "col_loss", "col_started", "col_adapter"]
 STATUS_FIELDS = (
     "run", "task", "state", "step", "total_steps", "epoch", "loss", "eval_loss", "eta_s", "tokens_per_s",
     "elapsed_s", "eval_loss_before", "eval_loss_after", "adapter_dir", "error", "error_code", "started_at",
@@ -66,7 +73,7 @@ def _estimate(
         return None
     base = resolve_base(base_name)
     quant = _quant_for_estimate(quant)
-    return training.estimate(base, targets, int(rank), int(batch), int(max_len), quant, bool(checkpointing))
+    return estimate.estimate(base, targets, int(rank), int(batch), int(max_len), quant, bool(checkpointing))
 
 
 def _reason(est: Any, lang: str) -> str:
@@ -125,15 +132,15 @@ def on_estimate(
 
 
 def _quant_for_estimate(quant: str) -> str:
-    return "auto" if training.device_kind() != "cuda" else quant
+    return "auto" if models.device_kind() != "cuda" else quant
 
 
 def checkpointing_for(quant: str | None = None) -> bool:
     """What the core does with gradient checkpointing unset for this quantization on this machine: on for a 4- or
     8-bit base on CUDA. The checkbox follows the quantization; the user may still change it."""
-    device = training.device_kind()
+    device = models.device_kind()
     quant = quant if device == "cuda" and quant in ("auto", "4bit", "8bit", "none") else DEFAULTS.quantization
-    return DEFAULTS.checkpointing(training.effective_quantization(quant, device), device)
+    return DEFAULTS.checkpointing(models.effective_quantization(quant, device), device)
 
 
 def checkpointing_default() -> bool:
@@ -144,7 +151,7 @@ def demo_settings() -> list[Any]:
     """The settings that make the demo model learn the sample data in a few minutes on a CPU."""
     values = {**{k: getattr(DEFAULTS, k) for k in HYPER}, "gradient_checkpointing": checkpointing_default()}
     values.update(DEMO_TRAINING)
-    if training.device_kind() != "cuda":
+    if models.device_kind() != "cuda":
         values["quantization"] = "none"  # what the (locked) dropdown shows on a CPU
     return [values[k] for k in HYPER] + [values["targets"]]
 
@@ -162,7 +169,7 @@ def _settings(hyper: tuple, lang: str) -> dict[str, Any]:
             values[key] = int(float(value)) if key in INT_SETTINGS else float(value)
         except ValueError:
             raise gr.Error(t("bad_number", lang, label=t(key, lang)), print_exception=False) from None
-    if training.device_kind() != "cuda":
+    if models.device_kind() != "cuda":
         values["quantization"] = "none"
     return values
 
@@ -171,18 +178,19 @@ def _settings(hyper: tuple, lang: str) -> dict[str, Any]:
 def on_start(
     lang: str, loaded: LoadedDataset | None, base_name: str | None, task: str, preset: str, targets: list[str] | None,
     epochs: float, max_steps: float, learning_rate: float, rank: float, alpha: float, dropout: float,
-    batch_size: float, grad_accum: float, max_length: float, val_split: float, warmup_ratio: float, scheduler: str,
-    seed: float, quantization: str, gradient_checkpointing: bool, skip_invalid: bool,
+    batch_size: float, grad_accum: float, max_length: float, val_split: float, quantization: str,
+    warmup_ratio: float, scheduler: str, seed: float, gradient_checkpointing: bool, skip_invalid: bool,
 ) -> str:  # fmt: skip
     """Start a training on a background thread; the timer shows it. No targets chosen: the preset's.
 
-    The settings are named parameters (in HYPER's order) so that API clients can pass only those they change."""
+    The settings are named parameters (HYPER, in its order; a test checks it) so that API clients can pass only
+    those they change."""
     if loaded is None:
         raise gr.Error(t("no_dataset", lang), print_exception=False)
     base = resolve_base(base_name)
     hyper = (
         epochs, max_steps, learning_rate, rank, alpha, dropout, batch_size, grad_accum, max_length, val_split,
-        warmup_ratio, scheduler, seed, quantization, gradient_checkpointing, skip_invalid,
+        quantization, warmup_ratio, scheduler, seed, gradient_checkpointing, skip_invalid,
     )  # fmt: skip
     values = _settings(hyper, lang)
     loaded.report.usable(skip_invalid=values["skip_invalid"])  # invalid rows: say so now, not from the thread
@@ -236,103 +244,6 @@ def on_stop(lang: str, save: bool) -> str:
 
 
 # --- what the timer shows -----------------------------------------------------------------------------------------
-
-
-def loss_frame(snap: dict | None) -> pd.DataFrame:
-    """The plot's points. The browser's plot keeps what it learnt from the data it was first drawn with (which
-    columns are numbers, which curves exist) and later only swaps the points, so: typed columns even when empty,
-    and both curves always present (an empty one as a single blank point), under fixed names whose colours the
-    plot's label explains in the user's language."""
-    rows = [(s, v, SERIES[0]) for s, v in (snap or {}).get("loss", [])]
-    rows += [(s, v, SERIES[1]) for s, v in (snap or {}).get("eval_loss", [])]
-    rows += [(0, None, name) for name in SERIES if name not in {r[2] for r in rows}]
-    return pd.DataFrame(
-        {
-            "step": pd.Series([r[0] for r in rows], dtype="int64"),
-            "loss": pd.Series([r[1] for r in rows], dtype="float64"),
-            "series": pd.Series([r[2] for r in rows], dtype="str"),
-        }
-    )
-
-
-def x_max(snap: dict | None) -> int:
-    """The end of the plot's step axis: the run's last step, so the curve fills the plot as the run goes."""
-    if not snap:
-        return EMPTY_X_MAX
-    last = max((step for step, _ in snap["loss"] + snap["eval_loss"]), default=0)
-    return max(snap["total_steps"] or EMPTY_X_MAX, last, 1)
-
-
-def _error(snap: dict, lang: str) -> str:
-    """A run's error in ``lang``: translated by its code and params when the table has it."""
-    message = snap.get("error") or ""
-    code = snap.get("error_code")
-    if not code:
-        return message
-    return error_text(SimpleLoraError(message, code=code, **(snap.get("error_params") or {})), lang)
-
-
-def progress_text(snap: dict | None, lang: str) -> str:
-    if not snap:
-        return t("no_training", lang)
-    state = snap["state"]
-    parts = [t("progress", lang, task=snap["task"], state=t(f"state_{state}", lang), step=snap["step"],
-               total=snap["total_steps"] or "?", epoch=f"{snap['epoch']:.2f}")]  # fmt: skip
-    if state == State.RUNNING:
-        eta = snap["eta_s"]
-        parts[0] += " · " + t(
-            "speed", lang, eta=_duration(eta) if eta is not None else "…", tps=f"{snap['tokens_per_s']:.0f}"
-        )
-    elif state in (State.COMPLETED, State.STOPPED) and snap.get("elapsed_s"):
-        parts[0] += " · " + t("took", lang, time=_duration(snap["elapsed_s"]))
-    if snap.get("eval_loss_before") is not None:
-        after = snap.get("eval_loss_after")
-        parts.append(t("eval_before_after", lang, before=f"{snap['eval_loss_before']:.4f}",
-                       after=f"{after:.4f}" if after is not None else "…"))  # fmt: skip
-    if state in (State.COMPLETED, State.STOPPED) and snap.get("adapter_dir"):
-        parts.append(t("adapter_saved", lang, path=paths.shown(snap["adapter_dir"])))
-    elif state == State.STOPPED:
-        parts.append(t("discarded", lang))
-    if state == State.FAILED:
-        parts.append(t("failed", lang, error=_error(snap, lang)))
-    return "\n\n".join(parts)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    return (
-        f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
-        if seconds >= 3600
-        else f"{seconds // 60}m {seconds % 60:02d}s"
-    )
-
-
-def history_rows(lang: str) -> list[list]:
-    """Every recorded run, newest first. The live step and loss of a running one are in the progress line."""
-    rows = []
-    for run in training.list_runs():
-        state = str(run.get("state", "failed"))
-        active = state in ACTIVE_STATES
-        losses = run.get("loss") or []
-        if run.get("adapter_dir"):
-            outcome = paths.shown(run["adapter_dir"])
-        elif run.get("error"):
-            outcome = _error(run, lang)
-        else:
-            outcome = t("nothing_saved", lang) if state == State.STOPPED else ""
-        rows.append([
-            run.get("run", ""),
-            t(f"state_{state}", lang),
-            "" if active else run.get("step", 0),
-            f"{losses[-1][1]:.4f}" if losses and not active else "",
-            (run.get("started_at") or "").replace("T", " "),
-            outcome,
-        ])  # fmt: skip
-    return rows
-
-
-def history_table(lang: str) -> pd.DataFrame:
-    return table(history_rows(lang), HISTORY_HEADERS, lang)
 
 
 def poll(lang: str, seen: dict | None) -> tuple:
@@ -390,7 +301,7 @@ def training_status() -> dict:
 
 def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
     choices = base_model_choices()
-    cpu = training.device_kind() != "cuda"
+    cpu = models.device_kind() != "cuda"
     labels.add(gr.Markdown(), value="train_intro")
     with gr.Row():
         base = labels.add(gr.Dropdown(choices, value=choices[0] if choices else None, scale=3), label="base_model")
@@ -458,8 +369,11 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
     )
     seen = gr.State(None)
 
-    hyper = [epochs, max_steps, lr, rank, alpha, dropout, batch, accum, max_len, val, warmup, scheduler, seed, quant,
-             checkpointing, skip_invalid]  # fmt: skip
+    form = dict(epochs=epochs, max_steps=max_steps, learning_rate=lr, rank=rank, alpha=alpha, dropout=dropout,
+                batch_size=batch, grad_accum=accum, max_length=max_len, val_split=val, warmup_ratio=warmup,
+                scheduler=scheduler, seed=seed, quantization=quant, gradient_checkpointing=checkpointing,
+                skip_invalid=skip_invalid)  # fmt: skip
+    hyper = [form[name] for name in HYPER]  # every form setting of TrainConfig has its component
     model_inputs = [lang, base, preset, rank, batch, max_len, quant, checkpointing]
     for trigger in (base.change, preset.change):
         trigger(on_model, model_inputs, [model_info, targets], api_visibility="private")
@@ -496,7 +410,7 @@ def _initial_targets(choices: list[str]) -> list[str]:
     if not choices:
         return []
     try:
-        return training.estimate(resolve_base(choices[0]), "all-linear").linear_modules
+        return estimate.estimate(resolve_base(choices[0]), "all-linear").linear_modules
     except Exception as exc:  # an unusable model is reported when it is chosen, not while the app is built
         logger.warning("cannot list the linear layers of %s: %s", choices[0], exc)
         return []

@@ -1,29 +1,27 @@
-"""Chat with a base model and its adapters: load, activate / hot-swap, stream, compare, merge.
+"""Chat with a base model and its adapters: load, activate / hot-swap, stream, compare.
 
 Prompts are rendered by ``prompts.py`` and tokenized by ``masking.prompt_ids``, exactly as in training, with the
 prompt format recorded in the adapter's manifest and the tokenizer saved with the adapter. The ``ChatEngine`` holds
-one base model and any number of adapters; switching adapters never reloads the base.
+one base model and any number of adapters; switching adapters never reloads the base, and an active adapter runs
+merged into the base layers (``merge.ExactMerge``), as fast as the bare base.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import adapters, paths
-from .errors import ModelError
+from . import adapters
+from .errors import ChatError, ModelError
+from .merge import ExactMerge
 
 logger = logging.getLogger(__name__)
 
-
-class ChatError(ModelError):
-    code = "chat"
+MAX_NEW_TOKENS = 8192
 
 
 @dataclass
@@ -34,21 +32,23 @@ class GenerationSettings:
     repetition_penalty: float = 1.0
 
     def check(self) -> None:
-        if not (1 <= self.max_new_tokens <= 8192 and self.temperature >= 0 and 0 < self.top_p <= 1):
-            raise ChatError("A generation setting is out of range.", code="bad_generation_setting")
-        if self.repetition_penalty <= 0:
-            raise ChatError("The repetition penalty must be positive.", code="bad_generation_setting")
+        rules = [
+            ("max_new_tokens", 1 <= self.max_new_tokens <= MAX_NEW_TOKENS),
+            ("temperature", self.temperature >= 0),
+            ("top_p", 0 < self.top_p <= 1),
+            ("repetition_penalty", self.repetition_penalty > 0),
+        ]
+        for setting, ok in rules:
+            if not ok:
+                raise ChatError("bad_generation_setting", setting=setting, value=str(getattr(self, setting)))
 
 
 def load_model(base: str | Path, adapter: str | Path | None = None, trust_remote_code: bool = False) -> Any:
     """The base model for inference (float32 on CPU, 4-bit on CUDA), with ``adapter`` loaded if given."""
-    from .loading import check_model_dir
-    from .training import device_kind, effective_quantization, load_base_model
+    from .models import check_model_dir, load_for_inference
 
     base = check_model_dir(base)
-    device = device_kind()
-    model = load_base_model(base, effective_quantization("auto", device), device, trust_remote_code)
-    model.eval()
+    model = load_for_inference(base, trust_remote_code)
     if adapter is None:
         return model
     from peft import PeftModel
@@ -60,17 +60,17 @@ def load_model(base: str | Path, adapter: str | Path | None = None, trust_remote
 
 def prompt_format_of(adapter: str | Path | None) -> str | None:
     """The prompt format an adapter was trained with (None: follow the tokenizer)."""
-    if adapter is None or not (Path(adapter) / adapters.META_NAME).is_file():
+    if adapter is None or not adapters.has_manifest(adapter):
         return None
-    return adapters.read_meta(adapter).get("prompt_format")
+    return adapters.read_manifest(adapter).prompt_format
 
 
 def tokenizer_for(base: str | Path, adapter: str | Path | None) -> Any:
     """The adapter's own tokenizer (saved with it, chat template included) when it has one, else the base's."""
-    from .loading import load_tokenizer
+    from .models import load_tokenizer
 
     if adapter is not None and not Path(adapter).is_dir():
-        raise ModelError(f"The adapter folder {adapter} does not exist.", code="adapter_missing", path=str(adapter))
+        raise ModelError("model_missing", path=str(adapter))
     if adapter is not None and (Path(adapter) / "tokenizer_config.json").is_file():
         return load_tokenizer(adapter)
     return load_tokenizer(base)
@@ -132,26 +132,10 @@ def generate(
     return tokenizer.decode(out[0][len(ids) :], skip_special_tokens=True).strip()
 
 
-def check_adapter_base(adapter: str | Path, base: str | Path, loaded: bool = True) -> None:
-    """Refuse an adapter that is not valid or was trained on another base model than ``base``, naming both.
-
-    An external adapter (no manifest) is not checked here: PEFT itself checks that its modules and shapes fit.
-    ``loaded``: whether ``base`` is the model already loaded or only the one chosen (for the sentence)."""
-    adapter, base = Path(adapter), Path(base)
+def check_adapter_base(adapter: str | Path, base: str | Path) -> None:
+    """Refuse an adapter that is not valid or was trained on another base model than ``base``, naming both."""
     adapters.verify_adapter(adapter)
-    if not (adapter / adapters.META_NAME).is_file():
-        return
-    meta = adapters.read_meta(adapter)
-    if meta.get("base_fingerprint") and meta["base_fingerprint"] != adapters.base_fingerprint(base):
-        trained_on = meta.get("base_model_name") or Path(str(meta.get("base_model") or "?")).name
-        raise ChatError(
-            f"The adapter {adapter.name} was trained on the base model {trained_on}, "
-            f"but the {'loaded' if loaded else 'chosen'} base model is {base.name}.",
-            code="adapter_base_mismatch",
-            adapter=adapter.name,
-            trained_on=str(trained_on),
-            base=base.name,
-        )
+    adapters.check_base(adapter, base)
 
 
 @dataclass(frozen=True)
@@ -176,22 +160,20 @@ class ChatEngine:
         self.tokenizer: Any = None
         self.adapters: dict[str, LoadedAdapter] = {}
         self.active: str | None = None
-        # Generation with an adapter runs on its weights merged into the base layers (as fast as the bare base);
-        # the base weights are kept aside meanwhile and put back exactly (not by subtracting) to unmerge.
-        self.merged: str | None = None
-        self._kept: dict[str, Any] = {}
+        # Generation with an adapter runs on its weights merged into the base layers (as fast as the bare base).
+        self._merge = ExactMerge()
         # A plain Lock, not an RLock: a streamed reply may be resumed by another worker thread than the one that
         # started it, and must still be able to release it.
         self._busy = threading.Lock()
 
     def _hold(self, timeout: float = 600.0) -> None:
         if not self._busy.acquire(timeout=timeout):
-            raise ChatError("The chat model is busy; try again in a moment.", code="chat_busy")
+            raise ChatError("chat_busy")
 
     # --- loading ---
 
     def load_base(self, base: str | Path, trust_remote_code: bool = False) -> None:
-        from .loading import check_model_dir, load_tokenizer
+        from .models import check_model_dir, load_for_inference, load_tokenizer
 
         base = check_model_dir(base)
         if self.base == base and self.model is not None:
@@ -200,7 +182,7 @@ class ChatEngine:
         self._hold()
         try:
             self._unload()
-            self.model = load_model(base, trust_remote_code=trust_remote_code)
+            self.model = load_for_inference(base, trust_remote_code)
             self.tokenizer = load_tokenizer(base, trust_remote_code=trust_remote_code)
             self.base = base
             logger.info("chat base model: %s", base)
@@ -224,22 +206,19 @@ class ChatEngine:
         gc.collect()
 
     def _refuse_during_gpu_training(self) -> None:
-        from .training import active_job, device_kind
+        from .models import device_kind
+        from .runs import active_job
 
         job = active_job()
         if job is not None and device_kind() == "cuda":
-            raise ChatError(
-                f"The GPU is busy training {job.config.task}; chat can load a model when it ends.",
-                code="busy_training",
-                task=job.config.task,
-            )
+            raise ChatError("busy_training", task=job.config.task)
 
     def activate(self, adapter: str | Path) -> LoadedAdapter:
         """Load ``adapter`` (once) onto the loaded base and make it the active one."""
         path = Path(adapter).resolve()
         if self.model is None or self.base is None:
-            raise ChatError("Load a base model before activating an adapter.", code="no_base_loaded")
-        self._check_base(path)
+            raise ChatError("no_base_loaded")
+        check_adapter_base(path, self.base)
         self._hold()
         try:
             self._unmerge()  # PEFT would "unmerge" by subtracting when the active adapter changes
@@ -261,19 +240,10 @@ class ChatEngine:
             else:
                 self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name)
         except (RuntimeError, ValueError, KeyError) as exc:  # shapes or module names that do not fit
-            raise ChatError(
-                f"The adapter {name} does not fit the base model {self.base.name}: {exc}",
-                code="adapter_does_not_fit",
-                adapter=name,
-                base=self.base.name,
-            ) from exc
+            raise ChatError("adapter_does_not_fit", adapter=name, base=self.base.name, detail=str(exc)) from exc
         self.model.eval()
-        external = not (path / adapters.META_NAME).is_file()
+        external = not adapters.has_manifest(path)
         self.adapters[name] = LoadedAdapter(name, str(path), prompt_format_of(path), external)
-
-    def _check_base(self, path: Path) -> None:
-        """Refuse an adapter trained on another base, naming both."""
-        check_adapter_base(path, self.base)
 
     def deactivate(self) -> None:
         self._hold()
@@ -315,7 +285,7 @@ class ChatEngine:
 
     def _need_model(self) -> None:
         if self.model is None:
-            raise ChatError("No base model is loaded for chat.", code="no_base_loaded")
+            raise ChatError("no_base_loaded")
 
     def generate(self, messages: list[dict], settings: GenerationSettings | None = None) -> str:
         return "".join(self.stream(messages, settings))
@@ -380,59 +350,27 @@ class ChatEngine:
         if adapter is None:
             self._unmerge()
             return self.model.disable_adapter()
-        if self.merged != adapter:
+        if self._merge.merged != adapter:
             self._unmerge()
             self.model.set_adapter(adapter)
-            self._merge(adapter)
+            self._merge.merge(self.model, adapter)
         return nullcontext()
 
-    def _lora_layers(self, adapter: str) -> list[tuple[str, Any]] | None:
-        """The LoRA linear layers of ``adapter``, or None when its weights cannot be merged exactly: a quantized
-        base (4-/8-bit weights), or LoRA on another kind of layer (embeddings, convolutions)."""
-        from peft.tuners.lora import Linear as LoraLinear
-        from peft.tuners.lora import LoraLayer
-
-        if getattr(self.model, "is_loaded_in_4bit", False) or getattr(self.model, "is_loaded_in_8bit", False):
-            return None
-        layers = []
-        for name, module in self.model.named_modules():
-            if isinstance(module, LoraLayer) and adapter in getattr(module, "lora_A", {}):
-                if type(module) is not LoraLinear or not module.get_base_layer().weight.is_floating_point():
-                    return None
-                layers.append((name, module))
-        return layers
-
-    def _merge(self, adapter: str) -> None:
-        """Add ``adapter``'s weights into the base layers, keeping the base weights aside."""
-        import torch
-
-        layers = self._lora_layers(adapter)
-        if not layers:
-            return
-        with torch.no_grad():
-            for name, module in layers:
-                weight = module.get_base_layer().weight
-                self._kept[name] = weight.data
-                weight.data = weight.data + module.get_delta_weight(adapter).to(weight.dtype)
-                module.merged_adapters.append(adapter)  # PEFT's forward then runs the base layer alone
-        self.merged = adapter
+    @property
+    def merged(self) -> str | None:
+        """The adapter merged into the base layers now, if any."""
+        return self._merge.merged
 
     def _unmerge(self) -> None:
-        """Put the kept base weights back: exactly the base model again."""
-        if self.merged is None:
-            return
-        for name, module in self.model.named_modules():
-            if name in self._kept:
-                module.get_base_layer().weight.data = self._kept.pop(name)
-                module.merged_adapters.remove(self.merged)
-        self.merged = None
+        if self.model is not None:
+            self._merge.unmerge(self.model)
 
     def compare(self, messages: list[dict], settings: GenerationSettings | None = None) -> dict[str, str]:
         """The same prompt answered by the base (adapters disabled) and by the active adapter, same settings."""
         settings = settings or GenerationSettings()
         settings.check()
         if self.active is None:
-            raise ChatError("Activate an adapter to compare it with the base model.", code="no_active_adapter")
+            raise ChatError("no_active_adapter")
         self._hold()
         try:
             adapter_reply = "".join(self._stream(messages, settings, self.active))
@@ -467,75 +405,3 @@ def engine() -> ChatEngine:
         if _ENGINE is None:
             _ENGINE = ChatEngine()
         return _ENGINE
-
-
-# --- merge and export ---------------------------------------------------------------------------------------------
-
-
-def merge_adapter(adapter: str | Path, out: str | Path, base: str | Path | None = None) -> Path:
-    """Merge ``adapter`` into a 16-bit copy of its base and save it as a standalone model folder at ``out``.
-
-    Refused, with the reason, for a base stored quantized (no full-precision weights to merge into), a base that
-    is not the one the adapter was trained on, or an ``out`` that already holds something.
-    """
-    import json
-
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    from .loading import check_model_dir, load_tokenizer
-
-    adapter = Path(adapter)
-    adapters.verify_adapter(adapter)
-    meta = adapters.read_meta(adapter) if (adapter / adapters.META_NAME).is_file() else {}
-    base_dir = base or meta.get("base_model") or adapters._read_adapter_config(adapter).get("base_model_name_or_path")
-    base_dir = check_model_dir(base_dir)
-    config = json.loads((base_dir / "config.json").read_text(encoding="utf-8"))
-    if config.get("quantization_config"):
-        raise ChatError(
-            f"The base model {base_dir.name} is stored quantized; merging needs its full-precision weights.",
-            code="merge_quantized_base",
-            base=base_dir.name,
-        )
-    adapters.verify_adapter(adapter, base_dir=base_dir)
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise ChatError(f"The folder {out} is not empty; choose a new folder.", code="merge_out_exists", path=str(out))
-    dtype = {"float16": torch.float16}.get(str(config.get("dtype") or config.get("torch_dtype")), torch.bfloat16)
-    model = AutoModelForCausalLM.from_pretrained(
-        str(base_dir), dtype=torch.float32, local_files_only=True, use_safetensors=True
-    )
-    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()  # exact in float32, then cast
-    merged = merged.to(dtype)
-    staging = out.parent / f".{out.name}.merging-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        merged.save_pretrained(str(staging), safe_serialization=True)
-        load_tokenizer(adapter if (adapter / "tokenizer_config.json").is_file() else base_dir).save_pretrained(
-            str(staging)
-        )
-        paths.usual_permissions(staging)
-        if out.exists():
-            out.rmdir()
-        os.replace(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    logger.info("merged %s into %s", adapter.name, out)
-    return out
-
-
-def base_for_adapter(adapter: str | Path) -> Path | None:
-    """The base model folder an adapter belongs to, when it is at hand: the one its manifest records, else a folder
-    of ``Models/LLM/`` named like the ``base_model_name_or_path`` of its PEFT config (external adapters)."""
-    adapter = Path(adapter)
-    candidates = []
-    if (adapter / adapters.META_NAME).is_file():
-        meta = adapters.read_meta(adapter)
-        candidates += [meta.get("base_model"), paths.llm_dir() / str(meta.get("base_model_name") or "")]
-    recorded = adapters._read_adapter_config(adapter).get("base_model_name_or_path") or ""
-    candidates.append(paths.llm_dir() / Path(str(recorded)).name)
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "config.json").is_file():
-            return Path(candidate).resolve()
-    return None

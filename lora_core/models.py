@@ -1,13 +1,15 @@
-"""Loading base models and tokenizers from local folders: local files only, safetensors only, no hub access."""
+"""Base models and tokenizers from local folders: the checks before loading, the device and quantization, and the
+loading itself (local files only, safetensors only, no hub access). Training and chat both load through here."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelError
+from .errors import ModelError, TrainingError
 
 logger = logging.getLogger(__name__)
 
@@ -15,11 +17,9 @@ logger = logging.getLogger(__name__)
 def check_model_dir(base_dir: str | Path) -> Path:
     path = Path(base_dir).expanduser()
     if not path.is_dir():
-        raise ModelError(f"The model folder {path} does not exist.", code="model_missing", path=str(path))
+        raise ModelError("model_missing", path=str(path))
     if not (path / "config.json").is_file():
-        raise ModelError(
-            f"The folder {path} is not a model: it has no config.json.", code="model_no_config", path=str(path)
-        )
+        raise ModelError("model_no_config", path=str(path))
     return path.resolve()
 
 
@@ -39,11 +39,9 @@ def read_config(folder: Path) -> dict:
     try:
         raw = json.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelError(
-            f"{config_file} cannot be read: {first_line(err)}", code="config_invalid", folder=str(folder)
-        ) from err
+        raise ModelError("config_invalid", folder=str(folder), detail=first_line(err)) from err
     if not isinstance(raw, dict):
-        raise ModelError(f"{config_file} is not a JSON object.", code="config_invalid", folder=str(folder))
+        raise ModelError("config_invalid", folder=str(folder), detail="not a JSON object")
     return raw
 
 
@@ -56,13 +54,7 @@ def check_remote_code(folder: Path, trust_remote_code: bool) -> dict:
     model_type = raw.get("model_type")
     if model_type not in CONFIG_MAPPING and not trust_remote_code:
         # A known model_type with an auto_map (e.g. early Phi-3) is built from transformers' own code instead.
-        needs = "custom code shipped in the folder (auto_map)" if "auto_map" in raw else "code transformers lacks"
-        raise ModelError(
-            f"The model in {folder} (model_type {model_type!r}) needs {needs}; allow trust_remote_code to use it.",
-            code="remote_code_required",
-            folder=str(folder),
-            model_type=model_type,
-        )
+        raise ModelError("remote_code_required", folder=str(folder), model_type=str(model_type))
     return raw
 
 
@@ -72,16 +64,8 @@ def check_weights(folder: Path) -> None:
         return
     pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles:
-        raise ModelError(
-            f"The model in {folder} has only pickle weights ({', '.join(pickles[:3])}), which are never loaded; "
-            "convert them to safetensors.",
-            code="model_pickle_only",
-            folder=str(folder),
-            files=", ".join(pickles[:3]),
-        )
-    raise ModelError(
-        f"The model in {folder} has no weights (*.safetensors).", code="model_no_weights", folder=str(folder)
-    )
+        raise ModelError("model_pickle_only", folder=str(folder), files=pickles[:3])
+    raise ModelError("model_no_weights", folder=str(folder))
 
 
 def load_tokenizer(base_dir: str | Path, trust_remote_code: bool = False) -> Any:
@@ -90,21 +74,14 @@ def load_tokenizer(base_dir: str | Path, trust_remote_code: bool = False) -> Any
 
     path = Path(base_dir).expanduser()
     if not path.is_dir():
-        raise ModelError(f"The model folder {path} does not exist.", code="model_missing", path=str(path))
+        raise ModelError("model_missing", path=str(path))
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
-        raise ModelError(
-            f"The folder {path} has no tokenizer (tokenizer.json or tokenizer_config.json).",
-            code="no_tokenizer",
-            path=str(path),
-        )
+        raise ModelError("no_tokenizer", path=str(path))
     try:
         return AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=trust_remote_code)
     except Exception as exc:  # transformers raises OSError / ValueError / KeyError for a broken or missing tokenizer
         raise ModelError(
-            f"The tokenizer in {path} cannot be loaded ({type(exc).__name__}: {first_line(exc)}).",
-            code="tokenizer_failed",
-            path=str(path),
-            detail=first_line(exc),
+            "tokenizer_failed", path=str(path), detail=f"{type(exc).__name__}: {first_line(exc)}"
         ) from exc
 
 
@@ -128,3 +105,68 @@ def list_base_models(root: str | Path | None = None) -> list[Path]:
         if p.is_dir() and not p.name.startswith(".") and (p / "config.json").is_file()
         and root in p.resolve().parents  # a symlink out of Models/LLM/ is not offered (and is refused if named)
     )  # fmt: skip
+
+
+# --- device, quantization and the model itself -------------------------------------------------------------
+
+
+def device_kind() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def effective_quantization(requested: str, device: str) -> str:
+    """The quantization a run will use. On CPU only ``none`` exists: bitsandbytes' k-bit training needs CUDA."""
+    if device != "cuda":
+        if requested in ("4bit", "8bit"):
+            raise TrainingError("quantization_needs_cuda", quantization=requested)
+        return "none"
+    return "4bit" if requested == "auto" else requested
+
+
+def _quantization_config(quantization: str, compute: Any) -> Any:
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=compute,
+        bnb_4bit_use_double_quant=True,
+    )
+
+
+def load_base_model(base: Path, quantization: str, device: str, trust_remote_code: bool = False) -> Any:
+    """The base model: float32 on CPU; on CUDA 4-bit NF4 / 8-bit (bitsandbytes) or bf16."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    check_remote_code(base, trust_remote_code)  # before transformers imports anything from the folder
+    check_weights(base)
+    kwargs: dict[str, Any] = {
+        "local_files_only": True,
+        "trust_remote_code": trust_remote_code,
+        "use_safetensors": True,
+        "dtype": torch.float32,
+    }
+    if device == "cuda":
+        compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
+        kwargs["dtype"] = compute
+        if quantization in ("4bit", "8bit"):
+            kwargs["quantization_config"] = _quantization_config(quantization, compute)
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(base), **kwargs)
+    except (OSError, ValueError) as exc:
+        raise TrainingError("model_load_failed", path=str(base), detail=first_line(exc)) from exc
+
+
+def load_for_inference(base: str | Path, trust_remote_code: bool = False) -> Any:
+    """A base model for chat, in eval mode: float32 on CPU, 4-bit on CUDA."""
+    base = check_model_dir(base)
+    device = device_kind()
+    model = load_base_model(base, effective_quantization("auto", device), device, trust_remote_code)
+    model.eval()
+    return model

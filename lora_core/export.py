@@ -1,0 +1,52 @@
+"""Export: an adapter merged into a 16-bit copy of its base, saved as a standalone model folder."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from . import adapters
+from .errors import ChatError
+from .files import staged_folder
+
+logger = logging.getLogger(__name__)
+
+
+def merge_adapter(adapter: str | Path, out: str | Path, base: str | Path | None = None) -> Path:
+    """Merge ``adapter`` into a 16-bit copy of its base and save it as a standalone model folder at ``out``.
+
+    Refused, with the reason, for a base stored quantized (no full-precision weights to merge into), a base that
+    is not the one the adapter was trained on, or an ``out`` that already holds something.
+    """
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from .models import check_model_dir, load_tokenizer
+
+    adapter = Path(adapter)
+    adapters.verify_adapter(adapter)
+    recorded = adapters.read_manifest(adapter).base_model if adapters.has_manifest(adapter) else None
+    base_dir = check_model_dir(
+        base or recorded or adapters.read_adapter_config(adapter).get("base_model_name_or_path")
+    )
+    config = json.loads((base_dir / "config.json").read_text(encoding="utf-8"))
+    if config.get("quantization_config"):
+        raise ChatError("merge_quantized_base", base=base_dir.name)
+    adapters.verify_adapter(adapter, base_dir=base_dir)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ChatError("merge_out_exists", path=str(out))
+    dtype = {"float16": torch.float16}.get(str(config.get("dtype") or config.get("torch_dtype")), torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(base_dir), dtype=torch.float32, local_files_only=True, use_safetensors=True
+    )
+    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()  # exact in float32, then cast
+    merged = merged.to(dtype)
+    tokenizer_dir = adapter if (adapter / "tokenizer_config.json").is_file() else base_dir
+    with staged_folder(out, prefix=".merging-") as staging:
+        merged.save_pretrained(str(staging), safe_serialization=True)
+        load_tokenizer(tokenizer_dir).save_pretrained(str(staging))
+    logger.info("merged %s into %s", adapter.name, out)
+    return out

@@ -1,0 +1,199 @@
+"""The speed-ups and the wiring around transformers' ``Trainer``: batches of similar length, the loss computed only
+at the trained positions, the ``Trainer`` subclass that uses both, the ``TrainingArguments`` of a run and the
+callback that publishes progress and honours Stop.
+
+Imports transformers at the top: ``training.py`` imports this module only when a training starts, so building the
+page never pays for it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from .config import TrainConfig
+from .masking import IGNORE_INDEX
+
+# Architectures whose logits are exactly lm_head(last hidden state): no scaling, no soft-capping. For them the
+# loss is computed from the hidden states of the trained positions only (see completion_loss).
+PLAIN_HEAD_TYPES = {"llama", "mistral", "qwen2", "qwen3"}
+# Sort within groups of this many batches: large enough to pad little, small enough to keep epochs random.
+GROUP_BATCHES = 50
+
+
+def completion_loss(model: Any, inputs: dict, num_items_in_batch: Any = None) -> Any | None:
+    """The causal-LM loss of a PEFT model on ``inputs``, with the LM head and the cross-entropy computed only at
+    the positions that are trained (the replies), not at every position: the prompt's logits (often half the
+    tokens, and with a large vocabulary a large share of the work) are never built. Same value as the model's own
+    loss (sum over trained tokens / ``num_items_in_batch``, else their mean). None when ``model`` is not a plain
+    causal LM of a known architecture, or is wrapped for distributed training: the caller uses the usual path."""
+    get_base = getattr(model, "get_base_model", None)
+    causal = get_base() if get_base else None
+    if causal is None or getattr(causal.config, "model_type", None) not in PLAIN_HEAD_TYPES:
+        return None
+    if getattr(causal.config, "final_logit_softcapping", None) or getattr(causal.config, "logit_scale", None):
+        return None
+    labels = inputs["labels"]
+    hidden = causal.model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask")).last_hidden_state
+    targets = labels[:, 1:]
+    trained = targets != IGNORE_INDEX
+    logits = causal.lm_head(hidden[:, :-1][trained]).float()
+    loss = F.cross_entropy(logits, targets[trained], reduction="sum")
+    return loss / (num_items_in_batch if num_items_in_batch is not None else trained.sum().clamp(min=1))
+
+
+def length_grouped_order(lengths: list[int], batch: int, seed: int, group_batches: int = GROUP_BATCHES) -> list[int]:
+    """An epoch's example order whose consecutive ``batch``-sized slices hold examples of similar length.
+
+    The examples are shuffled, cut into groups of ``group_batches`` batches (one group when the dataset is
+    smaller: transformers' own sampler then uses groups of a few batches only, and pads far more), sorted by
+    length within each group, cut into batches, and the full batches shuffled. Every example appears exactly once."""
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    group = batch * group_batches
+    batches = []
+    for start in range(0, len(order), group):
+        ranked = sorted(order[start : start + group], key=lambda i: lengths[i], reverse=True)
+        batches += [ranked[i : i + batch] for i in range(0, len(ranked), batch)]
+    # The data loader cuts the order into batches again: a short batch must stay last, or every batch after it
+    # would straddle two of these.
+    short = [b for b in batches if len(b) < batch]
+    full = [b for b in batches if len(b) == batch]
+    rng.shuffle(full)
+    return [i for b in full + short for i in b]
+
+
+class LengthBatches:
+    """A sampler over ``length_grouped_order``; a new order every epoch (``set_epoch``, as the Trainer calls)."""
+
+    def __init__(self, lengths: list[int], batch: int, seed: int) -> None:
+        self.lengths, self.batch, self.seed, self.epoch = list(lengths), batch, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        return iter(length_grouped_order(self.lengths, self.batch, self.seed + self.epoch))
+
+
+class SimpleTrainer(Trainer):
+    """Trainer whose training loss skips the untrained positions' logits (``completion_loss``) and whose batches
+    are grouped by length (``LengthBatches``)."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if dataset is None or "length" not in getattr(dataset, "column_names", ()):
+            return super()._get_train_sampler(train_dataset)
+        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        return LengthBatches(dataset["length"], batch, self.args.seed)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not return_outputs and "labels" in inputs and model is self.accelerator.unwrap_model(model):
+            loss = completion_loss(model, inputs, num_items_in_batch)
+            if loss is not None:
+                return loss
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+
+def training_arguments(cfg: TrainConfig, output_dir: str, steps: int, device: str, checkpointing: bool,
+                       has_eval: bool) -> TrainingArguments:  # fmt: skip
+    """The ``TrainingArguments`` of a run: logging often enough for a curve, checkpoints to resume from, eval ten
+    times a run when there is a validation split."""
+    bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    return TrainingArguments(
+        output_dir=output_dir,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.scheduler,
+        warmup_steps=cfg.warmup_ratio,
+        weight_decay=0.0,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        logging_steps=max(1, steps // 200),  # a 10-step run still draws a curve
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=max(1, steps // 10),
+        save_strategy="steps",
+        save_steps=max(10, steps // 4),
+        save_total_limit=1,
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=device != "cuda",
+        bf16=bf16,
+        fp16=device == "cuda" and not bf16,
+        activation_checkpointing=checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
+        optim="adamw_torch",
+        # Batches of similar lengths (LengthBatches above): every example is still seen once per epoch, and
+        # padding falls from about half the tokens to a few percent.
+        train_sampling_strategy="group_by_length",
+        length_column_name="length",
+    )
+
+
+class Publisher(Protocol):
+    """What ``ProgressCallback`` reports to (a ``TrainingJob``)."""
+
+    def publish(self, **changes: Any) -> None: ...
+    def add_log(self, step: int, logs: dict) -> None: ...
+    def stop_requested(self) -> bool: ...
+    def keep_on_stop(self) -> bool: ...
+    def tokens_seen(self) -> int: ...
+
+
+class ProgressCallback(TrainerCallback):
+    """Publishes Trainer events (steps, ETA, tokens/s, logged losses) and honours Stop after the current step."""
+
+    def __init__(self, job: Publisher) -> None:
+        self.job = job
+        self.started = self.last_time = time.monotonic()
+        self.last_tokens = 0
+        self.rate = 0.0
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.started = self.last_time = time.monotonic()
+        self.last_tokens = self.job.tokens_seen()
+        self.job.publish(total_steps=state.max_steps)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        now, tokens = time.monotonic(), self.job.tokens_seen()
+        elapsed = now - self.started
+        rate = (tokens - self.last_tokens) / max(1e-6, now - self.last_time)
+        self.rate = 0.7 * self.rate + 0.3 * rate if self.rate else rate
+        self.last_time, self.last_tokens = now, tokens
+        eta = elapsed / max(1, state.global_step) * max(0, state.max_steps - state.global_step)
+        self.job.publish(step=state.global_step, epoch=float(state.epoch or 0.0), elapsed_s=elapsed, eta_s=eta,
+                         tokens_per_s=self.rate)  # fmt: skip
+        if self.job.stop_requested():
+            control.should_training_stop = True
+            control.should_save = self.job.keep_on_stop()  # a checkpoint to --resume from
+        return control
+
+    def on_substep_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if self.job.stop_requested():  # during gradient accumulation: do not wait for the whole step
+            control.should_training_stop = True
+        return control
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+        self.job.add_log(state.global_step, logs or {})
+
+
+def finite(metrics: dict, key: str) -> float | None:
+    value = metrics.get(key)
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None

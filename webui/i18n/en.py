@@ -1,0 +1,271 @@
+"""English texts of the UI, by key (see webui/i18n/__init__.py)."""
+
+NAME = "English"
+
+TEXT: dict[str, str] = {
+    # header
+    "title": "# Simple LoRA",
+    "subtitle": (
+        "Fine-tune a language model with LoRA in your browser: upload a dataset, train, chat with the adapter."
+    ),
+    "language": "Language / 语言",
+    "error_title": "Error",
+    # dataset tab
+    "tab_dataset": "1. Dataset",
+    "dataset_intro": (
+        "Upload an instruction dataset (Alpaca, ShareGPT or OpenAI messages; JSON or JSONL). Every row is checked, "
+        "and you see exactly which tokens will be trained."
+    ),
+    "upload": "Dataset file (.json / .jsonl)",
+    "format": "Format",
+    "use_sample": "Use the bundled sample dataset",
+    "report": "Validation",
+    "problems": "Problems by row",
+    "preview": "First rows",
+    "col_row": "row",
+    "col_field": "field",
+    "col_problem": "problem",
+    "col_role": "role",
+    "col_text": "text",
+    "role_user": "user",
+    "role_assistant": "assistant",
+    "role_system": "system",
+    "tokens_header": "### Tokens for a base model",
+    "base_model": "Base model (Models/LLM/)",
+    "refresh": "Refresh",
+    "max_length": "Max length (tokens)",
+    "analyze": "Show tokens",
+    "highlight": "Rendered examples: trained tokens highlighted",
+    "trained": "trained",
+    "masked": "prompt (not trained)",
+    "histogram": "Token lengths",
+    "hist_x": "tokens per example",
+    "hist_y": "examples",
+    "hist_limit": "max length",
+    "no_dataset": "Upload a dataset first.",
+    "no_valid_rows": "'{name}' has no valid row to show; fix the rows listed above first.",
+    "bad_max_length": "Max length must be a whole number of at least {min} tokens.",
+    "dataset_refused": (
+        "This file cannot be used (the message at the top right says why). Fix it, or upload another file."
+    ),
+    "no_base": "No base model in Models/LLM/ yet. Put a model folder there, then press Refresh.",
+    # report sentences
+    "report_ok": "**{name}**: {fmt} format, {rows} rows, all valid. Next: choose a base model and open the Train tab.",
+    "report_bad": (
+        "**{name}**: {fmt} format, {rows} rows, **{invalid} invalid**, {valid} valid. Fix the rows listed below, or "
+        "train with “skip invalid rows” to use only the valid rows."
+    ),
+    "report_none": "**{name}**: {fmt} format, {rows} rows, **none of them valid**. Fix the rows listed below.",
+    "style_chat_template": "the model's own chat template",
+    "style_alpaca": "built-in Alpaca template (the model has no chat template)",
+    "token_stats": (
+        "{total} examples, {tokens} tokens in all ({trained} trained). With max length {max_length}: {truncated} "
+        "truncated (oldest prompt tokens cut), {dropped} dropped (nothing left to train). Prompt format: {style}."
+    ),
+    # row problems by code (the table's third column)
+    "problem_missing_field": "field is missing",
+    "problem_empty_field": "field is empty",
+    "problem_not_string": "value is not text",
+    "problem_unknown_role": "unknown role",
+    "problem_no_assistant": "no assistant turn",
+    "problem_not_alternating": "turns do not alternate user / assistant",
+    "problem_last_not_assistant": "does not end with an assistant turn",
+    "problem_system_not_first": "system turn is not the first",
+    "problem_mixed_format": "row is in another format than the file",
+    "problem_not_object": "row is not a JSON object",
+    "problem_unknown_format": "row matches no known format",
+    "problem_not_list": "value is not a list",
+    # train tab
+    "tab_train": "2. Train",
+    "train_intro": (
+        "Pick a base model, check the detected LoRA target modules, set the hyper-parameters and press Start. "
+        "Training runs in the background: you can close this page and come back."
+    ),
+    "task_name": "Task name",
+    "target_preset": "Target preset",
+    "targets": "LoRA target modules",
+    "targets_info": "Detected for this model; add or remove layers to override (none chosen: the preset's).",
+    "model_info": (
+        "**{model_type}** on {device}, {quant}. LoRA on `{targets}`: {reason}. Trainable: {lora} of {total} "
+        "parameters ({pct}%). Memory needed: about {memory}."
+    ),
+    "quant_name_none_cpu": "float32, no quantization",
+    "quant_name_none_cuda": "16-bit, no quantization",
+    "quant_name_4bit": "4-bit NF4 (QLoRA)",
+    "quant_name_8bit": "8-bit",
+    "reason_all-linear": "all {n} kinds of linear layer, except the LM head",
+    "reason_peft": "PEFT's own target modules for the {model_type} architecture",
+    "reason_remote-code": "the known attention projection of the {model_type} architecture",
+    "reason_scan": "no known target list fits {model_type}, so the attention layers were found by name",
+    "reason_default": "no attention layer was recognised, so this is the LLaMA default",
+    "reason_default_missing": (
+        "no attention layer was recognised and the LLaMA default is missing too: pick the targets from the list"
+    ),
+    "reason_user": "chosen by you",
+    "estimate_needs_numbers": (
+        "Set the LoRA rank, the batch size and the max length (at least 8) to see the trainable parameters and the "
+        "memory needed."
+    ),
+    "hyper": "Hyper-parameters",
+    "epochs": "Epochs",
+    "max_steps": "Max steps (0 = by epochs)",
+    "learning_rate": "Learning rate",
+    "scheduler": "LR schedule",
+    "warmup_ratio": "Warm-up ratio",
+    "rank": "LoRA rank r",
+    "alpha": "LoRA alpha",
+    "dropout": "LoRA dropout",
+    "batch_size": "Batch size",
+    "grad_accum": "Gradient accumulation",
+    "val_split": "Validation split",
+    "seed": "Seed",
+    "quantization": "Quantization",
+    "quant_cpu": "No CUDA GPU here: the model trains in float32 (4-/8-bit need a GPU).",
+    "quant_gpu": "auto = 4-bit NF4 (QLoRA) on this GPU.",
+    "gradient_checkpointing": "Gradient checkpointing (less memory, slower)",
+    "skip_invalid": "Skip invalid rows",
+    "demo_settings": "Use demo settings",
+    "start": "Start training",
+    "stop_save": "Stop and save",
+    "stop_discard": "Stop and discard",
+    "loss_plot": "Loss: blue line = training, red line = validation (when a validation split is set)",
+    "history": "Training runs",
+    "plot_step": "step",
+    "col_run": "run",
+    "col_state": "state",
+    "col_step": "step",
+    "col_loss": "last loss",
+    "col_started": "started",
+    "col_adapter": "adapter / error",
+    "started": "Training **{task}** started.",
+    "nothing_running": "No training is running.",
+    "stopping_save": "Stopping after this step; the adapter will be saved and marked stopped.",
+    "stopping_discard": "Stopping after this step; nothing will be saved.",
+    "no_training": "No training yet in this session of the app.",
+    "progress": "**{task}**: {state} · step {step} / {total} · epoch {epoch}",
+    "speed": "ETA {eta} · {tps} tokens/s",
+    "eval_before_after": "Eval loss: base {before} → adapter {after}",
+    "adapter_saved": (
+        "Adapter saved in `{path}`. It is already listed in the Models tab: activate it there, then chat."
+    ),
+    "discarded": "Stopped; nothing was saved.",
+    "nothing_saved": "nothing saved",
+    "took": "took {time}",
+    "bad_number": "“{label}” needs a number.",
+    "bad_setting": "“{label}” = {value} is out of range.",
+    "failed": "Training failed: {error}",
+    "state_queued": "queued",
+    "state_loading": "loading",
+    "state_running": "running",
+    "state_stopping": "stopping",
+    "state_completed": "completed",
+    "state_stopped": "stopped",
+    "state_failed": "failed",
+    "state_interrupted": "interrupted",
+    # models tab
+    "tab_models": "3. Models",
+    "models_intro": (
+        "Every folder in Models/LoRA/ is listed, valid or not (with the reason). Activate an adapter to use it in "
+        "chat; its base model is loaded for you. A new training is listed as soon as it ends."
+    ),
+    "scan": "Scan",
+    "scanned": "Models/LoRA/: {valid} usable, {invalid} invalid (folders: {n}).",
+    "choose_adapter": "Choose an adapter in the list first.",
+    "need_prompt": "Type a prompt first.",
+    "adapters": "Adapters in Models/LoRA/",
+    "adapter": "Adapter",
+    "activate": "Activate",
+    "deactivate": "Deactivate (pure base)",
+    "quick_test": "Quick test: ask the chosen adapter",
+    "quick_test_hint": "e.g. a question from your dataset; Enter sends (the adapter is activated first)",
+    "send": "Send",
+    "reply": "Reply",
+    "merge_header": "Merge and export",
+    "merge_intro": (
+        "Merge the adapter into a 16-bit copy of its base model and save it as a new model folder in Models/LLM/ "
+        "(usable without PEFT)."
+    ),
+    "merge_name": "New model folder name",
+    "merge_name_hint": "empty: <adapter>-merged",
+    "merge": "Merge",
+    "merged": (
+        "Merged model saved in `{path}`. It is a base model now: choose **{name}** as the base model in the other "
+        "tabs."
+    ),
+    "delete_header": "Delete",
+    "delete_intro": "Deletes the folder chosen above from Models/LoRA/ for good (an invalid folder too).",
+    "delete_confirm": "Yes, delete this adapter for good",
+    "delete": "Delete",
+    "confirm_first": "Tick the confirmation box to delete {name}.",
+    "deleted": "Deleted {name}.",
+    "valid": "valid",
+    "external": "valid (external)",
+    "invalid": "invalid",
+    "engine_empty": "No model is loaded for chat yet.",
+    "engine_status": "Chat uses base model **{base}** with adapter **{adapter}**.",
+    "no_adapter": "none (pure base)",
+    "col_adapter_name": "adapter",
+    "col_valid": "valid",
+    "col_status": "status",
+    "col_base": "base model",
+    "col_rank": "rank",
+    "col_targets": "targets",
+    "col_size": "size",
+    "col_date": "date",
+    "col_train_loss": "train loss",
+    "col_eval_loss": "eval loss",
+    "col_reason": "reason",
+    # chat tab
+    "tab_chat": "4. Chat",
+    "chat_intro": (
+        "Choose an adapter (its base model is chosen with it) or a base model alone, and press Load. Questions are "
+        "rendered exactly as in training. Compare shows the base model and the adapter answering the same prompt."
+    ),
+    "load": "Load",
+    "load_first": "Load a model first (Load button above).",
+    "chat": "Chat",
+    "chat_placeholder": "Ask something below (load a model above first).",
+    "message": "Message",
+    "message_hint": "Ask something and press Enter",
+    "clear": "Clear",
+    "prompt_sent": "Exact prompt sent to the model",
+    "system_prompt": "System prompt",
+    "system_prompt_info": (
+        "Optional, sent before the conversation. Answers are best with the system prompt used in training (the demo "
+        "dataset has none)."
+    ),
+    "temperature": "Temperature",
+    "temperature_info": "0 = greedy (always the same answer)",
+    "top_p": "Top-p",
+    "top_p_info": "Used only when the temperature is above 0",
+    "max_new_tokens": "Max new tokens",
+    "repetition_penalty": "Repetition penalty",
+    "assistants": "Assistants",
+    "assistant": "Saved assistant",
+    "assistant_name": "Name for a new assistant",
+    "save_assistant": "Save current setup",
+    "delete_assistant": "Delete",
+    "assistant_saved": "Assistant {name} saved.",
+    "assistant_deleted": "Assistant {name} deleted.",
+    "assistant_missing": "Choose a saved assistant.",
+    "compare_header": "Compare base and adapter",
+    "compare_prompt": "Prompt",
+    "compare_hint": "One prompt for both, with the system prompt and settings above; Enter compares",
+    "compare": "Compare",
+    "base_reply": "Base model",
+    "adapter_reply": "With the adapter",
+    "replay_intro": (
+        "**Replay**: the first rows of the dataset loaded in the Dataset tab, answered by the adapter and by the "
+        "base model, next to the reference answer."
+    ),
+    "replay_no_dataset": "Load a dataset in the Dataset tab first (the bundled sample works).",
+    "bad_replay_n": "Rows to replay must be a whole number from 1 to {max}.",
+    "replay_n": "Dataset rows to replay",
+    "replay": "Replay dataset rows",
+    "replay_table": "Replayed rows",
+    "col_prompt": "prompt",
+    "col_reference": "reference answer",
+    "col_base_reply": "base",
+    "col_adapter_reply": "adapter",
+    "col_match": "match",
+}

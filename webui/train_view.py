@@ -1,0 +1,110 @@
+"""What the Train tab shows of a run: its progress line, the loss plot's points and the history of runs."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from lora_core import paths, runs, training
+from lora_core.runs import ACTIVE_STATES, State
+
+from .dataset_tab import table
+from .i18n import error_message, t
+
+SERIES = ("train", "eval")  # the curves' names in the plot's data; never shown (the legend is the plot's label)
+EMPTY_X_MAX = 10  # the step axis before a run's length is known
+HISTORY_HEADERS = ["col_run", "col_state", "col_step", "col_loss", "col_started", "col_adapter"]
+
+
+def loss_frame(snap: dict | None) -> pd.DataFrame:
+    """The plot's points. The browser's plot keeps what it learnt from the data it was first drawn with (which
+    columns are numbers, which curves exist) and later only swaps the points, so: typed columns even when empty,
+    and both curves always present (an empty one as a single blank point), under fixed names whose colours the
+    plot's label explains in the user's language."""
+    rows = [(s, v, SERIES[0]) for s, v in (snap or {}).get("loss", [])]
+    rows += [(s, v, SERIES[1]) for s, v in (snap or {}).get("eval_loss", [])]
+    rows += [(0, None, name) for name in SERIES if name not in {r[2] for r in rows}]
+    return pd.DataFrame(
+        {
+            "step": pd.Series([r[0] for r in rows], dtype="int64"),
+            "loss": pd.Series([r[1] for r in rows], dtype="float64"),
+            "series": pd.Series([r[2] for r in rows], dtype="str"),
+        }
+    )
+
+
+def x_max(snap: dict | None) -> int:
+    """The end of the plot's step axis: the run's last step, so the curve fills the plot as the run goes."""
+    if not snap:
+        return EMPTY_X_MAX
+    last = max((step for step, _ in snap["loss"] + snap["eval_loss"]), default=0)
+    return max(snap["total_steps"] or EMPTY_X_MAX, last, 1)
+
+
+def _error(snap: dict, lang: str) -> str:
+    """A run's error in ``lang``: translated by its code and params when the table has it."""
+    message = snap.get("error") or ""
+    code = snap.get("error_code")
+    return error_message(code, snap.get("error_params") or {}, lang, message) if code else message
+
+
+def progress_text(snap: dict | None, lang: str) -> str:
+    if not snap:
+        return t("no_training", lang)
+    state = snap["state"]
+    parts = [t("progress", lang, task=snap["task"], state=t(f"state_{state}", lang), step=snap["step"],
+               total=snap["total_steps"] or "?", epoch=f"{snap['epoch']:.2f}")]  # fmt: skip
+    if state == State.RUNNING:
+        eta = snap["eta_s"]
+        parts[0] += " · " + t(
+            "speed", lang, eta=_duration(eta) if eta is not None else "…", tps=f"{snap['tokens_per_s']:.0f}"
+        )
+    elif state in (State.COMPLETED, State.STOPPED) and snap.get("elapsed_s"):
+        parts[0] += " · " + t("took", lang, time=_duration(snap["elapsed_s"]))
+    if snap.get("eval_loss_before") is not None:
+        after = snap.get("eval_loss_after")
+        parts.append(t("eval_before_after", lang, before=f"{snap['eval_loss_before']:.4f}",
+                       after=f"{after:.4f}" if after is not None else "…"))  # fmt: skip
+    if state in (State.COMPLETED, State.STOPPED) and snap.get("adapter_dir"):
+        parts.append(t("adapter_saved", lang, path=paths.shown(snap["adapter_dir"])))
+    elif state == State.STOPPED:
+        parts.append(t("discarded", lang))
+    if state == State.FAILED:
+        parts.append(t("failed", lang, error=_error(snap, lang)))
+    return "\n\n".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return (
+        f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+        if seconds >= 3600
+        else f"{seconds // 60}m {seconds % 60:02d}s"
+    )
+
+
+def history_rows(lang: str) -> list[list]:
+    """Every recorded run, newest first. The live step and loss of a running one are in the progress line."""
+    rows = []
+    for run in runs.list_runs(active_run=getattr(training.active_job(), "run_id", None)):
+        state = str(run.get("state", "failed"))
+        active = state in ACTIVE_STATES
+        losses = run.get("loss") or []
+        if run.get("adapter_dir"):
+            outcome = paths.shown(run["adapter_dir"])
+        elif run.get("error"):
+            outcome = _error(run, lang)
+        else:
+            outcome = t("nothing_saved", lang) if state == State.STOPPED else ""
+        rows.append([
+            run.get("run", ""),
+            t(f"state_{state}", lang),
+            "" if active else run.get("step", 0),
+            f"{losses[-1][1]:.4f}" if losses and not active else "",
+            (run.get("started_at") or "").replace("T", " "),
+            outcome,
+        ])  # fmt: skip
+    return rows
+
+
+def history_table(lang: str) -> pd.DataFrame:
+    return table(history_rows(lang), HISTORY_HEADERS, lang)
