@@ -601,6 +601,15 @@ def parent(args: argparse.Namespace) -> None:
     print(f"\n(saved to {WORK.relative_to(REPO)}/results-{stamp}.md and .json)")
 
 
+def parse_with_worker_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """The arguments, with the hidden ones a parent passes to its worker processes; the fixture path resolved."""
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument("--scratch", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.fixture = args.fixture.resolve()
+    return args
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Simple LoRA vs TRL SFTTrainer, one epoch on CPU.")
     parser.add_argument("--rows", type=int, default=160, help="train on the first N rows of the fixture")
@@ -610,14 +619,8 @@ def main() -> None:
     parser.add_argument("--no-wait", action="store_true", help="do not wait for other busy processes to finish")
     parser.add_argument("--max-wait", type=float, default=1800, help="longest wait for an idle machine, seconds")
     parser.add_argument("--worker", choices=[*CONFIGS, "peak"], help=argparse.SUPPRESS)
-    parser.add_argument("--result", help=argparse.SUPPRESS)
-    parser.add_argument("--scratch", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    args.fixture = args.fixture.resolve()
-    if args.worker:
-        worker(args)
-    else:
-        parent(args)
+    args = parse_with_worker_args(parser)
+    (worker if args.worker else parent)(args)
 
 
 if __name__ == "__main__":

@@ -338,15 +338,9 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a tiny model, on the CPU if there is no GPU")
     parser.add_argument("--worker", choices=CONFIGS, help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--result", help=argparse.SUPPRESS)
-    parser.add_argument("--scratch", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    args.fixture = args.fixture.resolve()
+    args = shared.parse_with_worker_args(parser)
     WORK = args.work.resolve()
-    if args.worker:
-        worker(args)
-    else:
-        parent(args)
+    (worker if args.worker else parent)(args)
 
 
 if __name__ == "__main__":

@@ -38,3 +38,26 @@ def install_demo(demo_model):
         return folder
 
     return install
+
+
+def pytest_collection_modifyitems(items):
+    """A test that uses a fixture its module lists in ``SLOW_FIXTURES`` (one that trains an adapter) is slow."""
+    for item in items:
+        slow_fixtures = getattr(item.module, "SLOW_FIXTURES", ())
+        if set(slow_fixtures) & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory, install_demo) -> Path:
+    """A data home of the test module's own, with the demo model at ``Models/LLM/demo``."""
+    root = tmp_path_factory.mktemp("home")
+    install_demo(root / "Models" / "LLM" / "demo")
+    return root
+
+
+@pytest.fixture()
+def in_demo_home(demo_home, monkeypatch) -> Path:
+    """The test runs with ``demo_home`` as its data home (``pytestmark = pytest.mark.usefixtures(...)``)."""
+    monkeypatch.setenv("SIMPLE_LORA_HOME", str(demo_home))
+    return demo_home

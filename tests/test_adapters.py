@@ -5,9 +5,8 @@ import shutil
 
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
 from safetensors.torch import save_file
-from transformers import LlamaConfig, LlamaForCausalLM
+from tiny import tiny_peft_model
 
 from lora_core import adapters
 from lora_core.adapters import AdapterError, Manifest, save_adapter, scan, verify_adapter
@@ -16,16 +15,7 @@ from lora_core.demo import build_tokenizer
 
 @pytest.fixture(scope="module")
 def peft_model():
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=1, max_position_embeddings=64,
-    )  # fmt: skip
-    model = get_peft_model(LlamaForCausalLM(config), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
-    for name, param in model.named_parameters():
-        if "lora_B" in name:
-            torch.nn.init.normal_(param)
-    return model
+    return tiny_peft_model()
 
 
 @pytest.fixture(scope="module")

@@ -55,6 +55,8 @@ def copy_of(home, adapter_name):
         shutil.rmtree(path, ignore_errors=True)
 
 
+pytestmark = pytest.mark.slow  # every test here chats with the adapter of the full demo training (20 s)
+
 GEN = ("", 0.0, 1.0, 48, 1.0)  # system, temperature, top_p, max new tokens, repetition penalty
 
 

@@ -306,6 +306,7 @@ def test_error_text_falls_back_to_the_core_sentence() -> None:
 # The running app, through its API
 
 
+@pytest.mark.slow
 def test_app_api_validates_and_shows_tokens(home: Path, write) -> None:
     from gradio_client import handle_file
 

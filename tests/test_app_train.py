@@ -217,6 +217,7 @@ def follow(lang: str = "en", timeout: float = 90.0) -> list[tuple]:
     raise AssertionError(f"the training did not end: {ticks[-1][0]}")
 
 
+@pytest.mark.slow
 def test_a_training_runs_to_completion_and_the_tab_shows_it(home: Path, sample) -> None:
     status = train_tab.on_start("en", sample, DEMO, "ui_done", "attention", [], *settings(max_steps=8, val_split=0.25))
     assert status == "Training **ui_done** started."
@@ -278,6 +279,7 @@ def test_a_training_runs_to_completion_and_the_tab_shows_it(home: Path, sample) 
     assert api["loss"] == snap["loss"] and api["adapter_dir"] == str(adapter) and api["error"] is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("save", [True, False])
 def test_stop_and_save_or_discard_and_one_training_at_a_time(home: Path, sample, save: bool) -> None:
     task = f"ui_stop_{'save' if save else 'discard'}"
@@ -318,6 +320,7 @@ def test_stop_and_save_or_discard_and_one_training_at_a_time(home: Path, sample,
     assert train_tab.on_stop("en", True) == "No training is running."
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(models.device_kind() == "cuda", reason="4-bit works on CUDA")
 def test_a_failed_training_is_explained_in_the_users_language(home: Path) -> None:
     config = TrainConfig(
@@ -357,6 +360,7 @@ def test_every_computed_key_of_the_tab_is_translated() -> None:
 # The running app, through its API
 
 
+@pytest.mark.slow
 def test_app_api_starts_follows_and_stops_a_training(home: Path) -> None:
     from gradio_client import handle_file
 
@@ -406,6 +410,7 @@ def test_the_start_endpoint_names_every_setting_in_the_tabs_order():
     assert names[names.index("targets") + 1 :] == list(train_tab.HYPER)  # API clients pass them by name
 
 
+@pytest.mark.slow
 def test_unchanged_detected_targets_are_recorded_as_the_preset(home: Path) -> None:
     base = home / "Models" / "LLM" / DEMO
     assert train_tab._targets_spec(base, "all-linear", list(reversed(ALL_LINEAR))) == "all-linear"

@@ -45,6 +45,7 @@ def test_the_gpu_benchmark_runs_its_smoke_configuration(fixture, tmp_path):
     assert config["model_type"] == "qwen2" and config["vocab_size"] == 151936 and config["tie_word_embeddings"]
 
 
+@pytest.mark.slow
 def test_the_gpu_benchmark_says_what_it_needs(fixture, tmp_path):
     import torch
 

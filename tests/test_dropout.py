@@ -114,6 +114,7 @@ def lora_model(demo, p):
     return model
 
 
+@pytest.mark.slow
 def test_a_lora_models_loss_has_the_same_mean_and_spread_with_either_dropout(demo):
     model = lora_model(demo, 0.25)
     n_layers = model.get_base_model().config.num_hidden_layers
@@ -147,6 +148,7 @@ def test_large_p_keeps_nn_dropout():
     assert kinds == {"default": nn.Dropout, "other": SparseDropout, "none": nn.Identity}
 
 
+@pytest.mark.slow
 def test_a_cpu_training_uses_it_and_saves_a_plain_adapter(demo, tmp_path, monkeypatch):
     monkeypatch.setenv("SIMPLE_LORA_HOME", str(tmp_path))
     swapped = []

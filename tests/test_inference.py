@@ -17,6 +17,7 @@ from lora_core.masking import encode_messages, prompt_ids
 from lora_core.training import State, TrainConfig, TrainingJob
 
 GREEDY = GenerationSettings(max_new_tokens=24)
+SLOW_FIXTURES = ("adapter_a", "adapter_b")  # they train (conftest marks their tests slow)
 
 
 @pytest.fixture(scope="module")

@@ -109,6 +109,7 @@ def test_a_space_binds_where_it_says_and_keeps_data_on_its_persistent_storage(tm
     assert paths.home() == paths.REPO_ROOT  # /data on an ordinary machine is not ours
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("models", [True, False])
 def test_the_page_is_built_without_importing_peft(home, tmp_path, models):
     """PEFT (with bitsandbytes) takes seconds to import and no page needs it before a training or a chat. With a

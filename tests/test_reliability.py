@@ -32,16 +32,19 @@ from webui import dataset_tab, models_tab, train_tab
 ROOT = Path(__file__).resolve().parent.parent
 
 
+SLOW_FIXTURES = ("earlier_adapter",)  # it trains (conftest marks its tests slow)
+
+
 @pytest.fixture(scope="module")
-def home(tmp_path_factory, install_demo):
-    root = tmp_path_factory.mktemp("reliability")
-    install_demo(root / "Models" / "LLM" / "demo")
-    return root
+def home(demo_home):
+    return demo_home
+
+
+pytestmark = pytest.mark.usefixtures("in_demo_home")
 
 
 @pytest.fixture(autouse=True)
-def _home_env(home, monkeypatch):
-    monkeypatch.setenv("SIMPLE_LORA_HOME", str(home))
+def _release():
     yield
     release_training()  # a failed test must not leave the process-wide lock taken
 
@@ -106,6 +109,7 @@ def test_a_file_over_the_upload_cap_is_refused_and_not_stored(home, tmp_path, mo
     assert tree(home / "Uploads") == before
 
 
+@pytest.mark.slow
 def test_a_dataset_whose_every_example_is_too_long_is_refused_before_training(home, tmp_path):
     rows = [{"instruction": f"Tell story {i}", "output": "the harbour lights " * 200} for i in range(10)]
     path = tmp_path / "long.json"
@@ -298,6 +302,7 @@ def test_a_truncated_adapter_is_listed_invalid_and_refused(home, earlier_adapter
 # Faults during a training
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_saving_fails_the_run_with_that_reason_and_leaves_nothing(
     home, monkeypatch, earlier_adapter
 ):
@@ -320,6 +325,7 @@ def test_a_full_disk_while_saving_fails_the_run_with_that_reason_and_leaves_noth
     assert record["state"] == "failed" and record["error_code"] == "disk_full"
 
 
+@pytest.mark.slow
 def test_out_of_memory_in_a_step_fails_the_run_releases_the_lock_and_the_next_one_runs(home, monkeypatch):
     import torch
     from transformers import Trainer
@@ -345,6 +351,7 @@ def test_out_of_memory_in_a_step_fails_the_run_releases_the_lock_and_the_next_on
     assert after.wait(120) and after.snapshot()["state"] == State.COMPLETED
 
 
+@pytest.mark.slow
 def test_stop_twice_stops_once_and_keeps_one_adapter(home):
     job = TrainingJob(config(home, task="twice_stop", max_steps=400)).start()
     assert wait_for(lambda: job.snapshot()["step"] >= 1, 120)
@@ -357,6 +364,7 @@ def test_stop_twice_stops_once_and_keeps_one_adapter(home):
     assert json.loads((Path(snap["adapter_dir"]) / adapters.META_NAME).read_text())["status"] == "stopped"
 
 
+@pytest.mark.slow
 def test_stop_while_loading_ends_without_training_or_an_adapter(home):
     job = TrainingJob(config(home, task="stop_loading", max_steps=400))
     job.start()
@@ -367,6 +375,7 @@ def test_stop_while_loading_ends_without_training_or_an_adapter(home):
     assert training.active_job() is None
 
 
+@pytest.mark.slow
 def test_stop_during_save_and_start_during_save(home, monkeypatch):
     """Stop pressed while the adapter is being saved changes nothing; a start meanwhile is refused (one at a time)
     and works once the save is over."""
@@ -422,6 +431,7 @@ def test_a_corrupt_record_of_a_run_with_only_checkpoints_becomes_interrupted(hom
 # Concurrency
 
 
+@pytest.mark.slow
 def test_two_starts_at_once_exactly_one_runs(home):
     barrier = threading.Barrier(2)
     outcomes: list = []
@@ -445,6 +455,7 @@ def test_two_starts_at_once_exactly_one_runs(home):
     assert started[0].wait(120) and started[0].snapshot()["state"] == State.COMPLETED
 
 
+@pytest.mark.slow
 def test_chat_answers_while_a_training_runs_on_cpu(home, earlier_adapter):
     job = TrainingJob(config(home, task="busy_cpu", max_steps=400)).start()
     try:

@@ -21,19 +21,12 @@ from tiny import ROOT, followed_training, served_app, wait_for
 from lora_core import adapters, runs
 from lora_core.demo import SAMPLE_DATASET
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("in_demo_home")]
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory, install_demo):
-    root = tmp_path_factory.mktemp("processes")
-    install_demo(root / "Models" / "LLM" / "demo")
-    return root
-
-
-@pytest.fixture(autouse=True)
-def _home_env(home, monkeypatch):
-    monkeypatch.setenv("SIMPLE_LORA_HOME", str(home))
+def home(demo_home):
+    return demo_home
 
 
 def tree(root: Path) -> dict[str, bytes]:

@@ -96,6 +96,7 @@ def per_example_losses(model, features, pad, order, batch_size=8):
     return losses
 
 
+@pytest.mark.slow
 def test_per_example_losses_do_not_depend_on_how_examples_are_batched(peft_model, examples):
     features, pad = examples
     features = features[:32]
@@ -108,6 +109,7 @@ def test_per_example_losses_do_not_depend_on_how_examples_are_batched(peft_model
         assert all(abs(batched[i] - alone[i]) < 1e-4 for i in alone), order
 
 
+@pytest.mark.slow
 def test_a_training_pads_little_and_falls_in_loss(demo, mixed, tmp_path, monkeypatch):
     monkeypatch.setenv("SIMPLE_LORA_HOME", str(tmp_path))
     config = TrainConfig(

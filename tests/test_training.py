@@ -26,15 +26,11 @@ ALLOWED = {
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory, install_demo):
-    root = tmp_path_factory.mktemp("home")
-    install_demo(root / "Models" / "LLM" / "demo")
-    return root
+def home(demo_home):
+    return demo_home
 
 
-@pytest.fixture(autouse=True)
-def _home_env(home, monkeypatch):
-    monkeypatch.setenv("SIMPLE_LORA_HOME", str(home))
+pytestmark = pytest.mark.usefixtures("in_demo_home")
 
 
 def config(home: Path, **overrides) -> TrainConfig:
@@ -58,6 +54,7 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_training_saves_only_a_small_adapter_whose_weights_changed(home):
     base_weights = home / "Models" / "LLM" / "demo" / "model.safetensors"
     before = sha(base_weights)
@@ -115,6 +112,7 @@ def test_training_saves_only_a_small_adapter_whose_weights_changed(home):
     assert any(scan.path == str(out) and scan.valid for scan in adapters.scan())
 
 
+@pytest.mark.slow
 def test_adapter_changes_the_model_and_base_weights_stay(home):
     from lora_core.chat import load_model
 
@@ -132,6 +130,7 @@ def test_adapter_changes_the_model_and_base_weights_stay(home):
     assert torch.allclose(base_logits, disabled, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("save", [True, False])
 def test_stop_ends_within_one_step_and_saves_or_discards(home, save):
     job = TrainingJob(config(home, task=f"stop{save}", max_steps=400)).start()
@@ -151,6 +150,7 @@ def test_stop_ends_within_one_step_and_saves_or_discards(home, save):
     assert training.active_job() is None
 
 
+@pytest.mark.slow
 def test_a_second_start_is_refused_while_one_runs(home):
     first = TrainingJob(config(home, task="first", max_steps=400)).start()
     try:
@@ -163,6 +163,7 @@ def test_a_second_start_is_refused_while_one_runs(home):
     assert training.active_job() is None
 
 
+@pytest.mark.slow
 def test_crash_during_save_leaves_nothing_that_scan_calls_valid(home, monkeypatch):
     before = {a.path for a in adapters.scan() if a.valid}
 
@@ -178,6 +179,7 @@ def test_crash_during_save_leaves_nothing_that_scan_calls_valid(home, monkeypatc
     assert training.active_job() is None  # the lock was released
 
 
+@pytest.mark.slow
 def test_stop_during_loading_saves_nothing(home):
     job = TrainingJob(config(home, task="early"))
     job.stop(save=True)  # pressed before the model is loaded
@@ -185,6 +187,7 @@ def test_stop_during_loading_saves_nothing(home):
     assert snap["state"] == State.STOPPED and snap["adapter_dir"] is None
 
 
+@pytest.mark.slow
 def test_bad_settings_and_inputs_fail_with_a_clear_sentence(home):
     with pytest.raises(TrainingError, match="learning_rate"):
         TrainingJob(config(home, learning_rate=-1))
@@ -199,6 +202,9 @@ def test_history_lists_runs_and_marks_dead_ones_interrupted(home):
     run_dir = home / "Runs" / "ghost_20250101_000000"
     run_dir.mkdir(parents=True)
     (run_dir / "run.json").write_text(json.dumps({"run": run_dir.name, "state": "running", "pid": 2**22 + 7}))
+    done = home / "Runs" / "done_20250101_000000"
+    done.mkdir(parents=True)
+    (done / "run.json").write_text(json.dumps({"run": done.name, "state": "completed", "pid": 2**22 + 7}))
     listed = {r["run"]: r for r in runs.list_runs()}
     assert listed["ghost_20250101_000000"]["state"] == "interrupted"
     # listing only shows it; the repair is its own step
@@ -208,6 +214,7 @@ def test_history_lists_runs_and_marks_dead_ones_interrupted(home):
     assert any(r["state"] == "completed" for r in listed.values())
 
 
+@pytest.mark.slow
 def test_progress_is_published_while_training(home):
     job = TrainingJob(config(home, task="events", max_steps=10)).start()
     seen = []
@@ -248,6 +255,7 @@ def test_torchrun_with_two_processes_writes_exactly_one_adapter(home, tmp_path):
     assert len(list((tmp_path / "Runs").iterdir())) == 1
 
 
+@pytest.mark.slow
 def test_resume_continues_a_stopped_run_from_its_checkpoint(home):
     job = TrainingJob(config(home, task="resumable", max_steps=40)).start()
     assert wait_for(lambda: job.snapshot()["step"] >= 3)
@@ -268,11 +276,13 @@ def raise_if_failed(snap):
         raise TrainingError(snap["error_code"], **snap["error_params"])
 
 
+@pytest.mark.slow
 def test_two_runs_of_one_task_in_the_same_second_get_their_own_names(home):
     first, second = TrainingJob(config(home, task="twice")), TrainingJob(config(home, task="twice"))
     assert first.run_id != second.run_id and second.run_id.startswith(first.run_id.rsplit("_", 2)[0])
 
 
+@pytest.mark.slow
 def test_gradient_checkpointing_is_on_by_default_for_a_quantized_base_on_cuda_only(home, monkeypatch):
     unset = config(home)
     assert unset.gradient_checkpointing is None

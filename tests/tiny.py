@@ -155,3 +155,22 @@ def release_training() -> None:
     if job is not None:
         job.stop(save=False)
         job.wait(60)
+
+
+def tiny_peft_model(layers: int = 1):
+    """A tiny random Llama with LoRA on q_proj and v_proj whose B matrices are not zero (so the adapter does
+    something), seeded."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=layers, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=64,
+    )  # fmt: skip
+    model = get_peft_model(LlamaForCausalLM(config), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param)
+    return model
