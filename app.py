@@ -28,6 +28,9 @@ from webui.i18n import DEFAULT_LANG, LANGUAGES, normalize_lang
 logger = logging.getLogger("simple_lora")
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+# The largest request body but a file upload: a chat history with its longest messages fits in far less.
+MAX_BODY_BYTES = 2 * 1024 * 1024
+MULTIPART_OVERHEAD = 1024 * 1024  # an upload's form fields and boundaries around the file
 # navigator.language decides the first language; the radio switches it afterwards.
 BROWSER_LANG_JS = (
     f"() => {{ const l = (navigator.language || '').toLowerCase(); "
@@ -117,6 +120,22 @@ def launch_auth(args: argparse.Namespace) -> tuple[str, str] | None:
     return None
 
 
+def guarded_server(args: argparse.Namespace) -> object:
+    """Gradio's server app behind ``webui.guard.Guard`` (Host and origin checks, body limits, login attempts,
+    security headers), which sits outside every middleware Gradio adds."""
+    from fastapi.responses import ORJSONResponse
+
+    from webui.guard import GuardSettings, guarded_app_class
+
+    settings = GuardSettings(
+        port=args.port,
+        loopback_only=args.host in LOOPBACK and not args.share,
+        max_body_bytes=MAX_BODY_BYTES,
+        max_upload_bytes=dataset_tab.MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD,
+    )
+    return guarded_app_class(settings)(default_response_class=ORJSONResponse)
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests
@@ -135,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     # Up to 4 handlers at once and 64 waiting; the training itself runs on its own thread under the core's lock,
     # so the queue never holds a slot for it.
     app.queue(default_concurrency_limit=4, max_size=64).launch(
+        _app=guarded_server(args),
         server_name=args.host,
         server_port=args.port,
         share=args.share,

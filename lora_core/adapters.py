@@ -1,4 +1,4 @@
-"""The adapter folder: atomic save, manifest, verification, scan.
+"""The adapter folder: atomic save, verification, scan, delete, and the base model an adapter belongs to.
 
 ``Models/LoRA/<task>_<YYYYMMDD_HHMMSS>/`` holds only ``adapter_config.json``, ``adapter_model.safetensors`` (the
 LoRA weights, never the full model), the tokenizer files (with its chat template) and ``training_meta.json``.
@@ -249,6 +249,8 @@ def _fill_from_manifest(info: AdapterInfo, manifest: Manifest) -> None:
 def adapter_path(name: str, root: str | Path | None = None) -> Path:
     """The folder of adapter ``name``: a direct, visible child of ``Models/LoRA/`` (no ``..``, no links out)."""
     root = Path(root) if root else paths.lora_dir()
+    if not isinstance(name, str) or not 0 < len(name) <= paths.NAME_MAX or "\x00" in name:
+        raise AdapterError("adapter_missing", name=paths.cut(str(name)))
     try:
         path = paths.inside(root, name)
     except PathError:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,50 @@ from .merge import ExactMerge
 logger = logging.getLogger(__name__)
 
 MAX_NEW_TOKENS = 8192
+MAX_MESSAGE_CHARS = 20_000  # one message; longer ones are refused before they are tokenized
+MAX_CONVERSATION_CHARS = 200_000  # a whole history; its oldest turns are dropped past it
+MIN_REPLY_TOKENS = 16  # room a prompt must leave in the context for the reply
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A conversation made to fit the model's context: what is sent, how many old turns were left out, and how
+    many new tokens there is room for."""
+
+    messages: list[dict]
+    dropped_turns: int
+    prompt_tokens: int
+    max_new_tokens: int
+
+
+def context_length(model: Any, tokenizer: Any) -> int:
+    """The most tokens the model reads at once (prompt and reply together)."""
+    limits = [getattr(getattr(model, "config", None), "max_position_embeddings", None),
+              getattr(tokenizer, "model_max_length", None)]  # fmt: skip
+    return min((int(x) for x in limits if isinstance(x, int) and 0 < x < 10**7), default=2048)
+
+
+def fit_to_context(tokenizer: Any, messages: list[dict], style: str | None, context: int, max_new: int) -> Fitted:
+    """Drop the oldest user / assistant turns until the prompt leaves room for a reply; refuse a message that is
+    too long by itself (in characters, or in tokens with only the system prompt beside it)."""
+    from .masking import prompt_ids
+
+    for message in messages:
+        if len(message["content"]) > MAX_MESSAGE_CHARS:
+            raise ChatError("message_too_long", chars=len(message["content"]), max=MAX_MESSAGE_CHARS)
+    head = [m for m in messages[:1] if m["role"] == "system"]
+    turns = messages[len(head) :]
+    dropped = 0
+    while len(turns) > 1 and sum(len(m["content"]) for m in turns) > MAX_CONVERSATION_CHARS:
+        turns, dropped = turns[2:], dropped + 2
+    while True:
+        tokens = len(prompt_ids(tokenizer, head + turns, style))
+        room = context - tokens
+        if room >= min(max_new, MIN_REPLY_TOKENS):
+            return Fitted(head + turns, dropped, tokens, min(max_new, room))
+        if len(turns) <= 1:
+            raise ChatError("prompt_too_long", tokens=tokens, limit=context - min(max_new, MIN_REPLY_TOKENS))
+        turns, dropped = turns[2:], dropped + 2
 
 
 @dataclass
@@ -290,11 +334,21 @@ class ChatEngine:
     def generate(self, messages: list[dict], settings: GenerationSettings | None = None) -> str:
         return "".join(self.stream(messages, settings))
 
-    def stream(self, messages: list[dict], settings: GenerationSettings | None = None) -> Iterator[str]:
-        """Yield the reply piece by piece as it is generated, with the active adapter (or the pure base)."""
-        settings = settings or GenerationSettings()
-        settings.check()
+    def fit(self, messages: list[dict], settings: GenerationSettings) -> Fitted:
+        """``messages`` made to fit the loaded model's context (see ``fit_to_context``)."""
         self._need_model()
+        context = context_length(self.model, self.tokenizer)
+        return fit_to_context(self.tokenizer, messages, self.style, context, settings.max_new_tokens)
+
+    def _fitted(self, messages: list[dict], settings: GenerationSettings) -> tuple[list[dict], GenerationSettings]:
+        settings.check()
+        fitted = self.fit(messages, settings)
+        return fitted.messages, replace(settings, max_new_tokens=fitted.max_new_tokens)
+
+    def stream(self, messages: list[dict], settings: GenerationSettings | None = None) -> Iterator[str]:
+        """Yield the reply piece by piece as it is generated, with the active adapter (or the pure base). The
+        conversation is first made to fit the model's context (its oldest turns dropped)."""
+        messages, settings = self._fitted(messages, settings or GenerationSettings())
         self._hold()
         try:
             yield from self._stream(messages, settings, self.active)
@@ -367,10 +421,9 @@ class ChatEngine:
 
     def compare(self, messages: list[dict], settings: GenerationSettings | None = None) -> dict[str, str]:
         """The same prompt answered by the base (adapters disabled) and by the active adapter, same settings."""
-        settings = settings or GenerationSettings()
-        settings.check()
         if self.active is None:
             raise ChatError("no_active_adapter")
+        messages, settings = self._fitted(messages, settings or GenerationSettings())
         self._hold()
         try:
             adapter_reply = "".join(self._stream(messages, settings, self.active))

@@ -11,6 +11,7 @@ where a user sets it (``where`` in its metadata):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -19,8 +20,17 @@ from .errors import TrainingError
 __all__ = ["TrainConfig", "TrainingError", "settings_where", "uses_checkpointing"]
 
 
-def _help(text: str, where: str = "form", **kwargs: Any) -> Any:
-    return field(metadata={"help": text, "where": where}, **kwargs)
+def _help(text: str, where: str = "form", *, low: float | None = None, high: float | None = None,
+          choices: tuple[str, ...] = (), **kwargs: Any) -> Any:  # fmt: skip
+    """A field with its help text, where it is set, and the range (``low``..``high``, both allowed) or the
+    ``choices`` the server accepts."""
+    return field(metadata={"help": text, "where": where, "low": low, "high": high, "choices": choices}, **kwargs)
+
+
+TASK_MAX_CHARS = 64
+SCHEDULERS = ("linear", "cosine", "constant")
+QUANTIZATIONS = ("auto", "4bit", "8bit", "none")
+FORMATS = ("auto", "alpaca", "sharegpt", "messages")
 
 
 def uses_checkpointing(setting: bool | None, quantization: str, device: str) -> bool:
@@ -37,23 +47,27 @@ class TrainConfig:
 
     base: str = _help("base model folder (HF layout, safetensors)", "run")
     data: str = _help("dataset file: Alpaca, ShareGPT or OpenAI messages; JSON or JSONL", "run")
-    task: str = _help("task name; the adapter folder is <task>_<YYYYMMDD_HHMMSS>", "run")
-    format: str = _help("dataset format: auto, alpaca, sharegpt or messages", "run", default="auto")
-    epochs: float = _help("passes over the dataset", default=3.0)
-    max_steps: int = _help("stop after this many optimizer steps (0: use epochs)", default=0)
-    learning_rate: float = _help("peak learning rate of the LoRA weights", default=2e-4)
-    rank: int = _help("LoRA rank r: capacity of the adapter", default=16)
-    alpha: float = _help("LoRA alpha: the update is scaled by alpha / r", default=32.0)
-    dropout: float = _help("dropout on the LoRA input", default=0.05)
-    batch_size: int = _help("examples per device per step", default=4)
-    grad_accum: int = _help("gradient accumulation steps (effective batch = batch_size x grad_accum)", default=1)
-    max_length: int = _help("tokens per example; longer ones lose their oldest prompt tokens", default=1024)
-    val_split: float = _help("fraction of examples held out for eval loss (0: none)", default=0.0)
+    task: str = _help(f"task name (up to {TASK_MAX_CHARS} characters); the adapter folder is "
+                      "<task>_<YYYYMMDD_HHMMSS>", "run")  # fmt: skip
+    format: str = _help("dataset format: auto, alpaca, sharegpt or messages", "run", choices=FORMATS, default="auto")
+    epochs: float = _help("passes over the dataset", low=0, high=1000, default=3.0)
+    max_steps: int = _help("stop after this many optimizer steps (0: use epochs)", low=0, high=1_000_000, default=0)
+    learning_rate: float = _help("peak learning rate of the LoRA weights", low=1e-8, high=0.5, default=2e-4)
+    rank: int = _help("LoRA rank r: capacity of the adapter", low=1, high=1024, default=16)
+    alpha: float = _help("LoRA alpha: the update is scaled by alpha / r", low=0.01, high=4096, default=32.0)
+    dropout: float = _help("dropout on the LoRA input", low=0, high=0.9, default=0.05)
+    batch_size: int = _help("examples per device per step", low=1, high=1024, default=4)
+    grad_accum: int = _help("gradient accumulation steps (effective batch = batch_size x grad_accum)", low=1,
+                            high=1024, default=1)  # fmt: skip
+    max_length: int = _help("tokens per example; longer ones lose their oldest prompt tokens", low=8, high=131072,
+                            default=1024)  # fmt: skip
+    val_split: float = _help("fraction of examples held out for eval loss (0: none)", low=0, high=0.49, default=0.0)
     targets: str = _help("attention | all-linear | a comma list of module names", "targets", default="all-linear")
-    quantization: str = _help("auto (4-bit on CUDA, none on CPU) | 4bit | 8bit | none", default="auto")
-    warmup_ratio: float = _help("fraction of steps for linear warm-up", default=0.03)
-    scheduler: str = _help("learning-rate schedule: linear, cosine or constant", default="cosine")
-    seed: int = _help("random seed (data order, LoRA init, split)", default=42)
+    warmup_ratio: float = _help("fraction of steps for linear warm-up", low=0, high=0.9, default=0.03)
+    scheduler: str = _help("learning-rate schedule: linear, cosine or constant", choices=SCHEDULERS, default="cosine")
+    seed: int = _help("random seed (data order, LoRA init, split)", low=0, high=2**32 - 1, default=42)
+    quantization: str = _help("auto (4-bit on CUDA, none on CPU) | 4bit | 8bit | none", choices=QUANTIZATIONS,
+                              default="auto")  # fmt: skip
     gradient_checkpointing: bool | None = _help(
         "trade compute for memory (unset: on for a 4- or 8-bit base on CUDA, off otherwise)", default=None
     )
@@ -64,35 +78,50 @@ class TrainConfig:
     )
 
     def check(self) -> None:
-        """Refuse values that cannot train, naming the field."""
-        rules = [
-            ("epochs", self.epochs > 0 or self.max_steps > 0),
-            ("max_steps", self.max_steps >= 0),
-            ("learning_rate", 0 < self.learning_rate < 1),
-            ("rank", self.rank >= 1),
-            ("alpha", self.alpha > 0),
-            ("dropout", 0 <= self.dropout < 1),
-            ("batch_size", self.batch_size >= 1),
-            ("grad_accum", self.grad_accum >= 1),
-            ("max_length", self.max_length >= 8),
-            ("val_split", 0 <= self.val_split < 0.5),
-            ("warmup_ratio", 0 <= self.warmup_ratio < 1),
-            ("scheduler", self.scheduler in ("linear", "cosine", "constant")),
-            ("quantization", self.quantization in ("auto", "4bit", "8bit", "none")),
-        ]
-        for name, ok in rules:
-            if not ok:
-                raise TrainingError("bad_setting", setting=name, value=repr(getattr(self, name)))
+        """Refuse values that cannot train, naming the field and what it accepts: every number finite and in its
+        range (a whole number where the field is one), every choice one of its choices."""
+        for f in fields(self):
+            check_setting(f.name, getattr(self, f.name))
+        if self.epochs <= 0 and self.max_steps <= 0:
+            raise TrainingError("no_length", epochs=self.epochs, max_steps=self.max_steps)
+        if not 0 < len(self.task.strip()) <= TASK_MAX_CHARS:
+            raise TrainingError("bad_task_name", max=TASK_MAX_CHARS)
 
     def checkpointing(self, quantization: str, device: str) -> bool:
         return uses_checkpointing(self.gradient_checkpointing, quantization, device)
-
-    @classmethod
-    def field_help(cls) -> dict[str, str]:
-        return {f.name: f.metadata.get("help", "") for f in fields(cls)}
 
 
 def settings_where(where: str) -> tuple[str, ...]:
     """The names of the ``TrainConfig`` fields set in one place (``run``, ``form``, ``targets``, ``cli``), in the
     dataclass's order."""
     return tuple(f.name for f in fields(TrainConfig) if f.metadata["where"] == where)
+
+
+def setting_range(name: str) -> tuple[float | None, float | None]:
+    """The range a numeric setting accepts (both ends included)."""
+    meta = _FIELDS[name].metadata
+    return meta["low"], meta["high"]
+
+
+def check_setting(name: str, value: Any) -> None:
+    """Refuse one setting's value that is not of its kind, not finite, out of its range or not one of its choices."""
+    meta = _FIELDS[name].metadata
+    low, high, choices = meta["low"], meta["high"], meta["choices"]
+    if choices and value not in choices:
+        raise TrainingError("setting_choice", setting=name, value=str(value)[:40], choices=list(choices))
+    if low is None:
+        return
+    whole = _FIELDS[name].type in ("int", int)
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or (whole and value != int(value)):
+        raise TrainingError("setting_not_number", setting=name, value=str(value)[:40])
+    if not low <= value <= high:
+        raise TrainingError("setting_range", setting=name, value=_num(value), low=_num(low), high=_num(high))
+
+
+def _num(x: float) -> str:
+    """A number as a person writes it: 1000000, 0.5, 1e-08, 1e+300."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
+
+_FIELDS = {f.name: f for f in fields(TrainConfig)}

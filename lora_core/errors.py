@@ -73,8 +73,15 @@ ERRORS: dict[str, str] = {
     "no_target": "No target modules were given. This model's linear layers are: {valid}.",
     "unknown_target": "Unknown target modules: {unknown}. This model's linear layers are: {valid}.",
     # --- training ---
-    "bad_setting": "The setting {setting} = {value} is out of range.",
+    "setting_range": "The setting {setting} must be between {low} and {high}; it is {value}.",
+    "setting_choice": "The setting {setting} must be one of {choices}; it is '{value}'.",
+    "setting_not_number": "The setting {setting} needs a finite number (a whole one where it counts things); it is "
+    "'{value}'.",
+    "no_length": "Set epochs or max steps above 0 (epochs = {epochs}, max steps = {max_steps}).",
+    "bad_task_name": "A task name needs 1 to {max} characters.",
     "busy": "A training is already running: {task}.",
+    "not_enough_memory": "This training would need about {needed:bytes} of memory on the {device}, and "
+    "{available:bytes} is free: lower the rank, the batch size or the max length.",
     "no_checkpoint": "There is no checkpoint of task {task} to resume.",
     "nothing_to_train": "No example has anything left to train at max length {max_length}.",
     "out_of_memory": "Out of memory: lower the batch size or the max length, or enable gradient checkpointing.",
@@ -104,6 +111,9 @@ ERRORS: dict[str, str] = {
     "compare_needs_adapter": "--compare needs --adapter: it answers with the base model and with the adapter.",
     "busy_training": "The GPU is busy training {task}; chat can load a model when it ends.",
     "chat_busy": "The chat model is busy; try again in a moment.",
+    "message_too_long": "The message has {chars} characters; the most a message may have is {max}.",
+    "prompt_too_long": "The message needs {tokens} tokens, more than the {limit} the model can read while leaving "
+    "room for its reply.",
     "bad_generation_setting": "The generation setting {setting} = {value} is out of range.",
     "merge_quantized_base": "The base model {base} is stored quantized; merging needs its full-precision weights.",
     "merge_out_exists": "The folder {path} is not empty; choose a new folder.",
@@ -120,10 +130,13 @@ def placeholders(template: str) -> set[str]:
 
 
 def human_size(size: int) -> str:
-    """``812 bytes``, ``4.0 KB``, ``1.2 MB``."""
+    """``812 bytes``, ``4.0 KB``, ``1.2 MB``, ``27.9 GB``."""
     if size < 1024:
         return f"{size} bytes"
-    return f"{size / 1024:.1f} KB" if size < 1024**2 else f"{size / 1024**2:.1f} MB"
+    for unit, scale in (("KB", 1024), ("MB", 1024**2), ("GB", 1024**3)):
+        if size < scale * 1024 or unit == "GB":
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"  # unreachable
 
 
 class _Formatter(string.Formatter):
@@ -159,6 +172,13 @@ class SimpleLoraError(Exception):
     @property
     def message(self) -> str:
         return str(self.args[0])
+
+    def __reduce__(self) -> tuple:  # copy and pickle rebuild it from its code and params, not its sentence
+        return _rebuild, (type(self), self.code, self.params)
+
+
+def _rebuild(cls: type, code: str, params: dict[str, Any]) -> SimpleLoraError:
+    return cls(code, **params)
 
 
 class DatasetError(SimpleLoraError):

@@ -98,3 +98,27 @@ def estimate(
         device=device,
         memory_bytes=memory,
     )
+
+
+def free_memory(device: str) -> int:
+    """Bytes free for a new training now: the GPU's free memory on CUDA, the machine's available memory else."""
+    if device == "cuda":
+        import torch
+
+        return int(torch.cuda.mem_get_info()[0])
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def check_fits(config) -> Estimate:
+    """Refuse a training whose estimate exceeds the memory free now, with both numbers; returns the estimate."""
+    from .errors import TrainingError
+
+    est = estimate(config.base, config.targets, config.rank, config.batch_size, config.max_length,
+                   config.quantization, config.gradient_checkpointing, config.trust_remote_code)  # fmt: skip
+    available = free_memory(est.device)
+    if est.memory_bytes > available:
+        raise TrainingError("not_enough_memory", needed=est.memory_bytes, available=available,
+                            device=est.device.upper())  # fmt: skip
+    return est

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 from . import adapters
@@ -45,7 +46,7 @@ def merge_adapter(adapter: str | Path, out: str | Path, base: str | Path | None 
     merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()  # exact in float32, then cast
     merged = merged.to(dtype)
     tokenizer_dir = adapter if (adapter / "tokenizer_config.json").is_file() else base_dir
-    with staged_folder(out, prefix=".merging-") as staging:
+    with staged_folder(out, prefix=f".merging-{os.getpid()}-") as staging:
         merged.save_pretrained(str(staging), safe_serialization=True)
         load_tokenizer(tokenizer_dir).save_pretrained(str(staging))
     logger.info("merged %s into %s", adapter.name, out)

@@ -86,9 +86,7 @@ class Manifest:
 
     @property
     def final_eval_loss(self) -> float | None:
-        if self.eval_loss_after is not None:
-            return _finite(self.eval_loss_after)
-        return _finite(self.eval_history[-1][1]) if self.eval_history else None
+        return _finite(self.eval_loss_after)
 
 
 def _finite(value: Any) -> float | None:

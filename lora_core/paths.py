@@ -56,12 +56,22 @@ def shown(path: str | Path) -> str:
         return str(path)
 
 
+NAME_MAX = 255  # the longest file or folder name the app accepts (most file systems allow no more)
+
+
+def cut(text: str, limit: int = 80) -> str:
+    """A user's text shortened for a message that repeats it."""
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
 def inside(root: Path, candidate: str | Path) -> Path:
     """Resolve ``candidate`` (relative to ``root`` or absolute) and insist it stays inside ``root``.
 
     Symlinks are resolved first, so a link that points out of ``root`` is refused too.
     """
     root = Path(root).resolve()
+    if "\x00" in str(candidate) or len(str(candidate)) > 4096:  # no path has these; resolve() would raise
+        raise PathError("path_outside", path=cut(str(candidate)), root=str(root))
     path = (root / candidate).resolve()
     if path != root and root not in path.parents:
         raise PathError("path_outside", path=str(candidate), root=str(root))

@@ -2,9 +2,10 @@
 state, settings and history; its checkpoints sit beside it.
 
 Reading (``list_runs``, ``latest_checkpoint``) never changes anything on disk: a run still marked active whose
-process is gone is *shown* as interrupted, an unreadable record is *shown* as failed. ``reconcile_runs`` is the one
-step that writes those repairs (records them as interrupted, keeps an unreadable record aside and rebuilds it,
-removes a staging folder whose save died); the app calls it at start-up and before every training.
+process is gone is *shown* as interrupted, an unreadable record is *shown* as rebuilt from its folders.
+``reconcile_runs`` is the one step that writes those repairs (records them as interrupted, keeps an unreadable
+record aside and rebuilds it, removes a staging folder whose save died); the app calls it at start-up and before
+every training.
 """
 
 from __future__ import annotations
@@ -103,19 +104,21 @@ def _read(run_json: Path) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
-def _is_dead(record: dict, active_run: str | None) -> bool:
-    """Marked active, but no process is running it (``active_run``: the run this process is training, if any)."""
+def _is_dead(record: dict) -> bool:
+    """Marked active, but no process is running it."""
     if record.get("state") not in ACTIVE_STATES:
         return False
-    mine = record.get("pid") == os.getpid() and active_run is not None and record.get("run") == active_run
-    return not mine and not _pid_alive(record.get("pid"))
+    if record.get("pid") == os.getpid():  # this process: alive only while it trains that very run
+        return getattr(_ACTIVE, "run_id", None) != record.get("run")
+    return not _pid_alive(record.get("pid"))
 
 
 def _started_from_name(run: str) -> str | None:
     stamp = re.search(r"_(\d{8})_(\d{6})", run)
-    if not stamp:
+    try:
+        return datetime.strptime("".join(stamp.groups()), "%Y%m%d%H%M%S").isoformat(timespec="seconds")
+    except (AttributeError, ValueError):  # no stamp, or not a date
         return None
-    return datetime.strptime("".join(stamp.groups()), "%Y%m%d%H%M%S").isoformat(timespec="seconds")
 
 
 def _rebuilt(run_dir: Path) -> dict:
@@ -143,7 +146,7 @@ def _rebuilt(run_dir: Path) -> dict:
     return record
 
 
-def list_runs(root: Path | None = None, active_run: str | None = None) -> list[dict]:
+def list_runs(root: Path | None = None) -> list[dict]:
     """Every recorded run, newest first, as it stands: a dead active run shown as interrupted, an unreadable
     record shown as rebuilt from its folders. Nothing is written."""
     root = root or paths.runs_dir()
@@ -152,13 +155,13 @@ def list_runs(root: Path | None = None, active_run: str | None = None) -> list[d
         record = _read(run_json)
         if record is None:
             record = _rebuilt(run_json.parent)
-        elif _is_dead(record, active_run):
+        elif _is_dead(record):
             record = {**record, "state": State.INTERRUPTED, "finished_at": record.get("finished_at") or now()}
         runs.append(record)
     return sorted(runs, key=lambda r: r.get("started_at") or "", reverse=True)
 
 
-def reconcile_runs(root: Path | None = None, active_run: str | None = None) -> int:
+def reconcile_runs(root: Path | None = None) -> int:
     """Write down what ``list_runs`` only shows: dead active runs become interrupted (and the staging folder of a
     save they did not finish is removed), unreadable records are kept aside as ``run.json.corrupt`` and rebuilt.
     Returns how many records were repaired."""
@@ -170,7 +173,7 @@ def reconcile_runs(root: Path | None = None, active_run: str | None = None) -> i
             if record is None:
                 os.replace(run_json, run_json.with_name(RUN_FILE + CORRUPT_SUFFIX))
                 write_run(run_json.parent, _rebuilt(run_json.parent))
-            elif _is_dead(record, active_run):
+            elif _is_dead(record):
                 record.update(state=State.INTERRUPTED, finished_at=record.get("finished_at") or now())
                 write_run(run_json.parent, record)
                 # a save its process did not finish: the hidden staging folder is of no use to anyone now

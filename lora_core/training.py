@@ -209,7 +209,7 @@ class TrainingJob:
     def _run_locked(self) -> None:
         try:
             if self.is_main_process:
-                reconcile_runs(active_run=self.run_id)
+                reconcile_runs()
             self._train()
         except Stopped:
             self._finish(State.STOPPED, None)
@@ -258,6 +258,7 @@ class TrainingJob:
     def _prepare_data(self) -> Prepared:
         """Check the names, read and encode the dataset, split off the validation rows."""
         from .data import load_records
+        from .estimate import check_fits
         from .masking import encode_records, split_dataset, to_dataset
         from .models import check_model_dir, load_tokenizer
 
@@ -265,6 +266,7 @@ class TrainingJob:
         paths.safe_name(cfg.task)  # refuse an unusable name before any work
         self.publish(state=State.LOADING)
         base = check_model_dir(cfg.base)
+        check_fits(cfg)
         device = models.device_kind()
         quantization = models.effective_quantization(cfg.quantization, device)
         resume = latest_checkpoint(cfg.task) if cfg.resume else None

@@ -173,10 +173,52 @@ def test_a_base_model_that_is_not_offered_is_refused(sample, name, lang: str) ->
 @pytest.mark.parametrize(
     "override, en, zh",
     [
-        ({"rank": None}, "“LoRA rank r” needs a number.", "“LoRA 秩 r”需要填写数字。"),
-        ({"learning_rate": 2.0}, "“Learning rate” = 2.0 is out of range.", "“学习率” = 2.0 超出范围。"),
-        ({"val_split": 0.7}, "“Validation split” = 0.7 is out of range.", "“验证集比例” = 0.7 超出范围。"),
-        ({"batch_size": 0}, "“Batch size” = 0 is out of range.", "“批大小” = 0 超出范围。"),
+        (
+            {"rank": None},
+            "“LoRA rank r” needs a number (a whole number where it counts something); it is “None”.",
+            "“LoRA 秩 r”需要填写数字（计数类设置需为整数），当前为“None”。",
+        ),
+        (
+            {"learning_rate": 2.0},
+            "“Learning rate” must be between 1e-08 and 0.5; it is 2.",
+            "“学习率”必须在 1e-08 到 0.5 之间，当前为 2。",
+        ),
+        (
+            {"val_split": 0.7},
+            "“Validation split” must be between 0 and 0.49; it is 0.7.",
+            "“验证集比例”必须在 0 到 0.49 之间，当前为 0.7。",
+        ),
+        (
+            {"batch_size": 0},
+            "“Batch size” must be between 1 and 1024; it is 0.",
+            "“批大小”必须在 1 到 1024 之间，当前为 0。",
+        ),
+        # what broke the page for every visitor before: huge, infinite or negative numbers
+        (
+            {"epochs": 1e300},
+            "“Epochs” must be between 0 and 1000; it is 1e+300.",
+            "“训练轮数”必须在 0 到 1000 之间，当前为 1e+300。",
+        ),
+        (
+            {"max_steps": 10**19},
+            "“Max steps (0 = by epochs)” must be between 0 and 1000000; it is 1e+19.",
+            "“最大步数（0 = 按轮数）”必须在 0 到 1000000 之间，当前为 1e+19。",
+        ),
+        (
+            {"epochs": float("inf")},
+            "“Epochs” needs a number (a whole number where it counts something); it is “inf”.",
+            "“训练轮数”需要填写数字（计数类设置需为整数），当前为“inf”。",
+        ),
+        (
+            {"seed": -1},
+            "“Seed” must be between 0 and 4294967295; it is -1.",
+            "“随机种子”必须在 0 到 4294967295 之间，当前为 -1。",
+        ),
+        (
+            {"rank": 100000},
+            "“LoRA rank r” must be between 1 and 1024; it is 100000.",
+            "“LoRA 秩 r”必须在 1 到 1024 之间，当前为 100000。",
+        ),
     ],
 )
 @pytest.mark.parametrize("lang", LANGS)

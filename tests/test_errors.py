@@ -83,8 +83,8 @@ def test_the_base_mismatch_is_chinese_in_chinese_with_both_names() -> None:
 def test_every_core_error_is_chinese_in_chinese() -> None:
     """Each code rendered with sample params: the Chinese text is not the English one and has Chinese in it."""
     for code, template in ERRORS.items():
-        params = {name: f"<{name}>" for name in placeholders(template)}
-        params.update({k: 1024 for k in ("size", "max_bytes") if k in params})
+        specs = {f: s for _, f, s, _ in string.Formatter().parse(template) if f}
+        params = {name: 1024 if specs[name] == "bytes" else f"<{name}>" for name in placeholders(template)}
         zh = error_message(code, params, "zh", "fallback")
         assert zh != "fallback" and zh != render(template, params), code
         assert any("\u4e00" <= ch <= "\u9fff" for ch in zh), code

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -13,9 +14,9 @@ import pandas as pd
 from lora_core import adapters, assistants
 from lora_core.adapters import base_for_adapter
 from lora_core.chat import GenerationSettings, check_adapter_base, engine
-from lora_core.errors import SimpleLoraError
+from lora_core.errors import ChatError, SimpleLoraError
 
-from .common import Labels, user_errors
+from .common import Labels, md, user_errors
 from .dataset_tab import LoadedDataset, base_model_choices, resolve_base
 from .i18n import DEFAULT_LANG, t
 from .models_tab import engine_status, paths_name
@@ -32,10 +33,20 @@ def adapter_choices(lang: str) -> list[tuple[str, str]]:
 
 
 def _settings(temperature: float, top_p: float, max_new: float, repetition: float) -> GenerationSettings:
-    return GenerationSettings(
-        max_new_tokens=int(max_new), temperature=float(temperature), top_p=float(top_p),
-        repetition_penalty=float(repetition),
-    )  # fmt: skip
+    """The generation settings as numbers; what is not a finite number is refused by name, the ranges by
+    ``GenerationSettings.check``."""
+    values = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new, "repetition_penalty": repetition}
+    for name, value in values.items():
+        try:
+            number = float(value) if not isinstance(value, bool) else math.nan
+        except (TypeError, ValueError, OverflowError):
+            number = math.nan
+        if not math.isfinite(number):
+            raise ChatError("bad_generation_setting", setting=name, value=str(value)[:40])
+        values[name] = int(number) if name == "max_new_tokens" else number
+    settings = GenerationSettings(**values)
+    settings.check()
+    return settings
 
 
 # Code spans and fenced blocks: Markdown shows them as they are, so only the text around them is escaped.
@@ -150,12 +161,15 @@ def respond(lang: str, message: str, history: list[dict], system: str, temperatu
         return
     chat = engine()
     _need_model(lang)
-    messages = _messages(history or [], system, message)
-    prompt = chat.prompt_text(messages)
+    settings = _settings(temperature, top_p, max_new, repetition)
+    fitted = chat.fit(_messages(history or [], system, message), settings)  # a message too long: said here
+    if fitted.dropped_turns:
+        gr.Info(t("turns_dropped", lang, n=fitted.dropped_turns, tokens=fitted.prompt_tokens), title="")
+    prompt = chat.prompt_text(fitted.messages)  # what is actually sent
     history = [*(history or []), {"role": "user", "content": shown(message)}, {"role": "assistant", "content": ""}]
     yield history, "", prompt  # the question shows at once, the reply streams in below it
     reply = ""
-    for piece in chat.stream(messages, _settings(temperature, top_p, max_new, repetition)):
+    for piece in chat.stream(fitted.messages, settings):
         reply += piece
         history[-1]["content"] = shown(reply)
         yield history, "", prompt
@@ -177,7 +191,7 @@ def api_generate(prompt: str, system: str = "", max_new_tokens: int = 256, tempe
     if not (prompt or "").strip():
         raise gr.Error(t("need_prompt", DEFAULT_LANG), print_exception=False)
     _need_model(DEFAULT_LANG)
-    settings = GenerationSettings(max_new_tokens=int(max_new_tokens), temperature=float(temperature))
+    settings = _settings(temperature, 1.0, max_new_tokens, 1.0)
     return engine().generate(_messages([], system, prompt), settings)
 
 
@@ -204,7 +218,7 @@ def on_save_assistant(lang: str, name: str, base_name: str | None, adapter: str 
         adapters.adapter_path(adapter)
     settings = _settings(temperature, top_p, max_new, repetition)
     saved = assistants.save(assistants.Assistant(name or "", base_name, adapter or None, system, settings.__dict__))
-    return t("assistant_saved", lang, name=saved.name), gr.update(
+    return t("assistant_saved", lang, name=md(saved.name)), gr.update(
         choices=sorted(assistants.load_all()), value=saved.name
     )
 
@@ -226,7 +240,7 @@ def on_delete_assistant(lang: str, name: str | None) -> tuple[str, Any]:
     if not name:
         raise gr.Error(t("assistant_missing", lang), print_exception=False)
     assistants.delete(name)
-    return t("assistant_deleted", lang, name=name), gr.update(choices=sorted(assistants.load_all()), value=None)
+    return t("assistant_deleted", lang, name=md(name)), gr.update(choices=sorted(assistants.load_all()), value=None)
 
 
 def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> dict[str, Any]:

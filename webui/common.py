@@ -4,8 +4,10 @@ errors become messages for the user."""
 from __future__ import annotations
 
 import functools
+import html
 import inspect
 import logging
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -52,9 +54,11 @@ def user_errors(fn: Callable) -> Callable:
     def translated(exc: Exception, args: tuple) -> gr.Error:
         lang = args[0] if args and args[0] in LANGS else DEFAULT_LANG
         if isinstance(exc, SimpleLoraError):
-            return gr.Error(error_text(exc, lang), title=t("error_title", lang), print_exception=False)
+            text = html.escape(error_text(exc, lang), quote=False)  # a toast shows HTML: user text must be text
+            return gr.Error(text, title=t("error_title", lang), print_exception=False)
         if exc.title == "Error":  # a gr.Error raised by the handler itself: its title in the user's language too
             exc.title = t("error_title", lang)
+        exc.message = html.escape(exc.message, quote=False)
         return exc
 
     if inspect.isgeneratorfunction(fn):
@@ -76,3 +80,15 @@ def user_errors(fn: Callable) -> Callable:
             raise translated(exc, args) from exc
 
     return wrapper
+
+
+# What can start formatting, a link or an image inside a line: backslash, backtick, *, ~, brackets, !, |, a colon
+# (a bare URL becomes a link), and an underscore at the edge of a word (inside one, as in file_name, it is text).
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*~\[\]!|:]|(?<!\w)_|_(?!\w))")
+
+
+def md(text: object) -> str:
+    """Text a user (or a file, a model, another visitor) chose, made safe to put inside a line of Markdown: shown
+    exactly as it is, never as a link, an image, HTML or formatting. Line breaks become spaces."""
+    flat = " ".join(str(text).splitlines())
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(flat, quote=False))

@@ -20,7 +20,7 @@ from lora_core.masking import encode_records, trained_spans
 from lora_core.models import list_base_models, load_tokenizer
 from lora_core.prompts import prompt_style
 
-from .common import Labels, user_errors
+from .common import Labels, md, user_errors
 from .i18n import DEFAULT_LANG, normalize_lang, problem_text, t
 
 # The upload cap (Gradio refuses a bigger upload; the core refuses a bigger file), 100 MB unless set.
@@ -96,12 +96,12 @@ def table(rows: list[list], header_keys: list[str], lang: str) -> Any:
 def report_views(report: DatasetReport, lang: str) -> tuple[str, list[list], list[list]]:
     fmt = FORMAT_NAMES.get(report.format, report.format)
     if report.ok:
-        summary = t("report_ok", lang, name=report.name, fmt=fmt, rows=report.total_rows)
+        summary = t("report_ok", lang, name=md(report.name), fmt=fmt, rows=report.total_rows)
     else:
         summary = t(
             "report_bad" if report.valid_rows else "report_none",
             lang,
-            name=report.name,
+            name=md(report.name),
             fmt=fmt,
             rows=report.total_rows,
             invalid=report.invalid_rows,

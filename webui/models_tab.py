@@ -12,7 +12,7 @@ from lora_core.adapters import base_for_adapter
 from lora_core.chat import GenerationSettings, engine
 from lora_core.export import merge_adapter
 
-from .common import Labels, user_errors
+from .common import Labels, md, user_errors
 from .i18n import error_message, t
 
 # The reason next to the validity, so that why a folder is unusable is seen without scrolling; the long list of
@@ -70,7 +70,7 @@ def engine_status(lang: str) -> str:
     if not status["base"]:
         return t("engine_empty", lang)
     adapter = status["active"] or t("no_adapter", lang)
-    return t("engine_status", lang, base=paths_name(status["base"]), adapter=adapter)
+    return t("engine_status", lang, base=md(paths_name(status["base"])), adapter=md(adapter))
 
 
 @user_errors
@@ -137,7 +137,7 @@ def on_merge(lang: str, name: str | None, out_name: str) -> str:
     folder = paths.safe_name((out_name or "").strip() or f"{name}-merged")
     out = paths.inside(paths.llm_dir(), folder)
     merged = merge_adapter(path, out)
-    return t("merged", lang, path=str(merged), name=merged.name)
+    return t("merged", lang, path=paths.shown(merged), name=md(merged.name))
 
 
 @user_errors
@@ -149,7 +149,7 @@ def on_delete(lang: str, name: str | None, confirmed: bool) -> tuple[str, Any, A
     engine().remove(name)
     adapters.delete_adapter(name)
     frame, choice, scan_status = on_scan(lang, None)
-    return t("deleted", lang, name=name), frame, choice, scan_status, False, engine_status(lang)
+    return t("deleted", lang, name=md(name)), frame, choice, scan_status, False, engine_status(lang)
 
 
 def build(labels: Labels, lang: gr.State) -> dict[str, Any]:

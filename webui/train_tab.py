@@ -7,6 +7,7 @@ closing the browser never stalls or stops it, and reopening the page shows it ag
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from lora_core.runs import ACTIVE_STATES, FINAL_STATES
 from lora_core.targets import PRESETS, targets_for_folder
 from lora_core.training import TrainingJob
 
-from .common import Labels, user_errors
+from .common import Labels, md, user_errors
 from .dataset_tab import LoadedDataset, base_model_choices, refresh_bases, resolve_base
 from .i18n import DEFAULT_LANG, TEXT, t
 from .train_view import (
@@ -159,27 +160,41 @@ def demo_settings() -> list[Any]:
 # --- Start / Stop ------------------------------------------------------------------------------------------------
 
 
-def _settings(hyper: tuple, lang: str) -> dict[str, Any]:
+def _settings(hyper: tuple) -> dict[str, Any]:
+    """The form's values as TrainConfig takes them: numbers as numbers (a whole float as an int where the setting
+    counts things); what is not a finite number is refused here, the ranges by TrainConfig.check."""
     values = dict(zip(HYPER, hyper, strict=True))
     for key in (*FLOAT_SETTINGS, *INT_SETTINGS):
         value = values[key]
-        if value is None or isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise gr.Error(t("bad_number", lang, label=t(key, lang)), print_exception=False)
         try:
-            values[key] = int(float(value)) if key in INT_SETTINGS else float(value)
-        except ValueError:
-            raise gr.Error(t("bad_number", lang, label=t(key, lang)), print_exception=False) from None
+            number = float(value) if not isinstance(value, bool) else math.nan
+        except (TypeError, ValueError, OverflowError):
+            number = math.nan
+        if not math.isfinite(number):
+            raise TrainingError("setting_not_number", setting=key, value=str(value)[:40])
+        values[key] = int(number) if key in INT_SETTINGS and number.is_integer() else number
     if models.device_kind() != "cuda":
         values["quantization"] = "none"
     return values
+
+
+def setting_message(exc: TrainingError, lang: str) -> str | None:
+    """A refused setting named by its label in the form, with what it accepts; None for other errors."""
+    if exc.code not in ("setting_range", "setting_choice", "setting_not_number"):
+        return None
+    return t(
+        exc.code,
+        lang,
+        **{**exc.params, "label": t(exc.params["setting"], lang), "choices": ", ".join(exc.params.get("choices", []))},
+    )
 
 
 @user_errors
 def on_start(
     lang: str, loaded: LoadedDataset | None, base_name: str | None, task: str, preset: str, targets: list[str] | None,
     epochs: float, max_steps: float, learning_rate: float, rank: float, alpha: float, dropout: float,
-    batch_size: float, grad_accum: float, max_length: float, val_split: float, quantization: str,
-    warmup_ratio: float, scheduler: str, seed: float, gradient_checkpointing: bool, skip_invalid: bool,
+    batch_size: float, grad_accum: float, max_length: float, val_split: float, warmup_ratio: float, scheduler: str,
+    seed: float, quantization: str, gradient_checkpointing: bool, skip_invalid: bool,
 ) -> str:  # fmt: skip
     """Start a training on a background thread; the timer shows it. No targets chosen: the preset's.
 
@@ -190,28 +205,28 @@ def on_start(
     base = resolve_base(base_name)
     hyper = (
         epochs, max_steps, learning_rate, rank, alpha, dropout, batch_size, grad_accum, max_length, val_split,
-        quantization, warmup_ratio, scheduler, seed, gradient_checkpointing, skip_invalid,
+        warmup_ratio, scheduler, seed, quantization, gradient_checkpointing, skip_invalid,
     )  # fmt: skip
-    values = _settings(hyper, lang)
-    loaded.report.usable(skip_invalid=values["skip_invalid"])  # invalid rows: say so now, not from the thread
-    config = TrainConfig(
-        base=str(base),
-        data=loaded.path,
-        task=(task or "").strip() or loaded.report.name.rsplit(".", 1)[0],
-        format=loaded.report.format,
-        targets=_targets_spec(base, preset, targets),
-        **values,
-    )
     try:
-        job = TrainingJob(config)
+        values = _settings(hyper)
+        config = TrainConfig(
+            base=str(base),
+            data=loaded.path,
+            task=(task or "").strip() or loaded.report.name.rsplit(".", 1)[0],
+            format=loaded.report.format,
+            targets=_targets_spec(base, preset, targets),
+            **values,
+        )
+        config.check()
     except TrainingError as exc:
-        if exc.code != "bad_setting":
+        message = setting_message(exc, lang)
+        if message is None:
             raise
-        setting = exc.params.get("setting", "")
-        message = t("bad_setting", lang, label=t(setting, lang), value=exc.params.get("value", ""))
         raise gr.Error(message, print_exception=False) from exc
-    _LAST["job"] = job.start()
-    return t("started", lang, task=config.task)
+    loaded.report.usable(skip_invalid=values["skip_invalid"])  # invalid rows: say so now, not from the thread
+    estimate.check_fits(config)  # a training that cannot fit is refused before a run exists
+    _LAST["job"] = TrainingJob(config).start()
+    return t("started", lang, task=md(config.task))
 
 
 def _targets_spec(base: Path, preset: str, targets: list[str] | None) -> str:

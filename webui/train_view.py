@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from lora_core import paths, runs, training
+from lora_core import paths, runs
 from lora_core.runs import ACTIVE_STATES, State
 
+from .common import md
 from .dataset_tab import table
 from .i18n import error_message, t
 
@@ -51,7 +52,7 @@ def progress_text(snap: dict | None, lang: str) -> str:
     if not snap:
         return t("no_training", lang)
     state = snap["state"]
-    parts = [t("progress", lang, task=snap["task"], state=t(f"state_{state}", lang), step=snap["step"],
+    parts = [t("progress", lang, task=md(snap["task"]), state=t(f"state_{state}", lang), step=snap["step"],
                total=snap["total_steps"] or "?", epoch=f"{snap['epoch']:.2f}")]  # fmt: skip
     if state == State.RUNNING:
         eta = snap["eta_s"]
@@ -69,7 +70,7 @@ def progress_text(snap: dict | None, lang: str) -> str:
     elif state == State.STOPPED:
         parts.append(t("discarded", lang))
     if state == State.FAILED:
-        parts.append(t("failed", lang, error=_error(snap, lang)))
+        parts.append(t("failed", lang, error=md(_error(snap, lang))))
     return "\n\n".join(parts)
 
 
@@ -85,7 +86,7 @@ def _duration(seconds: float) -> str:
 def history_rows(lang: str) -> list[list]:
     """Every recorded run, newest first. The live step and loss of a running one are in the progress line."""
     rows = []
-    for run in runs.list_runs(active_run=getattr(training.active_job(), "run_id", None)):
+    for run in runs.list_runs():
         state = str(run.get("state", "failed"))
         active = state in ACTIVE_STATES
         losses = run.get("loss") or []

@@ -151,8 +151,9 @@ TEXT: dict[str, str] = {
     "discarded": "Stopped; nothing was saved.",
     "nothing_saved": "nothing saved",
     "took": "took {time}",
-    "bad_number": "“{label}” needs a number.",
-    "bad_setting": "“{label}” = {value} is out of range.",
+    "setting_not_number": "“{label}” needs a number (a whole number where it counts something); it is “{value}”.",
+    "setting_range": "“{label}” must be between {low} and {high}; it is {value}.",
+    "setting_choice": "“{label}” must be one of {choices}; it is “{value}”.",
     "failed": "Training failed: {error}",
     "state_queued": "queued",
     "state_loading": "loading",
@@ -228,6 +229,9 @@ TEXT: dict[str, str] = {
     "message": "Message",
     "message_hint": "Ask something and press Enter",
     "clear": "Clear",
+    "turns_dropped": (
+        "The conversation was too long for the model: its {n} oldest turns were left out ({tokens} tokens sent)."
+    ),
     "prompt_sent": "Exact prompt sent to the model",
     "system_prompt": "System prompt",
     "system_prompt_info": (

@@ -1,0 +1,186 @@
+"""The HTTP guard in front of the whole app (an ASGI middleware outside Gradio's own): what a request must be before
+Gradio sees it, and the headers every answer carries.
+
+- On a loopback bind, a ``Host`` other than 127.0.0.1, localhost or [::1] with the app's port is refused: a web page
+  that re-points its own name at 127.0.0.1 (DNS rebinding) cannot drive the app.
+- A request from another web origin (an ``Origin`` that is not the ``Host``) is refused, preflights included, in
+  every mode: no page elsewhere can call the API with the user's cookies.
+- A request body larger than its route's limit is refused with 413 before it is read into memory.
+- Login attempts are limited per client.
+- Every answer says: not to be framed, no content sniffing, no referrer.
+
+Refusals are one sentence of plain text.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from lora_core.errors import human_size
+
+Scope = dict[str, Any]
+ASGIApp = Callable[..., Awaitable[None]]
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+UPLOAD_PATH = "/gradio_api/upload"
+LOGIN_PATHS = ("/login", "/login/")
+BODY_METHODS = ("POST", "PUT", "PATCH")
+SECURITY_HEADERS = [
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+@dataclass
+class GuardSettings:
+    port: int
+    loopback_only: bool  # bound to loopback and no share link: only this machine's own names are accepted
+    max_body_bytes: int  # any request but an upload
+    max_upload_bytes: int  # a file upload (multipart)
+    login_attempts: int = 10  # per client and window
+    login_window_s: float = 60.0
+
+
+def host_name_and_port(value: str) -> tuple[str, int | None]:
+    """``[::1]:7860`` -> ("::1", 7860); ``localhost`` -> ("localhost", None). Malformed: ("", None)."""
+    try:
+        parts = urlsplit(f"//{value}")
+        return (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        return "", None
+
+
+class LoginLimiter:
+    """At most ``attempts`` login attempts per client in any ``window`` seconds."""
+
+    def __init__(self, attempts: int, window: float) -> None:
+        self.attempts, self.window = attempts, window
+        self._seen: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def wait_s(self, client: str, now: float | None = None) -> float:
+        """0 when this attempt may go on (and it is counted), else the seconds until the next one may."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            seen = self._seen[client]
+            while seen and seen[0] <= now - self.window:
+                seen.popleft()
+            if len(seen) >= self.attempts:
+                return seen[0] + self.window - now
+            seen.append(now)
+            return 0.0
+
+
+class Guard:
+    def __init__(self, app: ASGIApp, settings: GuardSettings) -> None:
+        self.app = app
+        self.settings = settings
+        self.logins = LoginLimiter(settings.login_attempts, settings.login_window_s)
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        refusal = self.refusal(scope, headers)
+        if refusal is not None:
+            status, text = refusal
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            await plain(send, status, text)
+            return
+        if scope["type"] == "http" and "content-length" not in headers and scope.get("method") in BODY_METHODS:
+            receive = await read_whole(receive, self.limit(scope))  # chunked: read it here, up to the limit
+            if receive is None:
+                await plain(send, 413, self.too_large(scope))
+                return
+        await self.app(scope, receive, with_headers(send))
+
+    def limit(self, scope: Scope) -> int:
+        return self.settings.max_upload_bytes if scope.get("path") == UPLOAD_PATH else self.settings.max_body_bytes
+
+    def too_large(self, scope: Scope) -> str:
+        return f"The request is larger than the {human_size(self.limit(scope))} this address accepts."
+
+    def refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str] | None:
+        host = headers.get("host", "")
+        if self.settings.loopback_only:
+            name, port = host_name_and_port(host)
+            if name not in LOOPBACK_NAMES or port not in (None, self.settings.port):
+                return 403, "This app answers only to this machine's own address (127.0.0.1 or localhost)."
+        origin = headers.get("origin")
+        if origin is not None and origin != "null" and urlsplit(origin).netloc.lower() != host.lower():
+            return 403, "Requests from other web sites are refused."
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.limit(scope):
+            return 413, self.too_large(scope)
+        if scope.get("path") in LOGIN_PATHS and scope.get("method") == "POST":
+            client = (scope.get("client") or ("?", 0))[0]
+            wait = self.logins.wait_s(client)
+            if wait > 0:
+                return 429, f"Too many login attempts; try again in {int(wait) + 1} seconds."
+        return None
+
+
+async def read_whole(receive: Any, limit: int) -> Any:
+    """A body sent without a Content-Length, read here: a ``receive`` that replays it, or None past ``limit``."""
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            return None
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if size > limit:
+            return None
+        more = message.get("more_body", False)
+    replayed = False
+
+    async def replay() -> dict:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+    return replay
+
+
+def with_headers(send: Any) -> Any:
+    async def send_with_headers(message: dict) -> None:
+        if message.get("type") == "http.response.start":
+            names = {name.lower() for name, _ in message.get("headers", [])}
+            message["headers"] = [
+                *[(k, v) for k, v in message.get("headers", []) if k.lower() != b"access-control-allow-origin"],
+                *[(k, v) for k, v in SECURITY_HEADERS if k not in names],
+            ]
+        await send(message)
+
+    return send_with_headers
+
+
+async def plain(send: Any, status: int, text: str) -> None:
+    body = text.encode("utf-8")
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers + SECURITY_HEADERS})
+    await send({"type": "http.response.body", "body": body})
+
+
+def guarded_app_class(settings: GuardSettings) -> type:
+    """Gradio's ``App`` whose whole middleware stack (Gradio's CORS included) sits inside ``Guard``."""
+    from gradio.routes import App
+
+    class GuardedApp(App):
+        def build_middleware_stack(self) -> ASGIApp:
+            return Guard(super().build_middleware_stack(), settings)
+
+    return GuardedApp
