@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .errors import SimpleLoraError
 
@@ -83,9 +84,14 @@ def cmd_targets(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import signal
 
+    from .data import read_bytes
+    from .models import check_model_dir
     from .training import State, TrainConfig, TrainingJob
 
     config = TrainConfig(**{f: getattr(args, f) for f in TrainConfig.__dataclass_fields__})
+    config.check()
+    check_model_dir(config.base)  # a wrong folder or file is said before a run is recorded
+    read_bytes(Path(config.data), None)
     job = TrainingJob(config)
 
     def on_interrupt(signum: int, frame: object) -> None:  # first Ctrl-C: stop and save; second: abort

@@ -77,7 +77,10 @@ def test_a_body_over_its_limit_is_refused_before_it_is_read() -> None:
     host = {"Host": f"127.0.0.1:{PORT}"}
     assert request("POST", "/gradio_api/queue/join", headers=host, content=b"x" * 1000).text == "1000"
     too_big = request("POST", "/gradio_api/queue/join", headers=host, content=b"x" * 1001)
-    assert too_big.status_code == 413 and too_big.text == "The request is larger than the 1000 bytes this address accepts."
+    assert (
+        too_big.status_code == 413
+        and too_big.text == "The request is larger than the 1000 bytes this address accepts."
+    )
 
     async def chunks():  # no Content-Length: the guard counts as it reads
         yield b"x" * 600
@@ -102,3 +105,32 @@ def test_host_names_are_read_like_a_browser_sends_them() -> None:
     assert host_name_and_port("[::1]:7860") == ("::1", 7860)
     assert host_name_and_port("LOCALHOST") == ("localhost", None)
     assert host_name_and_port("a:b:c") == ("", None)
+
+
+def test_the_login_page_carries_no_api_description() -> None:
+    page = (
+        b'<html><script>window.gradio_config = {};</script><script>window.gradio_api_info = {"a": 1};</script></html>'
+    )
+
+    async def html(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"9999")]})
+        await send({"type": "http.response.body", "body": page[:40], "more_body": True})
+        await send({"type": "http.response.body", "body": page[40:]})
+
+    settings = GuardSettings(port=PORT, loopback_only=True, max_body_bytes=1000, max_upload_bytes=5000)
+
+    def get(logged_in: bool, path: str = "/") -> httpx.Response:
+        async def go():
+            guard = Guard(html, settings, lambda headers: logged_in)
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=guard), base_url=f"http://127.0.0.1:{PORT}"
+            ) as c:
+                return await c.get(path)
+
+        return asyncio.run(go())
+
+    outside = get(False)
+    assert b"gradio_api_info = {};" in outside.content and b'"a": 1' not in outside.content
+    assert int(outside.headers["content-length"]) == len(outside.content)
+    assert get(True).content == page  # logged in: untouched
+    assert get(False, "/config").content == page  # only the page itself is rewritten (the rest needs a login)

@@ -204,3 +204,52 @@ def test_twenty_clients_polling_and_scanning_during_a_training_change_nothing(ho
     a = load_file(Path(loaded["adapter_dir"]) / "adapter_model.safetensors")
     b = load_file(Path(quiet["adapter_dir"]) / "adapter_model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_guard_holds_in_front_of_the_real_app(home):
+    """DNS rebinding, huge bodies and prompts, settings that broke the page for everyone: refused in one sentence,
+    the server's memory unmoved, the page still served afterwards."""
+    import psutil
+    from gradio_client import handle_file
+
+    with served_app(home) as app:
+        rebound = httpx.get(f"{app.url}config", headers={"Host": f"evil.example:{app.port}"}, timeout=10)
+        assert rebound.status_code == 403 and rebound.text.startswith("This app answers only to this machine")
+        page = httpx.get(app.url, timeout=10)
+        assert page.headers["x-frame-options"] == "DENY" and page.headers["x-content-type-options"] == "nosniff"
+
+        server = psutil.Process(app.proc.pid)
+        before = server.memory_info().rss
+        body = b"x" * (60 * 1024 * 1024)
+        big = httpx.post(f"{app.url}gradio_api/queue/join", content=body, timeout=60,
+                         headers={"content-type": "application/json"})  # fmt: skip
+        prompt = json.dumps({"data": ["a" * (10 * 1024 * 1024)]}).encode()
+        long_prompt = httpx.post(f"{app.url}gradio_api/call/generate", content=prompt, timeout=60,
+                                 headers={"content-type": "application/json"})  # fmt: skip
+        grown = server.memory_info().rss - before
+        for answer in (big, long_prompt):
+            assert answer.status_code == 413 and answer.text.startswith("The request is larger than the 2.0 MB")
+        assert grown < 200 * 1024 * 1024, grown
+
+        client = Client(app.url, verbose=False)
+        client.predict(file=handle_file(str(SAMPLE_DATASET)), api_name="/validate_dataset")
+        for bad in ({"epochs": 1e300}, {"max_steps": 10**19}, {"seed": -1}, {"rank": 100000}):
+            with pytest.raises(Exception, match="must be between") as refused:
+                client.predict(base_name="demo", task="hostile", **bad, api_name="/start_training")
+            assert "\n" not in str(refused.value).strip()
+        assert client.predict(api_name="/training_status") == {"state": None}  # no run was made
+        assert not [r for r in runs.list_runs() if r.get("task") == "hostile"]
+        assert httpx.get(f"{app.url}config", timeout=10).status_code == 200  # the page is still served
+
+
+def test_the_login_page_describes_no_api_and_login_attempts_are_limited(home, tmp_path):
+    with served_app(home, "--auth", "user:right-password") as app:
+        outside = httpx.get(app.url, timeout=10)
+        assert outside.status_code == 200 and "start_training" not in outside.text  # nothing about the API
+        with httpx.Client(base_url=app.url, timeout=10) as browser:
+            assert browser.post("login", data={"username": "user", "password": "right-password"}).json()["success"]
+            assert "start_training" in browser.get("").text  # logged in: the page as usual
+        answers = [httpx.post(f"{app.url}login", data={"username": "user", "password": f"wrong{i}"}, timeout=10)
+                   for i in range(11)]  # fmt: skip
+        assert all(a.status_code != 200 or not a.json().get("success") for a in answers[:10])
+        assert answers[10].status_code == 429 and answers[10].text.startswith("Too many login attempts")

@@ -14,11 +14,13 @@ Refusals are one sentence of plain text.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -80,10 +82,11 @@ class LoginLimiter:
 
 
 class Guard:
-    def __init__(self, app: ASGIApp, settings: GuardSettings) -> None:
+    def __init__(self, app: ASGIApp, settings: GuardSettings, logged_in: Callable[[dict], bool] | None = None) -> None:
         self.app = app
         self.settings = settings
         self.logins = LoginLimiter(settings.login_attempts, settings.login_window_s)
+        self.logged_in = logged_in or (lambda headers: True)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -103,6 +106,11 @@ class Guard:
             if receive is None:
                 await plain(send, 413, self.too_large(scope))
                 return
+        if scope["type"] == "http" and scope.get("path") == "/" and not self.logged_in(headers):
+            # The login page: Gradio embeds the whole API description in it; a visitor without the password
+            # gets none of it (and the page uncompressed, so that it can be cut out).
+            scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k.lower() != b"accept-encoding"]}
+            send = without_api_info(send)
         await self.app(scope, receive, with_headers(send))
 
     def limit(self, scope: Scope) -> int:
@@ -155,6 +163,32 @@ async def read_whole(receive: Any, limit: int) -> Any:
     return replay
 
 
+_API_INFO = re.compile(rb"<script>window\.gradio_api_info = .*?;</script>", re.DOTALL)
+
+
+def without_api_info(send: Any) -> Any:
+    """``send`` for an HTML page with Gradio's embedded API description emptied (the body is held until whole)."""
+    start: dict = {}
+    chunks: list[bytes] = []
+
+    async def send_page(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            start.update(message)
+            return
+        if message["type"] != "http.response.body":
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        body = _API_INFO.sub(b"<script>window.gradio_api_info = {};</script>", b"".join(chunks))
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    return send_page
+
+
 def with_headers(send: Any) -> Any:
     async def send_with_headers(message: dict) -> None:
         if message.get("type") == "http.response.start":
@@ -181,6 +215,14 @@ def guarded_app_class(settings: GuardSettings) -> type:
 
     class GuardedApp(App):
         def build_middleware_stack(self) -> ASGIApp:
-            return Guard(super().build_middleware_stack(), settings)
+            return Guard(super().build_middleware_stack(), settings, self.logged_in)
+
+        def logged_in(self, headers: dict[str, str]) -> bool:
+            """No password to give, or a session cookie of a login (Gradio's own cookie names)."""
+            if self.auth is None and self.auth_dependency is None:
+                return True
+            cookies = SimpleCookie(headers.get("cookie", ""))
+            names = (f"access-token-{self.cookie_id}", f"access-token-unsecure-{self.cookie_id}")
+            return any(name in cookies and cookies[name].value in self.tokens for name in names)
 
     return GuardedApp
