@@ -23,6 +23,7 @@ import gradio as gr
 from lora_core import paths
 from webui import chat_tab, dataset_tab, models_tab, train_tab
 from webui.common import Labels
+from webui.guard import share_queue_fairly
 from webui.i18n import DEFAULT_LANG, LANGUAGES, normalize_lang
 
 logger = logging.getLogger("simple_lora")
@@ -31,6 +32,7 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 # The largest request body but a file upload: a chat history with its longest messages fits in far less.
 MAX_BODY_BYTES = 2 * 1024 * 1024
 MULTIPART_OVERHEAD = 1024 * 1024  # an upload's form fields and boundaries around the file
+PER_CLIENT_WAITING = 8  # events one client may have waiting in the queue (a page has one or two at a time)
 # navigator.language decides the first language; the radio switches it afterwards.
 BROWSER_LANG_JS = (
     f"() => {{ const l = (navigator.language || '').toLowerCase(); "
@@ -153,7 +155,9 @@ def main(argv: list[str] | None = None) -> None:
     app = build_app() if built else demo
     # Up to 4 handlers at once and 64 waiting; the training itself runs on its own thread under the core's lock,
     # so the queue never holds a slot for it.
-    app.queue(default_concurrency_limit=4, max_size=64).launch(
+    app.queue(default_concurrency_limit=4, max_size=64)
+    share_queue_fairly(app, PER_CLIENT_WAITING)
+    app.launch(
         _app=guarded_server(args),
         server_name=args.host,
         server_port=args.port,

@@ -253,3 +253,26 @@ def test_the_login_page_describes_no_api_and_login_attempts_are_limited(home, tm
                    for i in range(11)]  # fmt: skip
         assert all(a.status_code != 200 or not a.json().get("success") for a in answers[:10])
         assert answers[10].status_code == 429 and answers[10].text.startswith("Too many login attempts")
+
+
+def test_one_client_cannot_fill_the_queue_for_everyone(home):
+    """80 calls at once from one client: the client gets its fair share of the queue, the rest are refused at once,
+    and another client's call is answered within a few seconds."""
+    with served_app(home) as app:
+        Client(app.url, verbose=False).predict(base_name="demo", adapter="", api_name="/load_chat_model")
+        greedy = Client(app.url, verbose=False)
+        jobs = [greedy.submit(prompt=f"question {i}", max_new_tokens=32, api_name="/generate") for i in range(80)]
+        time.sleep(1.0)  # all of them sent
+        started = time.monotonic()
+        other = Client(app.url, verbose=False).predict(prompt="hello", max_new_tokens=8, api_name="/generate")
+        waited = time.monotonic() - started
+        outcomes = []
+        for job in jobs:
+            try:
+                job.result(timeout=120)
+                outcomes.append("answered")
+            except Exception as exc:  # refused: the queue said why
+                outcomes.append("refused" if "Queue is full" in str(exc) else f"error: {exc}")
+    assert isinstance(other, str) and waited < 10, waited
+    assert outcomes.count("refused") >= 60 and outcomes.count("answered") >= 8, outcomes
+    assert all(o in ("answered", "refused") for o in outcomes), outcomes

@@ -226,3 +226,31 @@ def guarded_app_class(settings: GuardSettings) -> type:
             return any(name in cookies and cookies[name].value in self.tokens for name in names)
 
     return GuardedApp
+
+
+def client_key(request: Any, session_hash: str | None) -> str:
+    """Who an event is from, for a fair share of the queue: the address it came from, or, from this machine (a
+    local tab, or every visitor of a share link, whose tunnel ends here), its browser session."""
+    host = getattr(getattr(request, "client", None), "host", "") or ""
+    return f"session:{session_hash}" if host in LOOPBACK_NAMES or not host else f"address:{host}"
+
+
+def share_queue_fairly(blocks: Any, per_client: int) -> None:
+    """Refuse an event when its client already has ``per_client`` events waiting in Gradio's queue, so that one
+    client sending many calls at once cannot make everyone else wait behind them."""
+    queue = blocks._queue
+    push = queue.push
+
+    async def fair_push(body: Any, request: Any, username: str | None) -> tuple:
+        key = client_key(request, body.session_hash)
+        waiting = sum(
+            1
+            for event_queue in queue.event_queue_per_concurrency_id.values()
+            for event in list(event_queue.queue)
+            if client_key(event.request, event.session_hash) == key
+        )
+        if waiting >= per_client:
+            return False, f"This client already has {waiting} requests waiting; wait for them first.", "queue_full"
+        return await push(body, request, username)
+
+    queue.push = fair_push
