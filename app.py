@@ -25,6 +25,7 @@ from webui import chat_tab, dataset_tab, models_tab, train_tab
 from webui.common import Labels
 from webui.guard import share_queue_fairly
 from webui.i18n import DEFAULT_LANG, LANGUAGES, normalize_lang
+from webui.workspaces import bind_workspaces
 
 logger = logging.getLogger("simple_lora")
 
@@ -105,20 +106,27 @@ def _credentials(text: str, where: str) -> tuple[str, str]:
     return user, password
 
 
-def launch_auth(args: argparse.Namespace) -> tuple[str, str] | None:
-    """Auth for the launch: required whenever the app is reachable beyond this machine."""
+def launch_auth(args: argparse.Namespace) -> list[tuple[str, str]] | None:
+    """Auth for the launch: required whenever the app is reachable beyond this machine. An auth file may list
+    several users, one ``user:password`` a line; each of them then works in a workspace of their own."""
     if args.auth_file:
         try:
             lines = Path(args.auth_file).read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
             sys.exit(f"cannot read the auth file {args.auth_file}: {exc.__class__.__name__}")
-        return _credentials(next((line for line in lines if line.strip()), ""), f"the first line of {args.auth_file}")
+        users = [
+            _credentials(line, f"line {n} of {args.auth_file}") for n, line in enumerate(lines, 1) if line.strip()
+        ]
+        names = [user for user, _ in users]
+        if not users or len(set(names)) != len(names):
+            sys.exit(f"{args.auth_file} must list user:password lines, each user once")
+        return users
     if args.auth:
-        return _credentials(args.auth, "--auth")
+        return [_credentials(args.auth, "--auth")]
     if args.share or args.host not in LOOPBACK:
         password = secrets.token_urlsafe(12)
         print(f"This app is reachable from other machines: log in as 'admin' with password {password}", flush=True)
-        return "admin", password
+        return [("admin", password)]
     return None
 
 
@@ -147,6 +155,12 @@ def main(argv: list[str] | None = None) -> None:
 
     if repaired := reconcile_runs():  # runs a killed process left "running", unreadable records
         logger.info("repaired %d run records", repaired)
+    auth = launch_auth(args)
+    several_users = auth is not None and len(auth) > 1
+    if several_users:  # each user's own runs too
+        for user, _ in auth:
+            with paths.as_user(user):
+                reconcile_runs()
     built = ensure_demo_model()
     if built:
         logger.info("Models/LLM/ was empty: built the demo model at %s", built)
@@ -157,14 +171,26 @@ def main(argv: list[str] | None = None) -> None:
     # so the queue never holds a slot for it.
     app.queue(default_concurrency_limit=4, max_size=64)
     share_queue_fairly(app, PER_CLIENT_WAITING)
+    if several_users:
+        logger.info("%d users, each in a workspace of their own under %s", len(auth), paths.home() / paths.USERS_DIR)
+        bind_workspaces(app)
     app.launch(
         _app=guarded_server(args),
         server_name=args.host,
         server_port=args.port,
         share=args.share,
-        auth=launch_auth(args),
+        auth=auth,
         max_file_size=dataset_tab.MAX_UPLOAD_BYTES,
-        blocked_paths=[str(paths.llm_dir()), str(paths.lora_dir()), str(paths.runs_dir())],
+        blocked_paths=[
+            str(p)
+            for p in (
+                paths.llm_dir(),
+                paths.lora_dir(),
+                paths.runs_dir(),
+                paths.uploads_dir(),
+                paths.home() / paths.USERS_DIR,
+            )
+        ],  # fmt: skip
         enable_monitoring=False,
     )
 

@@ -28,7 +28,7 @@ class Assistant:
 
 
 def store_path() -> Path:
-    return paths.home() / "Assistants" / STORE_NAME
+    return paths.workspace() / "Assistants" / STORE_NAME
 
 
 def load_all() -> dict[str, Assistant]:

@@ -447,14 +447,14 @@ class ChatEngine:
         return {"base": str(self.base) if self.base else None, "active": self.active, "loaded": sorted(self.adapters)}
 
 
-_ENGINE: ChatEngine | None = None
+_ENGINES: dict[str | None, ChatEngine] = {}
 _ENGINE_LOCK = threading.Lock()
 
 
 def engine() -> ChatEngine:
-    """The process-wide chat engine (one loaded base model for every session)."""
-    global _ENGINE
+    """The chat engine of the current workspace (``paths.current_user``): one for every session of the one
+    shared workspace, one per user when each has their own."""
+    from . import paths
+
     with _ENGINE_LOCK:
-        if _ENGINE is None:
-            _ENGINE = ChatEngine()
-        return _ENGINE
+        return _ENGINES.setdefault(paths.current_user(), ChatEngine())

@@ -80,6 +80,7 @@ ERRORS: dict[str, str] = {
     "no_length": "Set epochs or max steps above 0 (epochs = {epochs}, max steps = {max_steps}).",
     "bad_task_name": "A task name needs 1 to {max} characters.",
     "busy": "A training is already running: {task}.",
+    "busy_other": "Another user's training is running on this machine; start yours when it has ended.",
     "not_enough_memory": "This training would need about {needed:bytes} of memory on the {device}, and "
     "{available:bytes} is free: lower the rank, the batch size or the max length.",
     "no_checkpoint": "There is no checkpoint of task {task} to resume.",

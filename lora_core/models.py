@@ -92,10 +92,17 @@ def default_max_length(tokenizer: Any, config: Any = None, cap: int = 1024) -> i
 
 
 def list_base_models(root: str | Path | None = None) -> list[Path]:
-    """Folders under ``Models/LLM/`` (or ``root``) that hold a model (a config.json), sorted by name."""
+    """Folders under ``root`` that hold a model (a config.json), sorted by name. No ``root``: the shared
+    ``Models/LLM/`` and then the current user's own merged models (a name taken in the shared folder wins)."""
     from . import paths
 
-    root = Path(root) if root else paths.llm_dir()
+    if root is None:
+        shared = list_base_models(paths.llm_dir())
+        if paths.own_llm_dir() == paths.llm_dir():
+            return shared
+        names = {p.name for p in shared}
+        return shared + [p for p in list_base_models(paths.own_llm_dir()) if p.name not in names]
+    root = Path(root)
     if not root.is_dir():
         return []
     root = root.resolve()

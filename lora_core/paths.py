@@ -3,7 +3,12 @@
 The data home is ``SIMPLE_LORA_HOME`` when set; on a Hugging Face Space with persistent storage, ``/data``; else
 the repository root. Under it:
 ``Models/LLM/`` (base models), ``Models/LoRA/`` (adapters), ``Runs/`` (checkpoints, logs, task history),
-``Uploads/`` (uploaded datasets, stored under names the app chooses).
+``Uploads/`` (uploaded datasets, stored under names the app chooses), ``Assistants/``.
+
+With several users (``--auth-file`` listing more than one), each user works in a workspace of their own,
+``Users/<user>/``, which holds their ``Models/LoRA/``, ``Runs/``, ``Uploads/``, ``Assistants/`` and the models
+they merged (``Models/LLM/``); the base models of the data home are shared, read-only. ``as_user`` says whose
+workspace the code in its block works in; with one password (or none) there is one workspace, the data home.
 """
 
 from __future__ import annotations
@@ -11,6 +16,9 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from .errors import PathError
@@ -32,28 +40,61 @@ def home() -> Path:
     return REPO_ROOT
 
 
+USERS_DIR = "Users"
+_USER: ContextVar[str | None] = ContextVar("simple_lora_user", default=None)
+
+
+def current_user() -> str | None:
+    """Whose workspace the calling code works in (None: the one shared workspace)."""
+    return _USER.get()
+
+
+@contextmanager
+def as_user(user: str | None) -> Iterator[None]:
+    """Work in ``user``'s workspace for the block (None: the shared one)."""
+    token = _USER.set(user)
+    try:
+        yield
+    finally:
+        _USER.reset(token)
+
+
+def workspace(user: str | None = None) -> Path:
+    """The folder of ``user``'s (or the current user's) adapters, runs, uploads and assistants."""
+    user = user if user is not None else current_user()
+    return home() if user is None else home() / USERS_DIR / safe_name(user)
+
+
 def llm_dir() -> Path:
+    """The shared base models."""
     return home() / "Models" / "LLM"
 
 
+def own_llm_dir() -> Path:
+    """Where the current user's merged models go: the shared folder when there is one workspace."""
+    return workspace() / "Models" / "LLM"
+
+
 def lora_dir() -> Path:
-    return home() / "Models" / "LoRA"
+    return workspace() / "Models" / "LoRA"
 
 
 def runs_dir() -> Path:
-    return home() / "Runs"
+    return workspace() / "Runs"
 
 
 def uploads_dir() -> Path:
-    return home() / "Uploads"
+    return workspace() / "Uploads"
 
 
 def shown(path: str | Path) -> str:
-    """A path as the user should read it: relative to the data home (``Models/LoRA/x``) when inside it."""
-    try:
-        return Path(path).resolve().relative_to(home()).as_posix()
-    except ValueError:
-        return str(path)
+    """A path as the user should read it: relative to their workspace (``Models/LoRA/x``) or the data home."""
+    for root in (workspace(), home()):
+        try:
+            return Path(path).resolve().relative_to(root).as_posix()
+        except ValueError:
+            continue
+    return str(path)
 
 
 NAME_MAX = 255  # the longest file or folder name the app accepts (most file systems allow no more)

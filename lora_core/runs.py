@@ -61,7 +61,10 @@ def claim(job: Any) -> None:
     """Take the lock for ``job``; ``TrainingError("busy")`` naming the running task when another holds it."""
     global _ACTIVE
     if not _LOCK.acquire(blocking=False):
-        raise TrainingError("busy", task=_ACTIVE.config.task if _ACTIVE else "?")
+        running = _ACTIVE
+        if running is not None and getattr(running, "user", None) != getattr(job, "user", None):
+            raise TrainingError("busy_other")  # another user's: not named
+        raise TrainingError("busy", task=running.config.task if running else "?")
     _ACTIVE = job
 
 

@@ -93,6 +93,7 @@ class TrainingJob:
     def __init__(self, config: TrainConfig) -> None:
         config.check()
         self.config = config
+        self.user = paths.current_user()  # the workspace the run belongs to (its thread works there too)
         self.run_id = unique_run_id(config.task)
         self.progress = Progress()
         self._lock = threading.Lock()
@@ -153,7 +154,7 @@ class TrainingJob:
 
     @property
     def run_dir(self) -> Path:
-        return paths.runs_dir() / self.run_id
+        return paths.workspace(self.user) / "Runs" / self.run_id
 
     # --- what the progress callback reports to (trainer.Publisher) ---
 
@@ -207,6 +208,10 @@ class TrainingJob:
             logger.warning("could not write the run record: %s", exc)
 
     def _run_locked(self) -> None:
+        with paths.as_user(self.user):
+            self._run_in_workspace()
+
+    def _run_in_workspace(self) -> None:
         try:
             if self.is_main_process:
                 reconcile_runs()

@@ -35,7 +35,7 @@ def use_home(home: Path, monkeypatch: pytest.MonkeyPatch):
     yield
     release_training()  # a failed test must not leave the process-wide lock taken
     assert training.active_job() is None
-    train_tab._LAST["job"] = None
+    train_tab._LAST.clear()
 
 
 @pytest.fixture(scope="module")

@@ -70,18 +70,20 @@ def test_auth_rules(tmp_path, monkeypatch):
     for name in ("SIMPLE_LORA_AUTH", "SIMPLE_LORA_AUTH_FILE", "SIMPLE_LORA_HOST", "GRADIO_SERVER_NAME"):
         monkeypatch.delenv(name, raising=False)
     assert app.launch_auth(app.parse_args([])) is None
-    assert app.launch_auth(app.parse_args(["--auth", "ada:s3cret"])) == ("ada", "s3cret")
+    assert app.launch_auth(app.parse_args(["--auth", "ada:s3cret"])) == [("ada", "s3cret")]
     for args in (["--share"], ["--host", "0.0.0.0"], ["--host", "192.168.1.5"]):
-        user, password = app.launch_auth(app.parse_args(args))
+        [(user, password)] = app.launch_auth(app.parse_args(args))
         assert user == "admin" and len(password) >= 12
     with pytest.raises(SystemExit):
         app.launch_auth(app.parse_args(["--auth", "no-colon"]))
     secret = tmp_path / "secret"
     secret.write_text("\nada:pass:with:colons\n", encoding="utf-8")
-    assert app.launch_auth(app.parse_args(["--auth-file", str(secret), "--share"])) == ("ada", "pass:with:colons")
+    assert app.launch_auth(app.parse_args(["--auth-file", str(secret), "--share"])) == [("ada", "pass:with:colons")]
+    secret.write_text("ada:one\n\nbob:two\n", encoding="utf-8")  # several users, each with a workspace
+    assert app.launch_auth(app.parse_args(["--auth-file", str(secret)])) == [("ada", "one"), ("bob", "two")]
     monkeypatch.setenv("SIMPLE_LORA_AUTH", "env:pw")
-    assert app.launch_auth(app.parse_args(["--host", "0.0.0.0"])) == ("env", "pw")
-    for bad in ("", "user-only\n"):
+    assert app.launch_auth(app.parse_args(["--host", "0.0.0.0"])) == [("env", "pw")]
+    for bad in ("", "user-only\n", "ada:one\nada:two\n"):
         secret.write_text(bad, encoding="utf-8")
         with pytest.raises(SystemExit, match="user:password"):
             app.launch_auth(app.parse_args(["--auth-file", str(secret)]))

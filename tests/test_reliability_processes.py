@@ -276,3 +276,35 @@ def test_one_client_cannot_fill_the_queue_for_everyone(home):
     assert isinstance(other, str) and waited < 10, waited
     assert outcomes.count("refused") >= 60 and outcomes.count("answered") >= 8, outcomes
     assert all(o in ("answered", "refused") for o in outcomes), outcomes
+
+
+def test_two_users_of_one_auth_file_each_have_a_workspace_of_their_own(home, tmp_path):
+    """Ada trains, and chats with her adapter; Bob, logged in beside her, sees none of it and can touch none of it:
+    not her run, not her adapter, not her chat."""
+    from gradio_client import handle_file
+
+    secret = tmp_path / "users"
+    secret.write_text("ada:ada-password\nbob:bob-password\n", encoding="utf-8")
+    settings = dict(base_name="demo", preset="attention", max_steps=4, batch_size=8, max_length=128)
+    with served_app(home, "--auth-file", str(secret)) as app:
+        ada = Client(app.url, auth=("ada", "ada-password"), verbose=False)
+        bob = Client(app.url, auth=("bob", "bob-password"), verbose=False)
+        ada.predict(file=handle_file(str(SAMPLE_DATASET)), api_name="/validate_dataset")
+        ada.predict(task="ada_task", **settings, api_name="/start_training")
+        assert bob.predict(api_name="/training_status") == {"state": None}  # her run is not his
+        assert "No training" in bob.predict(api_name="/discard_training")  # nor his to stop
+        status = followed_training(ada)
+        assert status["state"] == "completed", status
+        adapter = status["adapter_dir"].rsplit("/", 1)[-1]
+        assert (home / "Users" / "ada" / "Models" / "LoRA" / adapter).is_dir()
+        assert not (home / "Models" / "LoRA" / adapter).exists()
+
+        ada.predict(name=adapter, api_name="/activate_adapter")
+        assert ada.predict(prompt="Who keeps the lighthouse of Lumen Bay?", api_name="/generate")
+        bob_table, _, _ = bob.predict(current=None, api_name="/scan_adapters")
+        assert adapter not in json.dumps(bob_table)  # her adapter is not listed to him
+        with pytest.raises(Exception, match="no adapter named"):
+            bob.predict(name=adapter, api_name="/activate_adapter")
+        with pytest.raises(Exception, match="Load a model first"):
+            bob.predict(prompt="hello", api_name="/generate")  # her chat model is not his
+        assert adapter in json.dumps(ada.predict(current=None, api_name="/scan_adapters")[0])

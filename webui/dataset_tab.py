@@ -73,7 +73,7 @@ def resolve_base(name: str | None) -> Path:
     """A base model chosen in the UI: must be one of the offered folders, inside Models/LLM/."""
     if not name or name not in base_model_choices():
         raise PathError("not_offered", value=str(name))
-    return paths.inside(paths.llm_dir(), name)
+    return next(p for p in list_base_models() if p.name == name)
 
 
 @functools.lru_cache(maxsize=4)

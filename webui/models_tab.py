@@ -10,9 +10,11 @@ import pandas as pd
 from lora_core import adapters, paths
 from lora_core.adapters import base_for_adapter
 from lora_core.chat import GenerationSettings, engine
+from lora_core.errors import ChatError
 from lora_core.export import merge_adapter
 
 from .common import Labels, md, user_errors
+from .dataset_tab import base_model_choices
 from .i18n import error_message, t
 
 # The reason next to the validity, so that why a folder is unusable is seen without scrolling; the long list of
@@ -135,8 +137,9 @@ def on_quick_test(lang: str, name: str | None, prompt: str) -> tuple[str, str]:
 def on_merge(lang: str, name: str | None, out_name: str) -> str:
     path = adapters.adapter_path(chosen(name, lang))
     folder = paths.safe_name((out_name or "").strip() or f"{name}-merged")
-    out = paths.inside(paths.llm_dir(), folder)
-    merged = merge_adapter(path, out)
+    if folder in base_model_choices():  # a base model of that name is offered already (shared or own)
+        raise ChatError("merge_out_exists", path=folder)
+    merged = merge_adapter(path, paths.inside(paths.own_llm_dir(), folder))
     return t("merged", lang, path=paths.shown(merged), name=md(merged.name))
 
 

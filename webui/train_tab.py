@@ -13,7 +13,7 @@ from typing import Any
 
 import gradio as gr
 
-from lora_core import estimate, models, training
+from lora_core import estimate, models, paths, training
 from lora_core.config import TrainConfig, settings_where
 from lora_core.demo import DEMO_TRAINING
 from lora_core.errors import SimpleLoraError, TrainingError
@@ -39,8 +39,8 @@ __all__ = ["HISTORY_HEADERS", "SERIES", "history_rows", "history_table", "loss_f
 
 logger = logging.getLogger(__name__)
 
-# The job this process last started (the core allows one at a time); every browser session sees it.
-_LAST: dict[str, TrainingJob | None] = {"job": None}
+# The job each workspace last started (the core allows one at a time); every browser session of it sees it.
+_LAST: dict[str | None, TrainingJob] = {}
 DEFAULTS = TrainConfig(base="", data="", task="")
 # The Train tab's settings: TrainConfig's "form" fields, in its order (also /start_training's named parameters).
 HYPER = settings_where("form")
@@ -55,7 +55,9 @@ STATUS_FIELDS = (
 
 
 def current_job() -> TrainingJob | None:
-    return training.active_job() or _LAST["job"]
+    user = paths.current_user()
+    active = training.active_job()
+    return active if active is not None and active.user == user else _LAST.get(user)
 
 
 def _gb(n: int) -> str:
@@ -225,7 +227,7 @@ def on_start(
         raise gr.Error(message, print_exception=False) from exc
     loaded.report.usable(skip_invalid=values["skip_invalid"])  # invalid rows: say so now, not from the thread
     estimate.check_fits(config)  # a training that cannot fit is refused before a run exists
-    _LAST["job"] = TrainingJob(config).start()
+    _LAST[paths.current_user()] = TrainingJob(config).start()
     return t("started", lang, task=md(config.task))
 
 
@@ -252,7 +254,7 @@ def discard_training(lang: str) -> str:
 
 def on_stop(lang: str, save: bool) -> str:
     job = training.active_job()
-    if job is None:
+    if job is None or job.user != paths.current_user():  # another user's training is not theirs to stop
         return t("nothing_running", lang)
     job.stop(save=save)
     return t("stopping_save" if save else "stopping_discard", lang)

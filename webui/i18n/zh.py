@@ -315,6 +315,7 @@ ERRORS: dict[str, str] = {
     "no_length": "请把轮数或最大步数设为大于 0（轮数 = {epochs}，最大步数 = {max_steps}）。",
     "bad_task_name": "任务名称需为 1 到 {max} 个字符。",
     "busy": "已有训练在运行：{task}。",
+    "busy_other": "这台机器上正在运行另一位用户的训练；请在它结束后再开始。",
     "not_enough_memory": "这次训练在 {device} 上约需 {needed:bytes} 内存，而当前只有 {available:bytes} 可用："
     "请减小秩、批大小或最大长度。",
     "no_checkpoint": "任务 {task} 没有可恢复的检查点。",
