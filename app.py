@@ -68,6 +68,7 @@ def build_app() -> gr.Blocks:
         train.select(*shared["train_open"], api_visibility="private")
         models.select(*models_hooks["scan"], api_visibility="private")
         models.select(*models_hooks["status"], api_visibility="private")
+        models.select(*models_hooks["merged"], api_visibility="private")
         chat.select(*chat_hooks["open"], api_visibility="private")
 
         def relabel(value: str) -> list:
@@ -77,6 +78,7 @@ def build_app() -> gr.Blocks:
         browser_lang = blocks.load(None, None, lang, js=BROWSER_LANG_JS)
         browser_lang.then(*shared["train_on_load"], api_visibility="private")  # the Train tab's model line
         blocks.load(relabel, lang, labels.components, api_visibility="private")
+        blocks.load(*shared["stored_uploads"], api_visibility="private")
         for base in (shared["base"], shared["train_base"], chat_hooks["base"]):
             blocks.load(dataset_tab.refresh_bases, base, base, api_visibility="private")
     return blocks

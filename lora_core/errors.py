@@ -118,6 +118,13 @@ ERRORS: dict[str, str] = {
     "bad_generation_setting": "The generation setting {setting} = {value} is out of range.",
     "merge_quantized_base": "The base model {base} is stored quantized; merging needs its full-precision weights.",
     "merge_out_exists": "The folder {path} is not empty; choose a new folder.",
+    # --- stored uploads and merged models (storage.py) ---
+    "uploads_quota": "Stored datasets take {used:bytes}; adding {adding:bytes} would pass the {quota:bytes} quota. "
+    "Delete some in the Dataset tab first.",
+    "merged_quota": "Merged models take {used:bytes}; another of about {adding:bytes} would pass the {quota:bytes} "
+    "quota. Delete one in the Models tab first.",
+    "no_such_upload": "There is no stored dataset named {name}.",
+    "no_such_merged": "There is no merged model named {name}.",
     # --- saved assistants ---
     "assistant_bad_name": "An assistant needs a name of 1 to {max} characters.",
     "assistant_no_base": "An assistant needs a base model.",
@@ -208,6 +215,10 @@ class ChatError(ModelError):
 
 class TrainingError(SimpleLoraError):
     """A training cannot start or could not finish."""
+
+
+class StorageError(SimpleLoraError):
+    """Stored uploads or merged models would pass their quota."""
 
 
 class AssistantError(SimpleLoraError):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from . import adapters
 from .errors import ChatError
-from .files import staged_folder
+from .files import staged_folder, write_json
+from .storage import MERGED_MARK
 
 logger = logging.getLogger(__name__)
 
@@ -49,5 +50,6 @@ def merge_adapter(adapter: str | Path, out: str | Path, base: str | Path | None 
     with staged_folder(out, prefix=f".merging-{os.getpid()}-") as staging:
         merged.save_pretrained(str(staging), safe_serialization=True)
         load_tokenizer(tokenizer_dir).save_pretrained(str(staging))
+        write_json(staging / MERGED_MARK, {"adapter": adapter.name, "base": base_dir.name})
     logger.info("merged %s into %s", adapter.name, out)
     return out

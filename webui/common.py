@@ -92,3 +92,34 @@ def md(text: object) -> str:
     exactly as it is, never as a link, an image, HTML or formatting. Line breaks become spaces."""
     flat = " ".join(str(text).splitlines())
     return _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(flat, quote=False))
+
+
+def stored_items_section(labels: Labels, lang: Any, kind: str, items: Callable, delete: Callable) -> Any:
+    """An accordion listing what a workspace has stored of one ``kind`` ("uploads", "merged") with their sizes,
+    and a Delete button behind a confirmation box. ``items()`` lists them (``storage.Stored``), ``delete(name)``
+    removes one. Returns the refresh event's (fn, inputs, outputs), for a tab to call when it is opened."""
+    from lora_core.errors import human_size
+
+    def choices() -> Any:
+        return gr.update(choices=[(f"{s.name} ({human_size(s.size_bytes)})", s.name) for s in items()], value=None)
+
+    @user_errors
+    def on_delete(lang: str, name: str | None, confirmed: bool) -> tuple:
+        if not name:
+            raise gr.Error(t("choose_stored", lang), print_exception=False)
+        if not confirmed:
+            raise gr.Error(t("confirm_stored", lang), print_exception=False)
+        delete(name)
+        return t("stored_deleted", lang, name=md(name)), choices(), False
+
+    with labels.add(gr.Accordion(open=False), label=f"{kind}_header"):
+        labels.add(gr.Markdown(), value=f"{kind}_intro")
+        with gr.Row():
+            chosen = labels.add(gr.Dropdown([], scale=3), label=f"{kind}_list")
+            confirm = labels.add(gr.Checkbox(False, scale=1), label="confirm_stored_box")
+            button = labels.add(gr.Button(variant="stop", scale=1), value="delete")
+        status = gr.Markdown()
+    button.click(on_delete, [lang, chosen, confirm], [status, chosen, confirm], api_name=f"delete_{kind}",
+                 show_progress_on=status)  # fmt: skip
+    chosen.input(lambda: False, None, confirm, api_visibility="private", queue=False)
+    return choices, None, chosen

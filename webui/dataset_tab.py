@@ -12,7 +12,7 @@ from typing import Any
 
 import gradio as gr
 
-from lora_core import paths
+from lora_core import paths, storage
 from lora_core.data import FORMAT_NAMES, DatasetReport, load_records
 from lora_core.demo import SAMPLE_DATASET
 from lora_core.errors import PathError
@@ -20,7 +20,7 @@ from lora_core.masking import encode_records, trained_spans
 from lora_core.models import list_base_models, load_tokenizer
 from lora_core.prompts import prompt_style
 
-from .common import Labels, md, user_errors
+from .common import Labels, md, stored_items_section, user_errors
 from .i18n import DEFAULT_LANG, normalize_lang, problem_text, t
 
 # The upload cap (Gradio refuses a bigger upload; the core refuses a bigger file), 100 MB unless set.
@@ -49,15 +49,33 @@ class LoadedDataset:
 
 
 def store_upload(src: str | Path, report: DatasetReport) -> Path:
-    """Keep an uploaded file under a name the app chooses (its content hash), never the user's file name."""
+    """Keep an uploaded file under a name the app chooses (its content hash), never the user's file name, readable
+    by the app's user only, within the workspace's quota; Gradio's own temporary copy is removed."""
     suffix = ".jsonl" if Path(report.name).suffix.lower() == ".jsonl" else ".json"
     dest = paths.uploads_dir() / f"{report.sha256[:20]}{suffix}"
     if not dest.exists():
+        storage.check_quota("uploads", Path(src).stat().st_size)
         dest.parent.mkdir(parents=True, exist_ok=True)
+        storage.keep_private(dest.parent)
         tmp = dest.with_name(f".{dest.name}.part")
         shutil.copyfile(src, tmp)
+        storage.keep_private(tmp)
         tmp.replace(dest)
+    forget_gradio_copy(src)
     return dest
+
+
+def forget_gradio_copy(src: str | Path) -> None:
+    """Remove the copy Gradio made of an upload in its cache folder (and the folder it made for it)."""
+    from gradio.utils import get_upload_folder
+
+    cache = Path(get_upload_folder()).resolve()
+    src = Path(src).resolve()
+    if cache in src.parents:
+        src.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # Gradio puts each upload in a folder of its own
+            if src.parent != cache:
+                src.parent.rmdir()
 
 
 def base_model_choices() -> list[str]:
@@ -282,6 +300,7 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
     highlight = labels.add(gr.HighlightedText(show_legend=True, combine_adjacent=True), label="highlight")
     histogram = labels.add(gr.Plot(), label="histogram")
 
+    stored = stored_items_section(labels, lang, "uploads", storage.uploads, storage.delete_upload)
     shown = gr.State(None)  # (base, max length) of the tokens on screen, to redo them in another language
     dataset_outputs = [summary, problems, preview, loaded]
     token_outputs = [highlight, histogram, token_summary]
@@ -306,7 +325,9 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
     lang.change(
         on_language, [lang, loaded, shown], [summary, problems, preview, *token_outputs], api_visibility="private"
     )
-    return {"loaded": loaded, "base": base, "max_length": max_length}
+    for event in dataset_events:
+        event.success(*stored, api_visibility="private")  # a new upload is listed
+    return {"loaded": loaded, "base": base, "max_length": max_length, "stored_uploads": stored}
 
 
 def on_language(lang: str, loaded: LoadedDataset | None, shown: tuple | None) -> tuple:

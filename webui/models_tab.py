@@ -7,13 +7,13 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from lora_core import adapters, paths
+from lora_core import adapters, paths, storage
 from lora_core.adapters import base_for_adapter
 from lora_core.chat import GenerationSettings, engine
 from lora_core.errors import ChatError
 from lora_core.export import merge_adapter
 
-from .common import Labels, md, user_errors
+from .common import Labels, md, stored_items_section, user_errors
 from .dataset_tab import base_model_choices
 from .i18n import error_message, t
 
@@ -139,6 +139,8 @@ def on_merge(lang: str, name: str | None, out_name: str) -> str:
     folder = paths.safe_name((out_name or "").strip() or f"{name}-merged")
     if folder in base_model_choices():  # a base model of that name is offered already (shared or own)
         raise ChatError("merge_out_exists", path=folder)
+    base = adapters.base_for_adapter(path)
+    storage.check_quota("merged", storage.folder_size(base) if base is not None else 0)  # at most the base's size
     merged = merge_adapter(path, paths.inside(paths.own_llm_dir(), folder))
     return t("merged", lang, path=paths.shown(merged), name=md(merged.name))
 
@@ -183,6 +185,7 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
             delete_btn = labels.add(gr.Button(variant="stop", scale=1), value="delete")
         delete_status = gr.Markdown()
 
+    merged = stored_items_section(labels, lang, "merged", storage.merged_models, storage.delete_merged)
     # An error shows as a message at the top right and a mark on the line it concerns (show_progress_on), never
     # over the table or the choices.
     scan.click(on_scan, [lang, choice], [table, choice, scan_status], api_name="scan_adapters",
@@ -194,11 +197,12 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
                 show_progress_on=reply)  # fmt: skip
     merge_btn.click(lambda: "", None, merge_status, api_visibility="private", queue=False).then(
         on_merge, [lang, choice, merge_name], merge_status, api_name="merge_adapter"
-    )
+    ).success(*merged, api_visibility="private")
     # a tick given for one adapter never deletes another
     choice.input(lambda: (False, ""), None, [confirm, delete_status], api_visibility="private", queue=False)
     delete_btn.click(on_delete, [lang, choice, confirm], [delete_status, table, choice, scan_status, confirm, status],
                      api_visibility="private", show_progress_on=delete_status)  # fmt: skip
     lang.change(on_language, [lang, choice], [table, choice, scan_status, status], api_visibility="private",
                 show_progress="hidden")  # fmt: skip
-    return {"scan": (on_scan, [lang, choice], [table, choice, scan_status]), "status": (engine_status, lang, status)}
+    return {"scan": (on_scan, [lang, choice], [table, choice, scan_status]), "status": (engine_status, lang, status),
+            "merged": merged}  # fmt: skip

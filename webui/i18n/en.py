@@ -193,6 +193,16 @@ TEXT: dict[str, str] = {
         "Merged model saved in `{path}`. It is a base model now: choose **{name}** as the base model in the other "
         "tabs."
     ),
+    "uploads_header": "Stored datasets",
+    "uploads_intro": "Every dataset you uploaded is kept here (under a name the app chooses) until you delete it.",
+    "uploads_list": "Stored dataset",
+    "merged_header": "Merged models",
+    "merged_intro": "Models made with Merge above. Deleting one removes its folder for good.",
+    "merged_list": "Merged model",
+    "confirm_stored_box": "Yes, delete it for good",
+    "choose_stored": "Choose one in the list first.",
+    "confirm_stored": "Tick the confirmation box first.",
+    "stored_deleted": "Deleted {name}.",
     "delete_header": "Delete",
     "delete_intro": "Deletes the folder chosen above from Models/LoRA/ for good (an invalid folder too).",
     "delete_confirm": "Yes, delete this adapter for good",

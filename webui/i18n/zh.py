@@ -176,6 +176,16 @@ TEXT: dict[str, str] = {
     "merge_name_hint": "留空则为 <适配器名>-merged",
     "merge": "合并",
     "merged": "合并后的模型已保存到 `{path}`，现在它是一个基座模型：可在其他页中选择 **{name}** 作为基座模型。",
+    "uploads_header": "已存储的数据集",
+    "uploads_intro": "你上传的每个数据集都保存在这里（使用应用选择的文件名），直到你删除它。",
+    "uploads_list": "已存储的数据集",
+    "merged_header": "合并后的模型",
+    "merged_intro": "用上面的“合并”生成的模型。删除会永久移除其文件夹。",
+    "merged_list": "合并后的模型",
+    "confirm_stored_box": "确认永久删除",
+    "choose_stored": "请先在列表中选择一项。",
+    "confirm_stored": "请先勾选确认框。",
+    "stored_deleted": "已删除 {name}。",
     "delete_header": "删除",
     "delete_intro": "从 Models/LoRA/ 中永久删除上面所选的文件夹（无效的文件夹也可删除）。",
     "delete_confirm": "确认永久删除此适配器",
@@ -350,6 +360,17 @@ ERRORS: dict[str, str] = {
     "bad_generation_setting": "生成参数 {setting} = {value} 超出范围。",
     "merge_quantized_base": "基座模型 {base} 以量化形式存储，合并需要其全精度权重。",
     "merge_out_exists": "文件夹 {path} 不为空，请换一个新文件夹。",
+    # stored uploads and merged models
+    "uploads_quota": (
+        "已存储的数据集占用 {used:bytes}；再加入 {adding:bytes} 将超过 {quota:bytes} 的配额。"
+        "请先在“数据集”页删除一些。"
+    ),
+    "merged_quota": (
+        "合并后的模型占用 {used:bytes}；再合并一个约 {adding:bytes} 的模型将超过 {quota:bytes} 的配额。"
+        "请先在“模型”页删除一个。"
+    ),
+    "no_such_upload": "没有名为 {name} 的已存储数据集。",
+    "no_such_merged": "没有名为 {name} 的合并模型。",
     # saved assistants
     "assistant_bad_name": "助手名称需为 1 到 {max} 个字符。",
     "assistant_no_base": "助手需要指定基座模型。",

@@ -1,0 +1,92 @@
+"""What users leave on the disk: stored uploads and merged models, their quotas, and deleting them.
+
+Uploads are kept in the workspace's ``Uploads/`` under a name the app chooses (their content's hash), readable by
+the app's own user only. Merged models are model folders marked with ``MERGED_MARK`` (in the shared
+``Models/LLM/`` with one workspace, in the user's own ``Models/LLM/`` with several). Each kind has a quota per
+workspace (``SIMPLE_LORA_UPLOAD_QUOTA_MB``, default 1024; ``SIMPLE_LORA_MERGED_QUOTA_MB``, default 20480); what
+would go over it is refused, naming both sizes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import paths
+from .errors import PathError, StorageError
+
+MERGED_MARK = "simple_lora_merged.json"
+UPLOAD_QUOTA_MB = 1024
+MERGED_QUOTA_MB = 20 * 1024
+
+
+@dataclass(frozen=True)
+class Stored:
+    name: str
+    path: Path
+    size_bytes: int
+
+
+def folder_size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def quota_bytes(kind: str) -> int:
+    default = UPLOAD_QUOTA_MB if kind == "uploads" else MERGED_QUOTA_MB
+    env = os.environ.get(f"SIMPLE_LORA_{kind.upper()}_QUOTA_MB")
+    return int(float(env or default) * 1024 * 1024)
+
+
+def uploads() -> list[Stored]:
+    """The stored uploads of the current workspace, newest first."""
+    folder = paths.uploads_dir()
+    files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")] if folder.is_dir() else []
+    files.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    return [Stored(p.name, p, p.stat().st_size) for p in files]
+
+
+def merged_models() -> list[Stored]:
+    """The models the current workspace merged (folders with ``MERGED_MARK``)."""
+    root = paths.own_llm_dir()
+    folders = sorted(p for p in root.iterdir() if (p / MERGED_MARK).is_file()) if root.is_dir() else []
+    return [Stored(p.name, p, folder_size(p)) for p in folders]
+
+
+def check_quota(kind: str, adding: int) -> None:
+    """Refuse adding ``adding`` bytes of ``kind`` ("uploads" or "merged") when it would pass the quota."""
+    used = sum(s.size_bytes for s in (uploads() if kind == "uploads" else merged_models()))
+    quota = quota_bytes(kind)
+    if used + adding <= quota:
+        return
+    if kind == "uploads":
+        raise StorageError("uploads_quota", used=used, adding=adding, quota=quota)
+    raise StorageError("merged_quota", used=used, adding=adding, quota=quota)
+
+
+def keep_private(path: Path) -> None:
+    """Readable and writable by the app's own user only (an upload may hold anyone's data)."""
+    path.chmod(0o700 if path.is_dir() else 0o600)
+
+
+def _named(items: list[Stored], name: str) -> Stored | None:
+    return next((s for s in items if s.name == name), None)
+
+
+def delete_upload(name: str) -> None:
+    """Delete a stored upload of the current workspace."""
+    found = _named(uploads(), name)
+    if found is None:
+        raise PathError("no_such_upload", name=paths.cut(str(name)))
+    os.unlink(found.path)
+
+
+def delete_merged(name: str) -> None:
+    """Delete a merged model of the current workspace (never a base model it did not merge)."""
+    found = _named(merged_models(), name)
+    if found is None:
+        raise PathError("no_such_merged", name=paths.cut(str(name)))
+    shutil.rmtree(found.path)
