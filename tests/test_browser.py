@@ -284,3 +284,94 @@ def test_html_in_a_dataset_and_in_the_chat_is_shown_never_run(browser, url, tmp_
         assert chat.locator("[data-testid=user] script, [data-testid=user] img").count() == 0
         expect(chat.locator("[data-testid=user]")).to_have_text(f"Repeat {HOSTILE}")  # the markup, as text
         expect_no_error(page)
+
+
+def test_markup_in_a_row_role_and_in_a_task_name_is_text_and_fetches_nothing(browser, url, tmp_path):
+    """A dataset row's unknown role reaches the Start error as text, a task name reaches every status line as text:
+    no image is fetched, no link is made."""
+    role = "<img src=http://127.0.0.1:9/track-role.png>"
+    task = "<img src=http://127.0.0.1:9/track-task.png>"
+    rows = [{"conversations": [{"from": role, "value": "q"}, {"from": "gpt", "value": "a"}]},
+            {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}]  # fmt: skip
+    dataset_file = tmp_path / "roles.json"
+    dataset_file.write_text(json.dumps(rows), encoding="utf-8")
+    with opened(browser, url, "en-US", failure_shot=tmp_path / "failure.png") as page:
+        fetched: list[str] = []
+        page.on("request", lambda request: fetched.append(request.url) if "track-" in request.url else None)
+        dataset = page.locator("#tab-dataset")
+        dataset.locator("input[type=file][accept*=jsonl]").set_input_files(str(dataset_file))
+        expect(dataset).to_contain_text("1 invalid", timeout=30_000)
+        page.click("#tab-train-button")
+        train = page.locator("#tab-train")
+        train.get_by_label(t("task_name", "en")).fill("roles")
+        train.get_by_role("button", name=t("start", "en")).click()
+        toast = page.locator(".toast-body")
+        expect(toast).to_contain_text(f"has unknown role '{role[:37]}...'")  # the markup, as text (cut)
+        assert toast.locator("img").count() == 0
+
+        # the same page, the sample dataset, a task named with markup: started, then discarded at once
+        page.click("#tab-dataset-button")
+        dataset.get_by_role("button", name=t("use_sample", "en")).click()
+        expect(dataset).to_contain_text("48 rows, all valid", timeout=30_000)
+        page.click("#tab-train-button")
+        train.get_by_label(t("max_steps", "en"), exact=True).fill("400")
+        train.get_by_label(t("task_name", "en")).fill(task)
+        train.get_by_role("button", name=t("start", "en")).click()
+        expect(train).to_contain_text(f"Training {task} started.", timeout=30_000)
+        expect(train).to_contain_text(f"{task}: ", timeout=30_000)  # the progress line
+        train.get_by_role("button", name=t("stop_discard", "en")).click()
+        expect(train).to_contain_text(f"{task}: stopped", timeout=60_000)
+        assert train.locator("img[src*=track]").count() == 0
+        page.wait_for_timeout(1000)
+        assert fetched == [], fetched
+
+
+def test_two_users_in_two_browsers_see_only_their_own_work(browser, tmp_path):
+    """Two people of one auth file, logged in side by side: Ada's training, adapter and chat model never show on
+    Bob's page."""
+    home = tmp_path / "home"
+    build_demo_model(home / "Models" / "LLM" / DEMO_MODEL_NAME)
+    secret = tmp_path / "users"
+    secret.write_text("ada:ada-password\nbob:bob-password\n", encoding="utf-8")
+    with served_app(home, "--auth-file", str(secret)) as served:
+        pages = {}
+        contexts = []
+        for user in ("ada", "bob"):
+            context = browser.new_context(locale="en-US", viewport=VIEWPORT)
+            contexts.append(context)
+            page = context.new_page()
+            page.goto(served.url)
+            page.get_by_label("username").fill(user)
+            page.get_by_label("password").fill(f"{user}-password")
+            page.get_by_role("button", name="Login").click()
+            expect(page.locator("#tab-dataset-button")).to_be_visible(timeout=60_000)
+            pages[user] = page
+        try:
+            ada, bob = pages["ada"], pages["bob"]
+            ada.locator("#tab-dataset").get_by_role("button", name=t("use_sample", "en")).click()
+            expect(ada.locator("#tab-dataset")).to_contain_text("48 rows, all valid", timeout=30_000)
+            ada.click("#tab-train-button")
+            train = ada.locator("#tab-train")
+            train.get_by_label(t("max_steps", "en"), exact=True).fill("4")
+            train.get_by_label(t("task_name", "en")).fill("ada_task")
+            train.get_by_role("button", name=t("start", "en")).click()
+            expect(train).to_contain_text("ada_task: completed", timeout=TRAINING_TIMEOUT_MS)
+
+            bob.click("#tab-train-button")
+            expect(bob.locator("#tab-train")).to_contain_text(t("no_training", "en"))
+            assert "ada_task" not in bob.locator("#tab-train").inner_text()
+            bob.click("#tab-models-button")
+            models = bob.locator("#tab-models")
+            expect(models).to_contain_text("0 usable", timeout=30_000)
+            assert "ada_task" not in models.inner_text()
+
+            ada.click("#tab-chat-button")
+            chat = ada.locator("#tab-chat")
+            chat.get_by_role("button", name=t("load", "en"), exact=True).click()
+            expect(chat).to_contain_text(f"Chat uses base model {DEMO_MODEL_NAME}", timeout=60_000)
+            bob.click("#tab-chat-button")
+            expect(bob.locator("#tab-chat")).to_contain_text(t("engine_empty", "en"))
+        finally:
+            for context in contexts:
+                context.close()
+    assert (home / "Users" / "ada" / "Models" / "LoRA").is_dir() and not (home / "Users" / "bob" / "Models").exists()

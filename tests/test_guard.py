@@ -134,3 +134,16 @@ def test_the_login_page_carries_no_api_description() -> None:
     assert int(outside.headers["content-length"]) == len(outside.content)
     assert get(True).content == page  # logged in: untouched
     assert get(False, "/config").content == page  # only the page itself is rewritten (the rest needs a login)
+
+
+def test_a_login_expires(monkeypatch) -> None:
+    from webui import guard
+
+    clock = [1000.0]
+    monkeypatch.setattr(guard.time, "monotonic", lambda: clock[0])
+    tokens = guard.ExpiringTokens(lifetime_s=3600)
+    tokens["abc"] = "ada"
+    clock[0] += 3599
+    assert tokens.get("abc") == "ada" and "abc" in tokens
+    clock[0] += 2
+    assert tokens.get("abc") is None and "abc" not in tokens and len(tokens) == 0

@@ -16,7 +16,7 @@ from lora_core.adapters import base_for_adapter
 from lora_core.chat import GenerationSettings, check_adapter_base, engine
 from lora_core.errors import ChatError, SimpleLoraError
 
-from .common import Labels, md, user_errors
+from .common import Labels, Number, md, user_errors, whole_number
 from .dataset_tab import LoadedDataset, base_model_choices, resolve_base
 from .i18n import DEFAULT_LANG, t
 from .models_tab import engine_status, paths_name
@@ -199,7 +199,7 @@ def api_generate(prompt: str, system: str = "", max_new_tokens: int = 256, tempe
 def on_replay(lang: str, loaded: LoadedDataset | None, n: float | None, max_new: float) -> pd.DataFrame:
     if loaded is None:
         raise gr.Error(t("replay_no_dataset", lang), print_exception=False)
-    if n is None or int(n) != n or not 1 <= n <= REPLAY_MAX_ROWS:
+    if not whole_number(n, 1, REPLAY_MAX_ROWS):
         raise gr.Error(t("bad_replay_n", lang, max=REPLAY_MAX_ROWS), print_exception=False)
     _need_model(lang)
     rows = engine().replay(loaded.report.records[: int(n)], GenerationSettings(max_new_tokens=int(max_new)))
@@ -287,7 +287,7 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> dict[str, A
         labels.add(gr.Markdown(), value="replay_intro")
         with gr.Row():
             # no minimum / maximum here: Gradio would refuse a value in English; on_replay says it translated
-            replay_n = labels.add(gr.Number(5, precision=0, scale=1), label="replay_n")
+            replay_n = labels.add(Number(5, precision=0, scale=1), label="replay_n")
             replay = labels.add(gr.Button(scale=1), value="replay")
         replay_table = labels.add(
             gr.Dataframe(replay_frame([], "en"), interactive=False, wrap=True, column_widths=REPLAY_WIDTHS,

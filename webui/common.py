@@ -123,3 +123,26 @@ def stored_items_section(labels: Labels, lang: Any, kind: str, items: Callable, 
                  show_progress_on=status)  # fmt: skip
     chosen.input(lambda: False, None, confirm, api_visibility="private", queue=False)
     return choices, None, chosen
+
+
+def Number(*args: Any, **kwargs: Any) -> gr.Number:  # noqa: N802 (a component, named like one)
+    """A ``gr.Number`` whose value, when an API client sends something that is not a number (``"abc"``, a number
+    too large to round), reaches the handler as it was sent, so that the handler refuses it by the field's name in
+    one sentence instead of Gradio's "an error occurred". (Not a subclass: Gradio writes a stub file for each.)"""
+    number = gr.Number(*args, **kwargs)
+    strict = number.preprocess
+
+    def preprocess(payload: Any) -> Any:
+        try:
+            return strict(payload)
+        except (TypeError, ValueError, OverflowError):
+            return payload
+
+    number.preprocess = preprocess
+    return number
+
+
+def whole_number(value: Any, low: int, high: int) -> bool:
+    """``value`` is a whole number from ``low`` to ``high`` (a bool, text or infinity is not)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value and low <= value <= high \
+        and float(value).is_integer()  # fmt: skip

@@ -13,6 +13,7 @@ from typing import Any
 import gradio as gr
 
 from lora_core import paths, storage
+from lora_core.config import setting_range
 from lora_core.data import FORMAT_NAMES, DatasetReport, load_records
 from lora_core.demo import SAMPLE_DATASET
 from lora_core.errors import PathError
@@ -20,7 +21,7 @@ from lora_core.masking import encode_records, trained_spans
 from lora_core.models import list_base_models, load_tokenizer
 from lora_core.prompts import prompt_style
 
-from .common import Labels, md, stored_items_section, user_errors
+from .common import Labels, Number, md, stored_items_section, user_errors, whole_number
 from .i18n import DEFAULT_LANG, normalize_lang, problem_text, t
 
 # The upload cap (Gradio refuses a bigger upload; the core refuses a bigger file), 100 MB unless set.
@@ -230,7 +231,7 @@ def on_tokens(lang: str, loaded: LoadedDataset | None, base_name: str | None, ma
         raise gr.Error(t("no_dataset", lang), print_exception=False)
     if not base_model_choices():
         raise gr.Error(t("no_base", lang), print_exception=False)
-    if max_length is None or max_length < MIN_MAX_LENGTH:
+    if not whole_number(max_length, MIN_MAX_LENGTH, int(setting_range("max_length")[1])):
         raise gr.Error(t("bad_max_length", lang, min=MIN_MAX_LENGTH), print_exception=False)
     if not loaded.report.records:
         raise gr.Error(t("no_valid_rows", lang, name=loaded.report.name), print_exception=False)
@@ -292,7 +293,7 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
         refresh = labels.add(gr.Button(scale=1), value="refresh")
         max_length = labels.add(
             # no minimum here: Gradio would refuse a small value in English; on_tokens says it in the user's language
-            gr.Number(value=512, precision=0, scale=1),
+            Number(value=512, precision=0, scale=1),
             label="max_length",
         )
         analyze = labels.add(gr.Button(variant="primary", scale=1), value="analyze")

@@ -49,6 +49,7 @@ class GuardSettings:
     max_upload_bytes: int  # a file upload (multipart)
     login_attempts: int = 10  # per client and window
     login_window_s: float = 60.0
+    session_s: float = 24 * 3600  # a login lasts this long, then the page asks for the password again
 
 
 def host_name_and_port(value: str) -> tuple[str, int | None]:
@@ -209,11 +210,52 @@ async def plain(send: Any, status: int, text: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class ExpiringTokens(dict):
+    """Gradio's login tokens (token -> user), each forgotten ``lifetime_s`` seconds after its login."""
+
+    def __init__(self, lifetime_s: float) -> None:
+        super().__init__()
+        self.lifetime_s = lifetime_s
+        self.born: dict[str, float] = {}
+
+    def __setitem__(self, token: str, user: str) -> None:
+        self.born[token] = time.monotonic()
+        super().__setitem__(token, user)
+
+    def _expire(self, token: Any) -> None:
+        born = self.born.get(token)
+        if born is not None and time.monotonic() - born > self.lifetime_s:
+            self.born.pop(token, None)
+            super().pop(token, None)
+
+    def get(self, token: Any, default: Any = None) -> Any:
+        self._expire(token)
+        return super().get(token, default)
+
+    def __contains__(self, token: object) -> bool:
+        self._expire(token)
+        return super().__contains__(token)
+
+    def __getitem__(self, token: str) -> str:
+        self._expire(token)
+        return super().__getitem__(token)
+
+
 def guarded_app_class(settings: GuardSettings) -> type:
     """Gradio's ``App`` whose whole middleware stack (Gradio's CORS included) sits inside ``Guard``."""
     from gradio.routes import App
 
     class GuardedApp(App):
+        @property
+        def tokens(self) -> ExpiringTokens:  # Gradio's session tokens (token -> user), made to expire
+            return self._expiring_tokens
+
+        @tokens.setter
+        def tokens(self, value: dict) -> None:
+            self._expiring_tokens = ExpiringTokens(settings.session_s)
+            for token, user in value.items():
+                self._expiring_tokens[token] = user
+
         def build_middleware_stack(self) -> ASGIApp:
             return Guard(super().build_middleware_stack(), settings, self.logged_in)
 

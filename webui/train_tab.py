@@ -21,7 +21,7 @@ from lora_core.runs import ACTIVE_STATES, FINAL_STATES
 from lora_core.targets import PRESETS, targets_for_folder
 from lora_core.training import TrainingJob
 
-from .common import Labels, md, user_errors
+from .common import Labels, Number, md, user_errors
 from .dataset_tab import LoadedDataset, base_model_choices, refresh_bases, resolve_base
 from .i18n import DEFAULT_LANG, TEXT, t
 from .train_view import (
@@ -334,23 +334,23 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
     # language (TrainConfig.check decides what is in range).
     with labels.add(gr.Accordion(open=True), label="hyper"):
         with gr.Row():
-            epochs = labels.add(gr.Number(DEFAULTS.epochs), label="epochs")
-            max_steps = labels.add(gr.Number(DEFAULTS.max_steps, precision=0), label="max_steps")
-            lr = labels.add(gr.Number(DEFAULTS.learning_rate), label="learning_rate")
+            epochs = labels.add(Number(DEFAULTS.epochs), label="epochs")
+            max_steps = labels.add(Number(DEFAULTS.max_steps, precision=0), label="max_steps")
+            lr = labels.add(Number(DEFAULTS.learning_rate), label="learning_rate")
             scheduler = labels.add(
                 gr.Dropdown(["cosine", "linear", "constant"], value=DEFAULTS.scheduler), label="scheduler"
             )
-            warmup = labels.add(gr.Number(DEFAULTS.warmup_ratio), label="warmup_ratio")
+            warmup = labels.add(Number(DEFAULTS.warmup_ratio), label="warmup_ratio")
         with gr.Row():
-            rank = labels.add(gr.Number(DEFAULTS.rank, precision=0), label="rank")
-            alpha = labels.add(gr.Number(DEFAULTS.alpha), label="alpha")
-            dropout = labels.add(gr.Number(DEFAULTS.dropout), label="dropout")
-            batch = labels.add(gr.Number(DEFAULTS.batch_size, precision=0), label="batch_size")
-            accum = labels.add(gr.Number(DEFAULTS.grad_accum, precision=0), label="grad_accum")
+            rank = labels.add(Number(DEFAULTS.rank, precision=0), label="rank")
+            alpha = labels.add(Number(DEFAULTS.alpha), label="alpha")
+            dropout = labels.add(Number(DEFAULTS.dropout), label="dropout")
+            batch = labels.add(Number(DEFAULTS.batch_size, precision=0), label="batch_size")
+            accum = labels.add(Number(DEFAULTS.grad_accum, precision=0), label="grad_accum")
         with gr.Row():
-            max_len = labels.add(gr.Number(DEFAULTS.max_length, precision=0), label="max_length")
-            val = labels.add(gr.Number(DEFAULTS.val_split), label="val_split")
-            seed = labels.add(gr.Number(DEFAULTS.seed, precision=0), label="seed")
+            max_len = labels.add(Number(DEFAULTS.max_length, precision=0), label="max_length")
+            val = labels.add(Number(DEFAULTS.val_split), label="val_split")
+            seed = labels.add(Number(DEFAULTS.seed, precision=0), label="seed")
             quant = labels.add(
                 gr.Dropdown(["auto", "4bit", "8bit", "none"], value="none" if cpu else "auto", interactive=not cpu),
                 label="quantization",
