@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import math
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +15,7 @@ from lora_core.adapters import base_for_adapter
 from lora_core.chat import GenerationSettings, check_adapter_base, engine
 from lora_core.errors import ChatError, SimpleLoraError
 
-from .common import Labels, Number, md, user_errors, whole_number
+from .common import Labels, Number, finite_number, md, user_errors, whole_number
 from .dataset_tab import LoadedDataset, base_model_choices, resolve_base
 from .i18n import DEFAULT_LANG, t
 from .models_tab import engine_status, paths_name
@@ -37,11 +36,8 @@ def _settings(temperature: float, top_p: float, max_new: float, repetition: floa
     ``GenerationSettings.check``."""
     values = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new, "repetition_penalty": repetition}
     for name, value in values.items():
-        try:
-            number = float(value) if not isinstance(value, bool) else math.nan
-        except (TypeError, ValueError, OverflowError):
-            number = math.nan
-        if not math.isfinite(number):
+        number = finite_number(value)
+        if number is None:
             raise ChatError("bad_generation_setting", setting=name, value=str(value)[:40])
         values[name] = int(number) if name == "max_new_tokens" else number
     settings = GenerationSettings(**values)

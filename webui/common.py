@@ -7,6 +7,7 @@ import functools
 import html
 import inspect
 import logging
+import math
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -142,7 +143,18 @@ def Number(*args: Any, **kwargs: Any) -> gr.Number:  # noqa: N802 (a component, 
     return number
 
 
+def finite_number(value: Any) -> float | None:
+    """``value`` as a finite float, or None when it is not one (text, a bool, None, infinity, NaN)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def whole_number(value: Any, low: int, high: int) -> bool:
     """``value`` is a whole number from ``low`` to ``high`` (a bool, text or infinity is not)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and value == value and low <= value <= high \
-        and float(value).is_integer()  # fmt: skip
+    number = finite_number(value)
+    return number is not None and number.is_integer() and low <= number <= high

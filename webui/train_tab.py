@@ -7,7 +7,6 @@ closing the browser never stalls or stops it, and reopening the page shows it ag
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from lora_core.runs import ACTIVE_STATES, FINAL_STATES
 from lora_core.targets import PRESETS, targets_for_folder
 from lora_core.training import TrainingJob
 
-from .common import Labels, Number, md, user_errors
+from .common import Labels, Number, finite_number, md, user_errors
 from .dataset_tab import LoadedDataset, base_model_choices, refresh_bases, resolve_base
 from .i18n import DEFAULT_LANG, TEXT, t
 from .train_view import (
@@ -168,11 +167,8 @@ def _settings(hyper: tuple) -> dict[str, Any]:
     values = dict(zip(HYPER, hyper, strict=True))
     for key in (*FLOAT_SETTINGS, *INT_SETTINGS):
         value = values[key]
-        try:
-            number = float(value) if not isinstance(value, bool) else math.nan
-        except (TypeError, ValueError, OverflowError):
-            number = math.nan
-        if not math.isfinite(number):
+        number = finite_number(value)
+        if number is None:
             raise TrainingError("setting_not_number", setting=key, value=str(value)[:40])
         values[key] = int(number) if key in INT_SETTINGS and number.is_integer() else number
     if models.device_kind() != "cuda":
