@@ -15,7 +15,7 @@ from tiny import followed_training, launched_app, release_training, wait_for
 
 from lora_core import demo, estimate, models, training
 from lora_core.training import State, TrainConfig, TrainingJob
-from webui import dataset_tab, train_tab
+from webui import dataset_tab, train_form, train_tab
 from webui.i18n import LANGS, TEXT, t
 
 DEMO = demo.DEMO_MODEL_NAME
@@ -74,7 +74,7 @@ def test_model_line_shows_architecture_targets_parameters_and_memory(lang: str) 
     assert "`q_proj, v_proj`" in info
     assert f"{est.lora_params:,}" in info and f"{est.total_params:,}" in info
     assert f"{100 * est.lora_params / est.total_params:.2f}%" in info
-    assert train_tab._gb(est.memory_bytes) in info
+    assert train_form._gb(est.memory_bytes) in info
     if lang == "en":
         assert "PEFT's own target modules for the llama architecture" in info
         assert "float32, no quantization" in info and "Memory needed: about" in info
