@@ -117,8 +117,8 @@ def test_delete_removes_only_a_named_adapter_inside_the_root(tmp_path, peft_mode
 
 def test_a_manifest_written_before_it_had_a_schema_version_still_reads(tmp_path):
     old = {"status": "completed", "task": "t", "base_model": "/m/demo", "base_model_name": "demo",
-           "loss_history": [[1, 2.5], [2, 1.5]], "eval_loss_after": None, "dataset": {"name": "d.json", "rows_total": 3},
-           "a_key_from_elsewhere": 7}  # fmt: skip
+           "loss_history": [[1, 2.5], [2, 1.5]], "eval_loss_after": None,
+           "dataset": {"name": "d.json", "rows_total": 3}, "a_key_from_elsewhere": 7}  # fmt: skip
     (tmp_path / adapters.META_NAME).write_text(json.dumps(old))
     manifest = adapters.read_manifest(tmp_path)
     assert manifest.schema_version == 1 and manifest.task == "t" and manifest.dataset.rows_total == 3
