@@ -125,6 +125,13 @@ ERRORS: dict[str, str] = {
     "quota. Delete one in the Models tab first.",
     "no_such_upload": "There is no stored dataset named {name}.",
     "no_such_merged": "There is no merged model named {name}.",
+    # --- adapters as zip files (bundles.py) ---
+    "not_a_zip": "'{file}' is not a zip file.",
+    "zip_link": "'{file}' holds '{entry}', which is a link or a device, not a file; nothing was unpacked.",
+    "zip_path": "'{file}' holds '{entry}', whose path leaves the adapter folder; nothing was unpacked.",
+    "zip_too_many": "'{file}' holds {count} entries; an adapter has at most {max}.",
+    "zip_too_large": "'{file}' unpacks to more than {max:bytes}; nothing was kept.",
+    "zip_not_adapter": "'{file}' holds no usable adapter: {reason}",
     # --- saved assistants ---
     "assistant_bad_name": "An assistant needs a name of 1 to {max} characters.",
     "assistant_no_base": "An assistant needs a base model.",
@@ -215,6 +222,10 @@ class ChatError(ModelError):
 
 class TrainingError(SimpleLoraError):
     """A training cannot start or could not finish."""
+
+
+class BundleError(SimpleLoraError):
+    """An uploaded adapter zip cannot be taken in."""
 
 
 class StorageError(SimpleLoraError):

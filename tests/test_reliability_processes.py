@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -308,3 +309,29 @@ def test_two_users_of_one_auth_file_each_have_a_workspace_of_their_own(home, tmp
         with pytest.raises(Exception, match="Load a model first"):
             bob.predict(prompt="hello", api_name="/generate")  # her chat model is not his
         assert adapter in json.dumps(ada.predict(current=None, api_name="/scan_adapters")[0])
+
+
+def test_an_adapter_downloaded_as_a_zip_and_uploaded_again_answers_the_same(home, earlier):
+    from gradio_client import handle_file
+
+    folder, files = earlier
+    question = "Who keeps the lighthouse of Lumen Bay?"
+    with served_app(home) as app:
+        client = Client(app.url, verbose=False)
+        archive = Path(client.predict(name=folder.name, api_name="/download_adapter"))
+        with zipfile.ZipFile(archive) as z:
+            assert sorted(z.namelist()) == sorted(f"{folder.name}/{name}" for name in files)
+        copy = archive.with_name("copy_of_earlier.zip")
+        copy.write_bytes(archive.read_bytes())
+        status, _, _, _ = client.predict(file=handle_file(str(copy)), current=None, api_name="/upload_adapter")
+        assert "copy_of_earlier" in status
+        answers = []
+        for name in (folder.name, "copy_of_earlier"):
+            client.predict(name=name, api_name="/activate_adapter")
+            answers.append(client.predict(prompt=question, max_new_tokens=24, api_name="/generate"))
+        assert answers[0] == answers[1]  # (a 4-step adapter may say nothing; the files are compared below)
+        fake = archive.with_name("notes.zip")
+        fake.write_text("not a zip")
+        with pytest.raises(Exception, match="'notes.zip' is not a zip file"):
+            client.predict(file=handle_file(str(fake)), current=None, api_name="/upload_adapter")
+    assert tree(home / "Models" / "LoRA" / "copy_of_earlier") == files

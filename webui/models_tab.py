@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 
-from lora_core import adapters, paths, storage
+from lora_core import adapters, bundles, paths, storage
 from lora_core.adapters import base_for_adapter
 from lora_core.chat import GenerationSettings, engine
 from lora_core.errors import ChatError
 from lora_core.export import merge_adapter
 
 from .common import Labels, md, stored_items_section, user_errors
-from .dataset_tab import base_model_choices
+from .dataset_tab import base_model_choices, forget_gradio_copy
 from .i18n import error_message, t
 
 # The reason next to the validity, so that why a folder is unusable is seen without scrolling; the long list of
@@ -146,6 +148,31 @@ def on_merge(lang: str, name: str | None, out_name: str) -> str:
 
 
 @user_errors
+def on_download(lang: str, name: str | None) -> str:
+    """The chosen adapter as a .zip of exactly its folder, to save from the browser."""
+    path = adapters.adapter_path(chosen(name, lang))
+    return str(bundles.zip_adapter(path, downloads_dir()))
+
+
+def downloads_dir() -> Path:
+    """Where the zips handed to the browser are written (Gradio serves a copy of each from its own cache)."""
+    user = paths.current_user()
+    return Path(tempfile.gettempdir()) / "simple_lora_downloads" / (paths.safe_name(user) if user else "shared")
+
+
+@user_errors
+def on_upload(lang: str, file: str | None, current: str | None) -> tuple[str, Any, Any, str]:
+    """An adapter zip from the browser, checked and listed (valid or external)."""
+    if not file:
+        raise gr.Error(t("choose_zip", lang), print_exception=False)
+    try:
+        folder = bundles.import_adapter_zip(file)
+    finally:
+        forget_gradio_copy(file)
+    return (t("adapter_uploaded", lang, name=md(folder.name)), *on_scan(lang, folder.name))
+
+
+@user_errors
 def on_delete(lang: str, name: str | None, confirmed: bool) -> tuple[str, Any, Any, str, Any, str]:
     name = chosen(name, lang)
     if not confirmed:
@@ -172,6 +199,14 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
         prompt = labels.add(gr.Textbox(lines=1, scale=3), label="quick_test", placeholder="quick_test_hint")
         test_btn = labels.add(gr.Button(scale=1), value="send")
     reply = labels.add(gr.Textbox(lines=2, interactive=False), label="reply")
+    with labels.add(gr.Accordion(open=False), label="transfer_header"):
+        labels.add(gr.Markdown(), value="transfer_intro")
+        with gr.Row():
+            download_btn = labels.add(gr.Button(scale=1), value="download_zip")
+            download_file = labels.add(gr.File(interactive=False, scale=2), label="download_file")
+        with gr.Row():
+            upload_file = labels.add(gr.File(file_types=[".zip"], type="filepath", scale=2), label="upload_zip")
+        upload_status = gr.Markdown()
     with labels.add(gr.Accordion(open=False), label="merge_header"):
         labels.add(gr.Markdown(), value="merge_intro")
         with gr.Row():
@@ -186,6 +221,10 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
         delete_status = gr.Markdown()
 
     merged = stored_items_section(labels, lang, "merged", storage.merged_models, storage.delete_merged)
+    download_btn.click(on_download, [lang, choice], download_file, api_name="download_adapter",
+                       show_progress_on=download_file)  # fmt: skip
+    upload_file.upload(on_upload, [lang, upload_file, choice], [upload_status, table, choice, scan_status],
+                       api_name="upload_adapter", show_progress_on=upload_status)  # fmt: skip
     # An error shows as a message at the top right and a mark on the line it concerns (show_progress_on), never
     # over the table or the choices.
     scan.click(on_scan, [lang, choice], [table, choice, scan_status], api_name="scan_adapters",

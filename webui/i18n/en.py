@@ -181,6 +181,16 @@ TEXT: dict[str, str] = {
     "quick_test_hint": "e.g. a question from your dataset; Enter sends (the adapter is activated first)",
     "send": "Send",
     "reply": "Reply",
+    "transfer_header": "Take an adapter home, or bring one in",
+    "transfer_intro": (
+        "Download the adapter chosen above as a .zip of exactly its folder, or upload a .zip of an adapter (one of "
+        "ours, or a PEFT adapter from elsewhere): it is checked before it is listed."
+    ),
+    "download_zip": "Download as .zip",
+    "download_file": "Adapter .zip",
+    "upload_zip": "Upload an adapter (.zip)",
+    "choose_zip": "Choose a .zip file first.",
+    "adapter_uploaded": "Adapter {name} added; it is listed above.",
     "merge_header": "Merge and export",
     "merge_intro": (
         "Merge the adapter into a 16-bit copy of its base model and save it as a new model folder in Models/LLM/ "

@@ -170,6 +170,16 @@ TEXT: dict[str, str] = {
     "quick_test_hint": "例如数据集中的一个问题；按回车发送（会先激活该适配器）",
     "send": "发送",
     "reply": "回复",
+    "transfer_header": "下载或上传适配器",
+    "transfer_intro": (
+        "把上面所选的适配器下载为只包含其文件夹内容的 .zip，或上传一个适配器 .zip"
+        "（本应用的，或别处的 PEFT 适配器）：检查通过后才会列出。"
+    ),
+    "download_zip": "下载为 .zip",
+    "download_file": "适配器 .zip",
+    "upload_zip": "上传适配器（.zip）",
+    "choose_zip": "请先选择一个 .zip 文件。",
+    "adapter_uploaded": "已添加适配器 {name}，已列在上方。",
     "merge_header": "合并并导出",
     "merge_intro": "将适配器合并进基座模型的 16 位副本，另存为 Models/LLM/ 中的新模型文件夹（无需 PEFT 即可使用）。",
     "merge_name": "新模型文件夹名",
@@ -371,6 +381,13 @@ ERRORS: dict[str, str] = {
     ),
     "no_such_upload": "没有名为 {name} 的已存储数据集。",
     "no_such_merged": "没有名为 {name} 的合并模型。",
+    # adapters as zip files
+    "not_a_zip": "“{file}”不是 zip 文件。",
+    "zip_link": "“{file}”中的“{entry}”是链接或设备，而不是文件；未解压任何内容。",
+    "zip_path": "“{file}”中的“{entry}”的路径超出了适配器文件夹；未解压任何内容。",
+    "zip_too_many": "“{file}”包含 {count} 个条目；一个适配器最多 {max} 个。",
+    "zip_too_large": "“{file}”解压后超过 {max:bytes}；未保留任何内容。",
+    "zip_not_adapter": "“{file}”中没有可用的适配器：{reason}",
     # saved assistants
     "assistant_bad_name": "助手名称需为 1 到 {max} 个字符。",
     "assistant_no_base": "助手需要指定基座模型。",
