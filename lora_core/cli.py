@@ -169,6 +169,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_gguf(args: argparse.Namespace) -> int:
+    from .gguf_import import import_gguf
+
+    print(import_gguf(args.file, name=args.name))
+    return 0
+
+
 def cmd_merge(args: argparse.Namespace) -> int:
     from .export import merge_adapter
 
@@ -249,6 +256,11 @@ def _add_model_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="new model folder (must not exist or be empty)")
     p.add_argument("--base", help="base model folder (default: the one recorded in the adapter)")
     p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("import-gguf", help="turn a GGUF file into a base model folder in Models/LLM; prints it")
+    p.add_argument("file", help="the .gguf file")
+    p.add_argument("--name", help="the model folder's name (default: the file's name)")
+    p.set_defaults(func=cmd_import_gguf)
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:

@@ -66,6 +66,11 @@ ERRORS: dict[str, str] = {
     "no_tokenizer": "The folder {path} has no tokenizer (tokenizer.json or tokenizer_config.json).",
     "tokenizer_failed": "The tokenizer in {path} cannot be loaded ({detail}).",
     "model_load_failed": "The base model in {path} cannot be loaded: {detail}",
+    "model_exists": "A model named {name} is in Models/LLM/ already; choose another name.",
+    "not_gguf": "'{file}' is not a GGUF file (it does not start with GGUF).",
+    "gguf_unreadable": "'{file}' cannot be read as a GGUF model (cut short or corrupt?): {detail}",
+    "gguf_unsupported": "'{file}' holds a {architecture} model, which transformers cannot read from GGUF; it reads "
+    "{supported}.",
     "quantization_needs_cuda": "{quantization} quantization needs a CUDA GPU; on this CPU the model trains in "
     "float32.",
     "unknown_preset": "Unknown target preset '{preset}'; choose {valid}.",

@@ -174,3 +174,59 @@ def tiny_peft_model(layers: int = 1):
         if "lora_B" in name:
             torch.nn.init.normal_(param)
     return model
+
+
+def write_tiny_gguf(path: Path, layers: int = 2, hidden: int = 64, heads: int = 4, kv_heads: int = 2) -> Path:
+    """A tiny random Llama model as a GGUF file, written with the ``gguf`` package the way llama.cpp lays one out
+    (its tokenizer is the demo model's byte-level BPE, with a ChatML template), in float32."""
+    import json
+
+    import gguf
+    import numpy as np
+
+    from lora_core.demo import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    vocab = spec["model"]["vocab"]
+    tokens = [t for t, _ in sorted(vocab.items(), key=lambda item: item[1])]
+    specials = set(tokenizer.all_special_tokens)
+    merges = [m if isinstance(m, str) else " ".join(m) for m in spec["model"]["merges"]]
+    rng = np.random.default_rng(0)
+
+    def weight(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) * 0.02).astype(np.float32)
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name("tiny")
+    for add, value in ((writer.add_context_length, 256), (writer.add_embedding_length, hidden),
+                       (writer.add_block_count, layers), (writer.add_feed_forward_length, hidden * 2),
+                       (writer.add_head_count, heads), (writer.add_head_count_kv, kv_heads),
+                       (writer.add_layer_norm_rms_eps, 1e-6), (writer.add_rope_freq_base, 10000.0),
+                       (writer.add_vocab_size, len(tokens))):  # fmt: skip
+        add(value)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_types([gguf.TokenType.CONTROL if t in specials else gguf.TokenType.NORMAL for t in tokens])
+    writer.add_token_merges(merges)
+    writer.add_bos_token_id(tokenizer.bos_token_id if tokenizer.bos_token_id is not None else 0)
+    writer.add_eos_token_id(tokenizer.eos_token_id)
+    writer.add_chat_template(tokenizer.chat_template)
+    head_dim = hidden // heads
+    writer.add_tensor("token_embd.weight", weight(len(tokens), hidden))
+    for i in range(layers):
+        for name, shape in (("attn_q", (hidden, hidden)), ("attn_k", (kv_heads * head_dim, hidden)),
+                            ("attn_v", (kv_heads * head_dim, hidden)), ("attn_output", (hidden, hidden)),
+                            ("ffn_gate", (hidden * 2, hidden)), ("ffn_up", (hidden * 2, hidden)),
+                            ("ffn_down", (hidden, hidden * 2))):  # fmt: skip
+            writer.add_tensor(f"blk.{i}.{name}.weight", weight(*shape))
+        for norm in ("attn_norm", "ffn_norm"):
+            writer.add_tensor(f"blk.{i}.{norm}.weight", np.ones(hidden, dtype=np.float32))
+    writer.add_tensor("output_norm.weight", np.ones(hidden, dtype=np.float32))
+    writer.add_tensor("output.weight", weight(len(tokens), hidden))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

@@ -14,6 +14,7 @@ from lora_core.adapters import base_for_adapter
 from lora_core.chat import GenerationSettings, engine
 from lora_core.errors import ChatError
 from lora_core.export import merge_adapter
+from lora_core.gguf_import import import_gguf
 
 from .common import Labels, md, stored_items_section, user_errors
 from .dataset_tab import base_model_choices, forget_gradio_copy
@@ -172,6 +173,21 @@ def on_upload(lang: str, file: str | None, current: str | None) -> tuple[str, An
     return (t("adapter_uploaded", lang, name=md(folder.name)), *on_scan(lang, folder.name))
 
 
+TRACK_PROGRESS = gr.Progress(track_tqdm=True)  # the dequantizing's own progress bar, shown in the page
+
+
+@user_errors
+def on_import_gguf(lang: str, file: str | None, progress: gr.Progress = TRACK_PROGRESS) -> str:
+    """A .gguf file from the browser, turned into a base model of this workspace (with a progress bar)."""
+    if not file:
+        raise gr.Error(t("choose_gguf", lang), print_exception=False)
+    try:
+        folder = import_gguf(file)
+    finally:
+        forget_gradio_copy(file)
+    return t("gguf_imported", lang, name=md(folder.name))
+
+
 @user_errors
 def on_delete(lang: str, name: str | None, confirmed: bool) -> tuple[str, Any, Any, str, Any, str]:
     name = chosen(name, lang)
@@ -206,6 +222,7 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
             download_file = labels.add(gr.File(interactive=False, scale=2), label="download_file")
         with gr.Row():
             upload_file = labels.add(gr.File(file_types=[".zip"], type="filepath", scale=2), label="upload_zip")
+            gguf_file = labels.add(gr.File(file_types=[".gguf"], type="filepath", scale=2), label="upload_gguf")
         upload_status = gr.Markdown()
     with labels.add(gr.Accordion(open=False), label="merge_header"):
         labels.add(gr.Markdown(), value="merge_intro")
@@ -225,6 +242,7 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
                        show_progress_on=download_file)  # fmt: skip
     upload_file.upload(on_upload, [lang, upload_file, choice], [upload_status, table, choice, scan_status],
                        api_name="upload_adapter", show_progress_on=upload_status)  # fmt: skip
+    gguf_file.upload(on_import_gguf, [lang, gguf_file], upload_status, api_name="import_gguf")
     # An error shows as a message at the top right and a mark on the line it concerns (show_progress_on), never
     # over the table or the choices.
     scan.click(on_scan, [lang, choice], [table, choice, scan_status], api_name="scan_adapters",

@@ -191,6 +191,9 @@ TEXT: dict[str, str] = {
     "upload_zip": "Upload an adapter (.zip)",
     "choose_zip": "Choose a .zip file first.",
     "adapter_uploaded": "Adapter {name} added; it is listed above.",
+    "upload_gguf": "Import a GGUF model (.gguf, as Ollama and LM Studio keep them)",
+    "choose_gguf": "Choose a .gguf file first.",
+    "gguf_imported": "Imported {name}: it is a base model now (Refresh the lists in the other tabs).",
     "merge_header": "Merge and export",
     "merge_intro": (
         "Merge the adapter into a 16-bit copy of its base model and save it as a new model folder in Models/LLM/ "

