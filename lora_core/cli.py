@@ -169,6 +169,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_download(args: argparse.Namespace) -> int:
+    from .hub import download_model
+
+    def progress(done: int, total: int) -> None:
+        print(f"downloaded {done / 1024**2:.1f} of {total / 1024**2:.1f} MB", file=sys.stderr, flush=True)
+
+    token = os.environ.get("HF_TOKEN") or None  # used for this download only, never stored
+    print(download_model(args.repo_id, args.revision, args.name, token, args.trust_remote_code, progress))
+    return 0
+
+
 def cmd_import_gguf(args: argparse.Namespace) -> int:
     from .gguf_import import import_gguf
 
@@ -256,6 +267,13 @@ def _add_model_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="new model folder (must not exist or be empty)")
     p.add_argument("--base", help="base model folder (default: the one recorded in the adapter)")
     p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("download", help="fetch a base model from the Hub into Models/LLM (token: env HF_TOKEN)")
+    p.add_argument("repo_id", help="owner/name")
+    p.add_argument("--revision", help="a branch, tag or commit (default: main)")
+    p.add_argument("--name", help="the model folder's name (default: the repository's name)")
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("import-gguf", help="turn a GGUF file into a base model folder in Models/LLM; prints it")
     p.add_argument("file", help="the .gguf file")

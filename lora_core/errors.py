@@ -130,6 +130,15 @@ ERRORS: dict[str, str] = {
     "quota. Delete one in the Models tab first.",
     "no_such_upload": "There is no stored dataset named {name}.",
     "no_such_merged": "There is no merged model named {name}.",
+    # --- the Hub (hub.py) ---
+    "hub_bad_repo": "'{repo}' is not a repository id such as owner/name.",
+    "hub_not_found": "There is no model repository {repo} (or no such revision) on the Hub.",
+    "hub_unreachable": "The Hub cannot be reached for {repo}: {detail}",
+    "hub_no_safetensors": "{repo} has no safetensors weights (it has {files}); pickle weights are never fetched.",
+    "hub_gated": "{repo} is gated: accept its terms on the Hub and give an access token with read access.",
+    "hub_no_config": "{repo} has no config.json: it is not a model repository transformers can load.",
+    "hub_no_space": "{repo} needs {needed:bytes} of disk and {free:bytes} is free.",
+    "hub_interrupted": "The download of {repo} broke off at {file} ({detail}); start it again to resume.",
     # --- adapters as zip files (bundles.py) ---
     "not_a_zip": "'{file}' is not a zip file.",
     "zip_link": "'{file}' holds '{entry}', which is a link or a device, not a file; nothing was unpacked.",
@@ -227,6 +236,10 @@ class ChatError(ModelError):
 
 class TrainingError(SimpleLoraError):
     """A training cannot start or could not finish."""
+
+
+class HubError(SimpleLoraError):
+    """A model cannot be fetched from the Hub as asked."""
 
 
 class BundleError(SimpleLoraError):

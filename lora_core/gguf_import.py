@@ -14,12 +14,11 @@ from pathlib import Path
 from . import paths
 from .errors import ModelError
 from .files import staged_folder, write_json
-from .models import first_line
+from .models import SOURCE_FILE, first_line
 
 logger = logging.getLogger(__name__)
 
 GGUF_MAGIC = b"GGUF"
-SOURCE_FILE = "simple_lora_source.json"  # where a model folder says what it was made from
 
 
 def gguf_architecture(file: Path) -> str:

@@ -23,6 +23,18 @@ def check_model_dir(base_dir: str | Path) -> Path:
     return path.resolve()
 
 
+SOURCE_FILE = "simple_lora_source.json"  # where a model folder says what it was made from (a Hub repo, a GGUF)
+
+
+def source_of(folder: str | Path) -> dict:
+    """What a model folder was made from (``repo_id`` and ``commit`` of a download, or a GGUF file), if known."""
+    try:
+        data = json.loads((Path(folder) / SOURCE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 # Any one of these makes a folder worth handing to AutoTokenizer.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")

@@ -337,5 +337,5 @@ def test_app_api_validates_and_shows_tokens(home: Path, write) -> None:
             client.predict(
                 "zh", handle_file(write("gbk.json", "你好".encode("gbk"))), "auto", api_name="/validate_dataset"
             )
-        with pytest.raises(Exception, match="not in the list of choices"):
+        with pytest.raises(Exception, match="is not one of the models in Models/LLM"):
             client.predict("en", "../x", 512, api_name="/show_tokens")

@@ -426,7 +426,7 @@ def test_app_api_starts_follows_and_stops_a_training(home: Path) -> None:
         assert Path(status["adapter_dir"]).parent == home / "Models" / "LoRA"
         assert client.predict("zh", api_name="/stop_training") == "当前没有正在运行的训练。"
 
-        with pytest.raises(Exception, match="not in the list of choices"):
+        with pytest.raises(Exception, match="is not one of the models in Models/LLM"):
             client.predict("en", "../x", "api_bad", "attention", [], *settings(), api_name="/start_training")
         job = training.active_job()
         if job is not None:

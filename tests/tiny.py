@@ -124,7 +124,13 @@ def served_app(home: Path, *args: str, env: dict | None = None, timeout: float =
     Its output goes to a file, not a pipe that nobody reads once it has started (a full pipe blocks the app)."""
     port = free_port()
     log = home / f"app_{port}.log"
-    environ = dict(os.environ, SIMPLE_LORA_HOME=str(home), PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", **(env or {}))
+    environ = {
+        **os.environ,
+        "SIMPLE_LORA_HOME": str(home),
+        "PYTHONUNBUFFERED": "1",
+        "HF_HUB_OFFLINE": "1",
+        **(env or {}),
+    }
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "app.py", "--port", str(port), *args], cwd=ROOT, env=environ, stdout=out,

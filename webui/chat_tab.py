@@ -15,7 +15,7 @@ from lora_core.adapters import base_for_adapter
 from lora_core.chat import GenerationSettings, check_adapter_base, engine
 from lora_core.errors import ChatError, SimpleLoraError
 
-from .common import Labels, Number, finite_number, md, user_errors, whole_number
+from .common import Labels, Number, base_dropdown, finite_number, md, user_errors, whole_number
 from .dataset_tab import LoadedDataset, base_model_choices, resolve_base
 from .i18n import DEFAULT_LANG, t
 from .models_tab import engine_status, paths_name
@@ -243,7 +243,7 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> dict[str, A
     labels.add(gr.Markdown(), value="chat_intro")
     choices = base_model_choices()
     with gr.Row():
-        base = labels.add(gr.Dropdown(choices, value=choices[0] if choices else None, scale=2), label="base_model")
+        base = labels.add(base_dropdown(choices, scale=2), label="base_model")
         adapter = labels.add(
             gr.Dropdown(adapter_choices("en"), value=NO_ADAPTER, allow_custom_value=True, scale=2), label="adapter"
         )

@@ -158,3 +158,9 @@ def whole_number(value: Any, low: int, high: int) -> bool:
     """``value`` is a whole number from ``low`` to ``high`` (a bool, text or infinity is not)."""
     number = finite_number(value)
     return number is not None and number.is_integer() and low <= number <= high
+
+
+def base_dropdown(choices: list[str], **kwargs: Any) -> gr.Dropdown:
+    """The base model choice. It takes names the page does not list yet (a model downloaded or imported since the
+    page was built, named by an API client): the handlers check every name against Models/LLM/ themselves."""
+    return gr.Dropdown(choices, value=choices[0] if choices else None, allow_custom_value=True, **kwargs)

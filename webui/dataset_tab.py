@@ -21,7 +21,7 @@ from lora_core.masking import encode_records, trained_spans
 from lora_core.models import list_base_models, load_tokenizer
 from lora_core.prompts import prompt_style
 
-from .common import Labels, Number, md, stored_items_section, user_errors, whole_number
+from .common import Labels, Number, base_dropdown, md, stored_items_section, user_errors, whole_number
 from .i18n import DEFAULT_LANG, normalize_lang, problem_text, t
 
 # The upload cap (Gradio refuses a bigger upload; the core refuses a bigger file), 100 MB unless set.
@@ -289,7 +289,7 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
     labels.add(gr.Markdown(), value="tokens_header")
     with gr.Row():
         choices = base_model_choices()
-        base = labels.add(gr.Dropdown(choices, value=choices[0] if choices else None, scale=3), label="base_model")
+        base = labels.add(base_dropdown(choices, scale=3), label="base_model")
         refresh = labels.add(gr.Button(scale=1), value="refresh")
         max_length = labels.add(
             # no minimum here: Gradio would refuse a small value in English; on_tokens says it in the user's language

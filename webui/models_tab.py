@@ -9,7 +9,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from lora_core import adapters, bundles, paths, storage
+from lora_core import adapters, bundles, hub, paths, storage
 from lora_core.adapters import base_for_adapter
 from lora_core.chat import GenerationSettings, engine
 from lora_core.errors import ChatError
@@ -174,6 +174,33 @@ def on_upload(lang: str, file: str | None, current: str | None) -> tuple[str, An
 
 
 TRACK_PROGRESS = gr.Progress(track_tqdm=True)  # the dequantizing's own progress bar, shown in the page
+HUB_FILE_HEADERS = ["col_file", "col_size"]
+
+
+def _hub_text(value: Any, limit: int = 200) -> str:
+    return str(value or "").strip()[:limit]
+
+
+@user_errors
+def on_hub_files(lang: str, repo_id: str, revision: str, token: str) -> tuple[Any, str]:
+    """What a download would fetch (files and sizes), or why it is refused; nothing is fetched but config.json."""
+    plan = hub.plan_download(_hub_text(repo_id), _hub_text(revision) or None, _hub_text(token, 500) or None)
+    rows = [[name, human_size(size)] for name, size in sorted(plan.files.items())]  # this tab's B / KB / MB
+    total = t("hub_plan", lang, repo=md(plan.repo_id), n=len(rows), size=human_size(plan.total_bytes))
+    return pd.DataFrame(rows, columns=[t(c, lang) for c in HUB_FILE_HEADERS]), total
+
+
+@user_errors
+def on_hub_download(lang: str, repo_id: str, revision: str, name: str, token: str,
+                    progress: gr.Progress = TRACK_PROGRESS) -> str:  # fmt: skip
+    """Download a base model (the token is used for this download only), with the bytes so far as progress."""
+
+    def report(done: int, total: int) -> None:
+        progress((done, total), desc=t("hub_downloading", lang), unit="bytes")
+
+    folder = hub.download_model(_hub_text(repo_id), _hub_text(revision) or None, _hub_text(name, 64) or None,
+                                _hub_text(token, 500) or None, progress=report)  # fmt: skip
+    return t("hub_downloaded", lang, name=md(folder.name))
 
 
 @user_errors
@@ -215,6 +242,18 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
         prompt = labels.add(gr.Textbox(lines=1, scale=3), label="quick_test", placeholder="quick_test_hint")
         test_btn = labels.add(gr.Button(scale=1), value="send")
     reply = labels.add(gr.Textbox(lines=2, interactive=False), label="reply")
+    with labels.add(gr.Accordion(open=False), label="hub_header"):
+        labels.add(gr.Markdown(), value="hub_intro")
+        with gr.Row():
+            hub_repo = labels.add(gr.Textbox(max_length=200, scale=3), label="hub_repo", placeholder="hub_repo_hint")
+            hub_revision = labels.add(gr.Textbox(max_length=200, scale=1), label="hub_revision")
+            hub_name = labels.add(gr.Textbox(max_length=64, scale=1), label="hub_name")
+            hub_token = labels.add(gr.Textbox(type="password", max_length=500, scale=2), label="hub_token")
+        with gr.Row():
+            hub_list = labels.add(gr.Button(scale=1), value="hub_list")
+            hub_get = labels.add(gr.Button(variant="primary", scale=1), value="hub_download")
+        hub_status = gr.Markdown()
+        hub_files = labels.add(gr.Dataframe(interactive=False, wrap=True, visible=True), label="hub_files")
     with labels.add(gr.Accordion(open=False), label="transfer_header"):
         labels.add(gr.Markdown(), value="transfer_intro")
         with gr.Row():
@@ -243,6 +282,10 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
     upload_file.upload(on_upload, [lang, upload_file, choice], [upload_status, table, choice, scan_status],
                        api_name="upload_adapter", show_progress_on=upload_status)  # fmt: skip
     gguf_file.upload(on_import_gguf, [lang, gguf_file], upload_status, api_name="import_gguf")
+    hub_list.click(on_hub_files, [lang, hub_repo, hub_revision, hub_token], [hub_files, hub_status],
+                   api_name="hub_files", show_progress_on=hub_status)  # fmt: skip
+    hub_get.click(on_hub_download, [lang, hub_repo, hub_revision, hub_name, hub_token], hub_status,
+                  api_name="download_model", show_progress_on=hub_status)  # fmt: skip
     # An error shows as a message at the top right and a mark on the line it concerns (show_progress_on), never
     # over the table or the choices.
     scan.click(on_scan, [lang, choice], [table, choice, scan_status], api_name="scan_adapters",

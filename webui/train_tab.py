@@ -19,7 +19,7 @@ from lora_core.runs import ACTIVE_STATES, FINAL_STATES
 from lora_core.targets import PRESETS, targets_for_folder
 from lora_core.training import TrainingJob
 
-from .common import Labels, Number, finite_number, md, user_errors
+from .common import Labels, Number, base_dropdown, finite_number, md, user_errors
 from .dataset_tab import LoadedDataset, base_model_choices, refresh_bases, resolve_base
 from .i18n import DEFAULT_LANG, t
 from .train_form import (
@@ -223,7 +223,7 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
     cpu = models.device_kind() != "cuda"
     labels.add(gr.Markdown(), value="train_intro")
     with gr.Row():
-        base = labels.add(gr.Dropdown(choices, value=choices[0] if choices else None, scale=3), label="base_model")
+        base = labels.add(base_dropdown(choices, scale=3), label="base_model")
         refresh = labels.add(gr.Button(scale=1), value="refresh")
         task = labels.add(gr.Textbox(value="my_task", max_length=64, scale=2), label="task_name")
     model_info = gr.Markdown()

@@ -181,6 +181,24 @@ TEXT: dict[str, str] = {
     "quick_test_hint": "e.g. a question from your dataset; Enter sends (the adapter is activated first)",
     "send": "Send",
     "reply": "Reply",
+    "hub_header": "Get a base model from the Hugging Face Hub",
+    "hub_intro": (
+        "Only safetensors weights, configs, tokenizer files and chat templates are fetched (never pickle files), into "
+        "Models/LLM/. List the files first to see the size. A token is needed for gated models; it is used for this "
+        "download only and never stored. An interrupted download resumes when started again."
+    ),
+    "hub_repo": "Repository",
+    "hub_repo_hint": "owner/name, e.g. HuggingFaceTB/SmolLM2-135M-Instruct",
+    "hub_revision": "Revision (empty: main)",
+    "hub_name": "Folder name (empty: the repository's)",
+    "hub_token": "Access token (gated models only)",
+    "hub_list": "List files",
+    "hub_download": "Download",
+    "hub_files": "Files that would be fetched",
+    "hub_plan": "{repo}: {n} files, {size} in all.",
+    "hub_downloading": "Downloading",
+    "hub_downloaded": "Downloaded {name}: it is a base model now (Refresh the lists in the other tabs).",
+    "col_file": "file",
     "transfer_header": "Take an adapter home, or bring one in",
     "transfer_intro": (
         "Download the adapter chosen above as a .zip of exactly its folder, or upload a .zip of an adapter (one of "

@@ -170,6 +170,23 @@ TEXT: dict[str, str] = {
     "quick_test_hint": "例如数据集中的一个问题；按回车发送（会先激活该适配器）",
     "send": "发送",
     "reply": "回复",
+    "hub_header": "从 Hugging Face Hub 获取基座模型",
+    "hub_intro": (
+        "只下载 safetensors 权重、配置、分词器文件和聊天模板（绝不下载 pickle 文件），保存到 Models/LLM/。"
+        "可先点击“列出文件”查看大小。受限模型需要访问令牌；令牌只用于这次下载，不会被保存。下载中断后再次开始即可继续。"
+    ),
+    "hub_repo": "仓库",
+    "hub_repo_hint": "owner/name，例如 HuggingFaceTB/SmolLM2-135M-Instruct",
+    "hub_revision": "版本（留空为 main）",
+    "hub_name": "文件夹名（留空为仓库名）",
+    "hub_token": "访问令牌（仅受限模型需要）",
+    "hub_list": "列出文件",
+    "hub_download": "下载",
+    "hub_files": "将下载的文件",
+    "hub_plan": "{repo}：共 {n} 个文件，{size}。",
+    "hub_downloading": "正在下载",
+    "hub_downloaded": "已下载 {name}：它现在是一个基座模型（在其他页点击“刷新”即可看到）。",
+    "col_file": "文件",
     "transfer_header": "下载或上传适配器",
     "transfer_intro": (
         "把上面所选的适配器下载为只包含其文件夹内容的 .zip，或上传一个适配器 .zip"
@@ -388,6 +405,15 @@ ERRORS: dict[str, str] = {
     ),
     "no_such_upload": "没有名为 {name} 的已存储数据集。",
     "no_such_merged": "没有名为 {name} 的合并模型。",
+    # the Hub
+    "hub_bad_repo": "“{repo}”不是形如 owner/name 的仓库 ID。",
+    "hub_not_found": "Hub 上没有模型仓库 {repo}（或没有该版本）。",
+    "hub_unreachable": "无法连接 Hub 获取 {repo}：{detail}",
+    "hub_no_safetensors": "{repo} 没有 safetensors 权重（只有 {files}）；pickle 权重永远不会被下载。",
+    "hub_gated": "{repo} 是受限仓库：请先在 Hub 上同意其条款，并提供有读取权限的访问令牌。",
+    "hub_no_config": "{repo} 没有 config.json：它不是 transformers 能加载的模型仓库。",
+    "hub_no_space": "{repo} 需要 {needed:bytes} 磁盘空间，而只有 {free:bytes} 可用。",
+    "hub_interrupted": "下载 {repo} 时在 {file} 处中断（{detail}）；再次开始即可继续下载。",
     # adapters as zip files
     "not_a_zip": "“{file}”不是 zip 文件。",
     "zip_link": "“{file}”中的“{entry}”是链接或设备，而不是文件；未解压任何内容。",

@@ -1,0 +1,164 @@
+"""Base models from the Hugging Face Hub, only through an explicit download a user starts.
+
+Before anything is fetched the repository's file list is read: a repository with no safetensors weights (pickle is
+never fetched), a model that needs its own code (unless the user allows it), a gated repository without a token,
+or a download that would not fit on the disk is refused in one sentence. Only weights (safetensors), configs,
+tokenizer files and chat templates are fetched, with ``huggingface_hub``'s own client, into a hidden folder that an
+interrupted download resumes from; the finished folder is checked, records its repository and commit, and is
+renamed into ``Models/LLM/<name>/``. A token is used for that download only: never stored, logged or shown.
+The Hub's address is ``HF_ENDPOINT`` when set (the tests run a server of their own on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import paths
+from .errors import HubError, ModelError
+from .files import usual_permissions, write_json
+from .models import SOURCE_FILE, first_line
+
+logger = logging.getLogger(__name__)
+
+# What a base model folder needs, and nothing that can run code when loaded.
+WANTED = ("*.safetensors", "*.safetensors.index.json", "config.json", "generation_config.json", "tokenizer.json",
+          "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "vocab.json", "merges.txt",
+          "vocab.txt", "added_tokens.json", "chat_template.jinja", "chat_template.json")  # fmt: skip
+PICKLES = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+DISK_MARGIN = 1.1  # room beyond the files themselves
+PARTIAL_PREFIX = ".download-"
+
+
+@dataclass(frozen=True)
+class Plan:
+    repo_id: str
+    commit: str
+    files: dict[str, int]  # what will be fetched: name -> size in bytes
+    total_bytes: int
+    gated: bool
+
+
+def _endpoint() -> str | None:
+    return os.environ.get("HF_ENDPOINT") or None
+
+
+def _api(token: str | None):
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=_endpoint(), token=token or False)
+
+
+def plan_download(repo_id: str, revision: str | None = None, token: str | None = None,
+                  trust_remote_code: bool = False) -> Plan:  # fmt: skip
+    """What a download of ``repo_id`` would fetch, or the sentence that refuses it (nothing is fetched)."""
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+    repo_id = (repo_id or "").strip()
+    if not repo_id or len(repo_id) > 200 or repo_id.count("/") != 1 or any(c in repo_id for c in " \\\x00"):
+        raise HubError("hub_bad_repo", repo=paths.cut(repo_id))
+    try:
+        info = _api(token).model_info(repo_id, revision=revision, files_metadata=True)
+    except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
+        raise HubError("hub_not_found", repo=repo_id) from exc
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        raise HubError("hub_unreachable", repo=repo_id, detail=first_line(exc)) from exc
+    sizes = {s.rfilename: int(s.size or 0) for s in info.siblings or []}
+    wanted = {name: size for name, size in sizes.items() if "/" not in name and _matches(name, WANTED)}
+    if not any(name.endswith(".safetensors") for name in wanted):
+        pickles = sorted(n for n in sizes if _matches(n, PICKLES))
+        raise HubError("hub_no_safetensors", repo=repo_id, files=pickles[:3] or ["none"])
+    gated = bool(info.gated)
+    if gated and not token:
+        raise HubError("hub_gated", repo=repo_id)
+    plan = Plan(repo_id, info.sha or "", wanted, sum(wanted.values()), gated)
+    _check_config(plan, revision, token, trust_remote_code)
+    return plan
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
+
+
+def _check_config(plan: Plan, revision: str | None, token: str | None, trust_remote_code: bool) -> None:
+    """Fetch config.json first (small) and refuse a model that needs code of its own."""
+    from huggingface_hub import hf_hub_download
+    from transformers import CONFIG_MAPPING
+
+    if "config.json" not in plan.files:
+        raise HubError("hub_no_config", repo=plan.repo_id)
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
+
+    with tempfile.TemporaryDirectory(prefix="simple-lora-config-") as scratch:
+        try:
+            path = hf_hub_download(plan.repo_id, "config.json", revision=revision, token=token or False,
+                                   endpoint=_endpoint(), cache_dir=scratch)  # fmt: skip
+        except GatedRepoError as exc:
+            raise HubError("hub_gated", repo=plan.repo_id) from exc
+        except (HfHubHTTPError, OSError) as exc:
+            raise HubError("hub_unreachable", repo=plan.repo_id, detail=first_line(exc)) from exc
+        try:
+            config = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise HubError("hub_no_config", repo=plan.repo_id) from exc
+    if config.get("model_type") not in CONFIG_MAPPING and not trust_remote_code:
+        raise ModelError("remote_code_required", folder=plan.repo_id, model_type=str(config.get("model_type")))
+
+
+Progress = Callable[[int, int], None]
+
+
+def download_model(repo_id: str, revision: str | None = None, name: str | None = None, token: str | None = None,
+                   trust_remote_code: bool = False, progress: Progress | None = None) -> Path:  # fmt: skip
+    """Download ``repo_id`` into ``Models/LLM/<name>/`` (default: the repository's name) after ``plan_download``'s
+    checks and a free-disk check; an interrupted download resumes. ``progress(done_bytes, total_bytes)`` is called
+    after each file. Returns the model folder."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
+
+    plan = plan_download(repo_id, revision, token, trust_remote_code)
+    root = paths.own_llm_dir()
+    dest = paths.inside(root, paths.safe_name(name or repo_id.split("/")[-1]))
+    if dest.exists():
+        raise ModelError("model_exists", name=dest.name)
+    partial = root / f"{PARTIAL_PREFIX}{dest.name}"  # kept when a download breaks off: the next one resumes it
+    partial.mkdir(parents=True, exist_ok=True)
+    have = sum(p.stat().st_size for p in partial.rglob("*") if p.is_file())
+    free = shutil.disk_usage(partial).free
+    if (plan.total_bytes - have) * DISK_MARGIN > free:
+        raise HubError("hub_no_space", repo=repo_id, needed=plan.total_bytes, free=free)
+    done = 0
+    for filename, size in sorted(plan.files.items(), key=lambda item: item[1]):
+        try:
+            hf_hub_download(repo_id, filename, revision=plan.commit or revision, token=token or False,
+                            endpoint=_endpoint(), local_dir=partial)  # fmt: skip
+        except GatedRepoError as exc:
+            raise HubError("hub_gated", repo=repo_id) from exc
+        except (HfHubHTTPError, OSError) as exc:  # broken off: what is there stays, for the next try to resume
+            raise HubError("hub_interrupted", repo=repo_id, file=filename, detail=first_line(exc)) from exc
+        done += size
+        if progress is not None:
+            progress(done, plan.total_bytes)
+    return _finish(plan, partial, dest)
+
+
+def _finish(plan: Plan, partial: Path, dest: Path) -> Path:
+    from .models import check_model_dir, check_remote_code, check_weights, load_tokenizer
+
+    shutil.rmtree(partial / ".cache", ignore_errors=True)  # huggingface_hub's own bookkeeping for the download
+    write_json(partial / SOURCE_FILE, {"repo_id": plan.repo_id, "commit": plan.commit})
+    folder = check_model_dir(partial)
+    check_remote_code(folder, trust_remote_code=True)  # the config reads
+    check_weights(folder)
+    load_tokenizer(folder)
+    usual_permissions(partial)
+    os.replace(partial, dest)
+    logger.info("downloaded %s (%s) into %s", plan.repo_id, plan.commit[:12], dest)
+    return dest

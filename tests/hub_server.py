@@ -1,0 +1,141 @@
+"""A Hub of our own on 127.0.0.1 that speaks enough of the Hugging Face Hub's HTTP API for ``huggingface_hub``'s
+real client code: model info with its files and sizes, file downloads (HEAD and GET, with ranges, so that a broken
+download resumes), gated repositories that want a token, and a log of every file fetched.
+
+    with LocalHub() as hub:
+        hub.add("owner/name", {"config.json": b"...", "model.safetensors": b"..."})
+        os.environ["HF_ENDPOINT"] = hub.url
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+@dataclass
+class Repo:
+    files: dict[str, bytes]
+    gated: bool = False
+    commit: str = ""
+
+    def __post_init__(self) -> None:
+        digest = hashlib.sha1()
+        for name in sorted(self.files):
+            digest.update(name.encode() + hashlib.sha1(self.files[name]).digest())
+        self.commit = digest.hexdigest()
+
+
+@dataclass
+class LocalHub:
+    repos: dict[str, Repo] = field(default_factory=dict)
+    fetched: list[str] = field(default_factory=list)  # "repo/file" of every GET of a file, in order
+    drop_once: set[str] = field(default_factory=set)  # "repo/file": the first GET breaks off half way
+    tokens: set[str] = field(default_factory=lambda: {"hf_good_token"})
+
+    def add(self, repo_id: str, files: dict[str, bytes], gated: bool = False) -> Repo:
+        self.repos[repo_id] = Repo(dict(files), gated)
+        return self.repos[repo_id]
+
+    def add_folder(self, repo_id: str, folder: Path, gated: bool = False) -> Repo:
+        return self.add(repo_id, {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}, gated)
+
+    def __enter__(self) -> LocalHub:
+        hub = self
+
+        class Handler(_Handler):
+            owner = hub
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+INFO = re.compile(r"^/api/models/([^/?]+/[^/?]+)(?:/revision/([^/?]+))?/?(?:\?.*)?$")
+RESOLVE = re.compile(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: LocalHub
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:  # quiet
+        pass
+
+    def _json(self, status: int, obj: object, headers: dict | None = None) -> None:
+        body = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _authorized(self, repo: Repo) -> bool:
+        token = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        return not repo.gated or token in self.owner.tokens
+
+    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        if match := INFO.match(self.path):
+            return self._info(match.group(1))
+        if match := RESOLVE.match(self.path.split("?")[0]):
+            return self._file(match.group(1), match.group(3))
+        self._json(404, {"error": "not found"}, {"X-Error-Code": "EntryNotFound"})
+
+    do_HEAD = do_GET  # noqa: N815
+
+    def _info(self, repo_id: str) -> None:
+        repo = self.owner.repos.get(repo_id)
+        if repo is None:
+            return self._json(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
+        siblings = [{"rfilename": name, "size": len(data)} for name, data in sorted(repo.files.items())]
+        self._json(200, {"id": repo_id, "modelId": repo_id, "sha": repo.commit, "siblings": siblings,
+                         "gated": "manual" if repo.gated else False, "private": False, "disabled": False,
+                         "tags": [], "downloads": 0, "likes": 0})  # fmt: skip
+
+    def _file(self, repo_id: str, filename: str) -> None:
+        repo = self.owner.repos.get(repo_id)
+        if repo is None:
+            return self._json(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
+        if not self._authorized(repo):
+            return self._json(401, {"error": f"Access to model {repo_id} is restricted."},
+                              {"X-Error-Code": "GatedRepo"})  # fmt: skip
+        data = repo.files.get(filename)
+        if data is None:
+            return self._json(404, {"error": "Entry not found"}, {"X-Error-Code": "EntryNotFound"})
+        start = 0
+        if match := re.match(r"bytes=(\d+)-", self.headers.get("Range", "")):
+            start = int(match.group(1))
+        etag = hashlib.sha256(data).hexdigest()
+        self.send_response(206 if start else 200)
+        self.send_header("Content-Length", str(len(data) - start))
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.send_header("ETag", f'"{etag}"')
+        self.send_header("X-Repo-Commit", repo.commit)
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        key = f"{repo_id}/{filename}"
+        self.owner.fetched.append(key)
+        if key in self.owner.drop_once and not start:
+            self.owner.drop_once.discard(key)
+            self.wfile.write(data[: len(data) // 2])  # then the connection drops, mid-file
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
+        self.wfile.write(data[start:])
