@@ -20,7 +20,7 @@ from typing import Any
 
 from . import paths
 from .errors import AdapterError, PathError
-from .files import staged_folder
+from .files import staged_folder, write_json
 from .manifest import META_NAME, Manifest, has_manifest, read_manifest, write_manifest
 
 __all__ = ["META_NAME", "AdapterError", "Manifest", "read_manifest"]
@@ -94,6 +94,9 @@ def save_adapter(model: Any, tokenizer: Any, manifest: Manifest, dest: Path) -> 
         tokenizer.save_pretrained(str(staging))
         for name in _NOT_KEPT:
             (staging / name).unlink(missing_ok=True)
+        if manifest.base_repo_id:  # a base from the Hub: the adapter names it there, so that it loads anywhere
+            config = read_adapter_config(staging)
+            write_json(staging / CONFIG_NAME, {**config, "base_model_name_or_path": manifest.base_repo_id})
         write_manifest(staging, manifest)
         verify_adapter(staging, expected=get_peft_model_state_dict(model), base_dir=manifest.base_model or None)
     logger.info("adapter saved to %s", dest)

@@ -42,6 +42,8 @@ class Manifest:
     base_model: str = ""  # the base model folder it was trained on
     base_model_name: str = ""
     base_fingerprint: str = ""  # adapters.base_fingerprint of that folder
+    base_repo_id: str = ""  # the Hub repository the base came from (when it was downloaded), and its commit
+    base_commit: str = ""
     architecture: str = ""
     target_modules: list[str] = field(default_factory=list)
     targets_source: str = ""

@@ -379,6 +379,7 @@ class TrainingJob:
         from .prompts import prompt_style
 
         snap = self.snapshot()
+        source = models.source_of(prepared.base)
         settings = asdict(self.config)
         hyper = {k: v for k, v in settings.items() if k not in ("base", "data", "task", "resume", "trust_remote_code")}
         hyper["gradient_checkpointing"] = self._checkpointing  # what was used, also when left to the default
@@ -387,6 +388,7 @@ class TrainingJob:
             status=str(status), task=paths.safe_name(self.config.task), run=self.run_id,
             base_model=str(prepared.base), base_model_name=prepared.base.name,
             base_fingerprint=adapters.base_fingerprint(prepared.base), architecture=selection.model_type,
+            base_repo_id=source.get("repo_id", ""), base_commit=source.get("commit", ""),
             target_modules=selection.target_modules, targets_source=selection.source, hyperparameters=hyper,
             dataset=prepared.dataset, loss_history=snap["loss"], eval_history=snap["eval_loss"],
             eval_loss_before=snap["eval_loss_before"], eval_loss_after=snap["eval_loss_after"], steps=snap["step"],

@@ -121,3 +121,23 @@ def test_the_page_lists_and_downloads_a_model_whose_token_never_shows(tmp_path, 
             log = app.output()
     assert "hf_good_token" not in log
     assert not [p for p in home.rglob("*") if p.is_file() and b"hf_good_token" in p.read_bytes()]
+
+
+@pytest.mark.slow
+def test_an_adapter_of_a_downloaded_base_names_it_by_its_hub_id(local_hub, tmp_path) -> None:
+    from lora_core import adapters
+    from lora_core.demo import SAMPLE_DATASET
+    from lora_core.training import State, TrainConfig, TrainingJob
+
+    folder = hub.download_model("acme/tiny-chat")
+    snap = TrainingJob(TrainConfig(base=str(folder), data=str(SAMPLE_DATASET), task="hub", max_steps=2)).run()
+    assert snap["state"] == State.COMPLETED, snap
+    adapter = snap["adapter_dir"]
+    config = adapters.read_adapter_config(adapter)
+    assert config["base_model_name_or_path"] == "acme/tiny-chat"  # loads anywhere the Hub is
+    manifest = adapters.read_manifest(adapter)
+    assert (manifest.base_repo_id, manifest.base_commit) == (
+        "acme/tiny-chat",
+        local_hub.repos["acme/tiny-chat"].commit,
+    )
+    assert adapters.base_for_adapter(adapter) == folder.resolve()
