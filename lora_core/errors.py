@@ -139,6 +139,8 @@ ERRORS: dict[str, str] = {
     "hub_no_config": "{repo} has no config.json: it is not a model repository transformers can load.",
     "hub_no_space": "{repo} needs {needed:bytes} of disk and {free:bytes} is free.",
     "hub_interrupted": "The download of {repo} broke off at {file} ({detail}); start it again to resume.",
+    "hub_push_token": "Pushing to {repo} needs an access token with write access.",
+    "hub_push_failed": "The push to {repo} failed: {detail}",
     # --- adapters as zip files (bundles.py) ---
     "not_a_zip": "'{file}' is not a zip file.",
     "zip_link": "'{file}' holds '{entry}', which is a link or a device, not a file; nothing was unpacked.",

@@ -162,3 +162,95 @@ def _finish(plan: Plan, partial: Path, dest: Path) -> Path:
     os.replace(partial, dest)
     logger.info("downloaded %s (%s) into %s", plan.repo_id, plan.commit[:12], dest)
     return dest
+
+
+# --- adapters out: push to the Hub with a model card ------------------------------------------------------------
+
+CARD_FILE = "README.md"
+CURVE_FILE = "loss_curve.png"
+
+
+def loss_curve_png(manifest) -> bytes:
+    """The training (and eval) loss of a run as a small PNG, for its model card."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3), dpi=100)
+    for history, label, color in ((manifest.loss_history, "train", "#4c78a8"),
+                                  (manifest.eval_history, "eval", "#e45756")):  # fmt: skip
+        if history:
+            ax.plot([p[0] for p in history], [p[1] for p in history], label=label, color=color)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def model_card(adapter: Path, repo_id: str) -> str:
+    """The README of a pushed adapter: what it was trained on and how, its losses, and how to load it."""
+    from .adapters import has_manifest, read_adapter_config, read_manifest
+
+    config = read_adapter_config(adapter)
+    base = config.get("base_model_name_or_path") or "the base model it was trained on"
+    targets = ", ".join(sorted(config.get("target_modules") or []))
+    lines = ["---", f"base_model: {base}", "library_name: peft", "tags:", "- lora", "- simple-lora", "---", "",
+             f"# {adapter.name}", "", f"A LoRA adapter (rank {config.get('r')}, on {targets}) for **{base}**, "
+             "trained with Simple LoRA.", ""]  # fmt: skip
+    if has_manifest(adapter):
+        m = read_manifest(adapter)
+        d = m.dataset
+        before = f"{m.eval_loss_before:.4f}" if m.eval_loss_before is not None else "n/a"
+        after = f"{m.eval_loss_after:.4f}" if m.eval_loss_after is not None else "n/a"
+        lines += ["## Training", "", "| | |", "|---|---|", f"| dataset | {d.name} (sha256 `{d.sha256}`) |",
+                  f"| rows | {d.rows_total} in the file, {d.rows_invalid_skipped} invalid skipped, "
+                  f"{d.train_examples} trained, {d.eval_examples} held out |",
+                  f"| steps | {m.steps} ({m.status}) |", f"| final training loss | {m.final_train_loss} |",
+                  f"| eval loss: base before, adapter after | {before}, {after} |", "",
+                  "| setting | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in m.hyperparameters.items()],
+                  "", f"![loss curve]({CURVE_FILE})", ""]  # fmt: skip
+    lines += ["## How to load it", "", "With PEFT:", "", "```python", "from peft import PeftModel",
+              "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+              f'base = AutoModelForCausalLM.from_pretrained("{base}")',
+              f'model = PeftModel.from_pretrained(base, "{repo_id}")',
+              f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")', "```", "",
+              "With Simple LoRA: download this repository's files into `Models/LoRA/<name>/` (or upload them as a",
+              ".zip in the Models tab), put its base model in `Models/LLM/`, and activate it.", ""]  # fmt: skip
+    return "\n".join(lines)
+
+
+def push_adapter(adapter: str | Path, repo_id: str, token: str, private: bool = True) -> str:
+    """Push exactly the adapter's files, with a model card (and its loss curve), to the Hub repository
+    ``repo_id`` (created, private by default, when it is not there). The token is used for this push only.
+    Returns the commit's URL."""
+    from huggingface_hub import CommitOperationAdd
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from .adapters import has_manifest, read_manifest, verify_adapter
+
+    adapter = Path(adapter)
+    verify_adapter(adapter)
+    repo_id = (repo_id or "").strip()
+    if not repo_id or repo_id.count("/") != 1 or len(repo_id) > 200 or any(c in repo_id for c in " \\\x00"):
+        raise HubError("hub_bad_repo", repo=paths.cut(repo_id))
+    if not token:
+        raise HubError("hub_push_token", repo=repo_id)
+    operations = [CommitOperationAdd(p.name, str(p)) for p in sorted(adapter.iterdir()) if p.is_file()]
+    operations.append(CommitOperationAdd(CARD_FILE, model_card(adapter, repo_id).encode("utf-8")))
+    if has_manifest(adapter) and read_manifest(adapter).loss_history:
+        operations.append(CommitOperationAdd(CURVE_FILE, loss_curve_png(read_manifest(adapter))))
+    api = _api(token)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        info = api.create_commit(repo_id, operations, commit_message=f"Upload adapter {adapter.name}")
+    except HfHubHTTPError as exc:
+        raise HubError("hub_push_failed", repo=repo_id, detail=first_line(exc)) from exc
+    logger.info("pushed %s to %s", adapter.name, repo_id)
+    return info.commit_url

@@ -37,6 +37,8 @@ class LocalHub:
     fetched: list[str] = field(default_factory=list)  # "repo/file" of every GET of a file, in order
     drop_once: set[str] = field(default_factory=set)  # "repo/file": the first GET breaks off half way
     tokens: set[str] = field(default_factory=lambda: {"hf_good_token"})
+    pushes: list[dict] = field(default_factory=list)  # every commit pushed: repo, message, {path: bytes}
+    created: dict[str, bool] = field(default_factory=dict)  # repositories created: repo id -> private
 
     def add(self, repo_id: str, files: dict[str, bytes], gated: bool = False) -> Repo:
         self.repos[repo_id] = Repo(dict(files), gated)
@@ -95,6 +97,48 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(404, {"error": "not found"}, {"X-Error-Code": "EntryNotFound"})
 
     do_HEAD = do_GET  # noqa: N815
+
+    def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        token = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if token not in self.owner.tokens:
+            return self._json(401, {"error": "Invalid credentials"})
+        path = self.path.split("?")[0]
+        if path == "/api/validate-yaml":  # the client checks a model card's front matter
+            return self._json(200, {"errors": [], "warnings": []})
+        if path == "/api/repos/create":
+            request = json.loads(body)
+            repo_id = (
+                f"{request['organization']}/{request['name']}" if request.get("organization") else request["name"]
+            )
+            if repo_id in self.owner.repos:
+                return self._json(409, {"error": "You already created this model repo"})
+            self.owner.add(repo_id, {})
+            self.owner.created[repo_id] = request.get("visibility") == "private" or bool(request.get("private"))
+            return self._json(200, {"url": f"http://{self.headers['Host']}/{repo_id}"})
+        if match := re.match(r"^/api/models/([^/]+/[^/]+)/preupload/[^/]+$", path):
+            files = json.loads(body)["files"]
+            return self._json(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                                              for f in files]})  # fmt: skip
+        if match := re.match(r"^/api/models/([^/]+/[^/]+)/commit/[^/]+$", path):
+            return self._commit(match.group(1), body)
+        self._json(404, {"error": "not found"})
+
+    def _commit(self, repo_id: str, body: bytes) -> None:
+        import base64
+
+        repo = self.owner.repos.get(repo_id)
+        if repo is None:
+            return self._json(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
+        lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+        files = {item["value"]["path"]: base64.b64decode(item["value"]["content"]) for item in lines
+                 if item["key"] == "file"}  # fmt: skip
+        message = next(item["value"]["summary"] for item in lines if item["key"] == "header")
+        self.owner.pushes.append({"repo": repo_id, "message": message, "files": files})
+        repo.files.update(files)
+        repo.__post_init__()
+        host = self.headers["Host"]
+        self._json(200, {"commitUrl": f"http://{host}/{repo_id}/commit/{repo.commit}", "commitOid": repo.commit})
 
     def _info(self, repo_id: str) -> None:
         repo = self.owner.repos.get(repo_id)

@@ -141,3 +141,35 @@ def test_an_adapter_of_a_downloaded_base_names_it_by_its_hub_id(local_hub, tmp_p
         local_hub.repos["acme/tiny-chat"].commit,
     )
     assert adapters.base_for_adapter(adapter) == folder.resolve()
+
+
+def test_a_push_holds_exactly_the_adapter_files_and_its_card(local_hub, tmp_path) -> None:
+    from tiny import tiny_peft_model
+
+    from lora_core.adapters import save_adapter
+    from lora_core.demo import build_tokenizer
+    from lora_core.manifest import DatasetInfo, Manifest
+
+    manifest = Manifest(status="completed", task="pushme", loss_history=[[1, 3.0], [2, 2.0]], steps=2,
+                        dataset=DatasetInfo(name="mine.json", sha256="ab" * 32, rows_total=10, train_examples=9),
+                        hyperparameters={"rank": 4, "learning_rate": 0.001})  # fmt: skip
+    adapter = save_adapter(tiny_peft_model(), build_tokenizer(), manifest, tmp_path / "pushme_1")
+    with pytest.raises(HubError) as err:
+        hub.push_adapter(adapter, "me/pushme", token="")
+    assert err.value.code == "hub_push_token"
+    with pytest.raises(HubError) as err:
+        hub.push_adapter(adapter, "me/pushme", token="hf_wrong")
+    assert err.value.code == "hub_push_failed" and local_hub.pushes == []
+    url = hub.push_adapter(adapter, "me/pushme", token="hf_good_token")
+    [push] = local_hub.pushes
+    assert url.endswith(f"/me/pushme/commit/{local_hub.repos['me/pushme'].commit}")
+    assert local_hub.created == {"me/pushme": True}  # private by default
+    adapter_files = {p.name: p.read_bytes() for p in adapter.iterdir()}
+    assert set(push["files"]) == set(adapter_files) | {"README.md", "loss_curve.png"}
+    assert all(push["files"][name] == data for name, data in adapter_files.items())
+    card = push["files"]["README.md"].decode()
+    for fact in ("library_name: peft", "mine.json", "ab" * 32, "| rank | 4 |", "PeftModel.from_pretrained",
+                 '"me/pushme"', "![loss curve](loss_curve.png)"):  # fmt: skip
+        assert fact in card, fact
+    assert push["files"]["loss_curve.png"].startswith(b"\x89PNG")
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and b"hf_good_token" in p.read_bytes()]

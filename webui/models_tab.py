@@ -216,6 +216,14 @@ def on_import_gguf(lang: str, file: str | None, progress: gr.Progress = TRACK_PR
 
 
 @user_errors
+def on_push(lang: str, name: str | None, repo_id: str, token: str, private: bool) -> str:
+    """The chosen adapter pushed to the Hub with a model card; the token is used for this push only."""
+    path = adapters.adapter_path(chosen(name, lang))
+    url = hub.push_adapter(path, _hub_text(repo_id), _hub_text(token, 500), private=bool(private))
+    return t("pushed", lang, repo=md(_hub_text(repo_id)), url=md(url))
+
+
+@user_errors
 def on_delete(lang: str, name: str | None, confirmed: bool) -> tuple[str, Any, Any, str, Any, str]:
     name = chosen(name, lang)
     if not confirmed:
@@ -263,6 +271,12 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
             upload_file = labels.add(gr.File(file_types=[".zip"], type="filepath", scale=2), label="upload_zip")
             gguf_file = labels.add(gr.File(file_types=[".gguf"], type="filepath", scale=2), label="upload_gguf")
         upload_status = gr.Markdown()
+        with gr.Row():
+            push_repo = labels.add(gr.Textbox(max_length=200, scale=2), label="push_repo", placeholder="hub_repo_hint")
+            push_token = labels.add(gr.Textbox(type="password", max_length=500, scale=2), label="push_token")
+            push_private = labels.add(gr.Checkbox(True, scale=1), label="push_private")
+            push_btn = labels.add(gr.Button(scale=1), value="push")
+        push_status = gr.Markdown()
     with labels.add(gr.Accordion(open=False), label="merge_header"):
         labels.add(gr.Markdown(), value="merge_intro")
         with gr.Row():
@@ -282,6 +296,8 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
     upload_file.upload(on_upload, [lang, upload_file, choice], [upload_status, table, choice, scan_status],
                        api_name="upload_adapter", show_progress_on=upload_status)  # fmt: skip
     gguf_file.upload(on_import_gguf, [lang, gguf_file], upload_status, api_name="import_gguf")
+    push_btn.click(on_push, [lang, choice, push_repo, push_token, push_private], push_status, api_name="push_adapter",
+                   show_progress_on=push_status)  # fmt: skip
     hub_list.click(on_hub_files, [lang, hub_repo, hub_revision, hub_token], [hub_files, hub_status],
                    api_name="hub_files", show_progress_on=hub_status)  # fmt: skip
     hub_get.click(on_hub_download, [lang, hub_repo, hub_revision, hub_name, hub_token], hub_status,

@@ -202,7 +202,9 @@ TEXT: dict[str, str] = {
     "transfer_header": "Take an adapter home, or bring one in",
     "transfer_intro": (
         "Download the adapter chosen above as a .zip of exactly its folder, or upload a .zip of an adapter (one of "
-        "ours, or a PEFT adapter from elsewhere): it is checked before it is listed."
+        "ours, or a PEFT adapter from elsewhere): it is checked before it is listed. Push sends exactly its files to "
+        "a Hub repository (private unless unticked) with a model card: base model, dataset and its sha256, rows, "
+        "settings, loss curve, eval loss before and after, and how to load it. The token is used for that push only."
     ),
     "download_zip": "Download as .zip",
     "download_file": "Adapter .zip",
@@ -212,6 +214,11 @@ TEXT: dict[str, str] = {
     "upload_gguf": "Import a GGUF model (.gguf, as Ollama and LM Studio keep them)",
     "choose_gguf": "Choose a .gguf file first.",
     "gguf_imported": "Imported {name}: it is a base model now (Refresh the lists in the other tabs).",
+    "push_repo": "Push to the Hub: repository",
+    "push_token": "Access token (write)",
+    "push_private": "Private",
+    "push": "Push",
+    "pushed": "Pushed to {repo} with a model card: {url}",
     "merge_header": "Merge and export",
     "merge_intro": (
         "Merge the adapter into a 16-bit copy of its base model and save it as a new model folder in Models/LLM/ "

@@ -190,7 +190,8 @@ TEXT: dict[str, str] = {
     "transfer_header": "下载或上传适配器",
     "transfer_intro": (
         "把上面所选的适配器下载为只包含其文件夹内容的 .zip，或上传一个适配器 .zip"
-        "（本应用的，或别处的 PEFT 适配器）：检查通过后才会列出。"
+        "（本应用的，或别处的 PEFT 适配器）：检查通过后才会列出。“推送”会把它的文件连同模型卡（基座模型、数据集及其 sha256、"
+        "行数、设置、损失曲线、训练前后的验证损失、加载方法）推送到 Hub 仓库（默认私有）；令牌只用于这次推送。"
     ),
     "download_zip": "下载为 .zip",
     "download_file": "适配器 .zip",
@@ -200,6 +201,11 @@ TEXT: dict[str, str] = {
     "upload_gguf": "导入 GGUF 模型（.gguf，Ollama 和 LM Studio 保存模型的格式）",
     "choose_gguf": "请先选择一个 .gguf 文件。",
     "gguf_imported": "已导入 {name}：它现在是一个基座模型（在其他页点击“刷新”即可看到）。",
+    "push_repo": "推送到 Hub：仓库",
+    "push_token": "访问令牌（写入）",
+    "push_private": "私有",
+    "push": "推送",
+    "pushed": "已连同模型卡推送到 {repo}：{url}",
     "merge_header": "合并并导出",
     "merge_intro": "将适配器合并进基座模型的 16 位副本，另存为 Models/LLM/ 中的新模型文件夹（无需 PEFT 即可使用）。",
     "merge_name": "新模型文件夹名",
@@ -414,6 +420,8 @@ ERRORS: dict[str, str] = {
     "hub_no_config": "{repo} 没有 config.json：它不是 transformers 能加载的模型仓库。",
     "hub_no_space": "{repo} 需要 {needed:bytes} 磁盘空间，而只有 {free:bytes} 可用。",
     "hub_interrupted": "下载 {repo} 时在 {file} 处中断（{detail}）；再次开始即可继续下载。",
+    "hub_push_token": "推送到 {repo} 需要有写入权限的访问令牌。",
+    "hub_push_failed": "推送到 {repo} 失败：{detail}",
     # adapters as zip files
     "not_a_zip": "“{file}”不是 zip 文件。",
     "zip_link": "“{file}”中的“{entry}”是链接或设备，而不是文件；未解压任何内容。",
