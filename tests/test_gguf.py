@@ -133,3 +133,49 @@ def test_a_gguf_dropped_into_models_llm_is_waiting_for_import_once(tiny_gguf, tm
     assert [f.name for f in gguf_import.waiting_gguf_files()] == ["tiny.Q4_K_M.gguf"]
     assert [p.name for p in gguf_import.import_waiting_gguf_files()] == ["tiny"]
     assert gguf_import.waiting_gguf_files() == [] and list_base_models() == [llm / "tiny"]
+
+
+@pytest.fixture(scope="module")
+def smollm2(tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct as a model folder, imported from its GGUF once per machine (cached)."""
+    cache = Path(os.environ.get("SIMPLE_LORA_TEST_CACHE", Path.home() / ".cache" / "simple-lora-tests"))
+    folder = cache / "models" / "SmolLM2-135M-Instruct"
+    if not (folder / "config.json").is_file():
+        import_gguf(smollm2_file(cache), name=folder.name, root=folder.parent)
+    return folder
+
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "What is the capital of France?"}, {"role": "assistant", "content": "Paris."}],
+    [{"role": "system", "content": "Answer in one word."}, {"role": "user", "content": "Capital of Italy?"},
+     {"role": "assistant", "content": "Rome"}, {"role": "user", "content": "And of Spain?"},
+     {"role": "assistant", "content": "Madrid"}],
+    [{"role": "user", "content": "灯塔镇的镇长是谁？"}, {"role": "assistant", "content": "林青禾，她已经连任三届。"},
+     {"role": "user", "content": "她是哪一年当选的？"}, {"role": "assistant", "content": "二〇一六年。"}],
+]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("messages", CONVERSATIONS, ids=["one-turn", "system-two-turns", "chinese-two-turns"])
+def test_the_real_models_masks_are_the_turns_its_template_adds(smollm2, messages) -> None:
+    """Each assistant turn's trained tokens are exactly what the model's own template adds after the prompt
+    rendered with the generation prompt (SmolLM2's template also adds its default system prompt)."""
+    from lora_core.masking import IGNORE_INDEX, encode_messages
+
+    tokenizer = load_tokenizer(smollm2)
+    encoded = encode_messages(tokenizer, messages)
+
+    def ids(turns: list[dict], generation: bool) -> list[int]:
+        return list(tokenizer.apply_chat_template(turns, add_generation_prompt=generation, tokenize=True,
+                                                  return_dict=True)["input_ids"])  # fmt: skip
+
+    expected = [IGNORE_INDEX] * len(encoded.input_ids)
+    assert encoded.input_ids == ids(messages, False)
+    for i, message in enumerate(messages):
+        if message["role"] == "assistant":
+            start, end = len(ids(messages[:i], True)), len(ids(messages[: i + 1], False))
+            expected[start:end] = encoded.input_ids[start:end]
+    assert encoded.labels == expected
+    trained = tokenizer.decode([t for t in encoded.labels if t != IGNORE_INDEX])
+    assert all(m["content"] in trained for m in messages if m["role"] == "assistant")
+    assert "<|im_end|>" in trained and messages[0]["content"] not in trained.replace(messages[1]["content"], "")
