@@ -375,3 +375,58 @@ def test_two_users_in_two_browsers_see_only_their_own_work(browser, tmp_path):
             for context in contexts:
                 context.close()
     assert (home / "Users" / "ada" / "Models" / "LoRA").is_dir() and not (home / "Users" / "bob" / "Models").exists()
+
+
+def test_a_model_from_the_hub_is_trained_and_its_adapter_taken_home(browser, tmp_path, shots):
+    """From the page alone: a base model downloaded from a Hub (ours, on 127.0.0.1), trained, and its adapter
+    downloaded as a .zip of exactly its folder."""
+    import zipfile
+
+    from hub_server import LocalHub
+
+    home = tmp_path / "home"
+    home.mkdir()
+    model = build_demo_model(tmp_path / "hub_model")
+    with LocalHub() as hub, served_app(home, env={"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0"}) as served:
+        hub.add_folder("acme/tiny-chat", model)
+        with opened(browser, served.url, "en-US", failure_shot=tmp_path / "failure.png") as page:
+            page.click("#tab-models-button")
+            models = page.locator("#tab-models")
+            models.get_by_text(t("hub_header", "en")).click()
+            models.get_by_label(t("hub_repo", "en"), exact=True).fill("acme/tiny-chat")
+            models.get_by_role("button", name=t("hub_list", "en")).click()
+            expect(models).to_contain_text("acme/tiny-chat: ", timeout=30_000)
+            models.get_by_role("button", name=t("hub_download", "en")).click()
+            expect(models).to_contain_text("Downloaded tiny-chat", timeout=60_000)
+
+            page.click("#tab-dataset-button")
+            dataset = page.locator("#tab-dataset")
+            dataset.get_by_role("button", name=t("use_sample", "en")).click()
+            expect(dataset).to_contain_text("48 rows, all valid", timeout=30_000)
+            page.click("#tab-train-button")
+            train = page.locator("#tab-train")
+            train.get_by_role("button", name=t("refresh", "en")).first.click()
+            pick(page, train.get_by_label(t("base_model", "en")), "tiny-chat")
+            train.get_by_label(t("max_steps", "en"), exact=True).fill("4")
+            train.get_by_label(t("task_name", "en")).fill("from_hub")
+            train.get_by_role("button", name=t("start", "en")).click()
+            expect(train).to_contain_text("from_hub: completed", timeout=TRAINING_TIMEOUT_MS)
+
+            page.click("#tab-models-button")
+            expect(models).to_contain_text("1 usable", timeout=30_000)
+            models.get_by_text(t("transfer_header", "en")).click()
+            models.get_by_role("button", name=t("download_zip", "en")).click()
+            link = models.locator("a[download]").first
+            expect(link).to_be_visible(timeout=30_000)
+            with page.expect_download() as download:
+                link.click()
+            saved = tmp_path / download.value.suggested_filename
+            download.value.save_as(saved)
+            adapter = next((home / "Models" / "LoRA").glob("from_hub_*"))
+            with zipfile.ZipFile(saved) as z:
+                assert sorted(z.namelist()) == sorted(f"{adapter.name}/{p.name}" for p in adapter.iterdir())
+            assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == (
+                "acme/tiny-chat"
+            )
+            page.screenshot(path=shots / "6-models-hub.png", full_page=True)
+            expect_no_error(page)
