@@ -199,6 +199,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         ],  # fmt: skip
         enable_monitoring=False,
+        run_history=False,  # Gradio would keep every call's inputs (access tokens included) in the browser
     )
 
 

@@ -107,6 +107,9 @@ def test_the_page_lists_and_downloads_a_model_whose_token_never_shows(tmp_path, 
     with LocalHub() as server:
         server.add_folder("acme/tiny-chat", demo_model, gated=True)
         with served_app(home, env={"HF_ENDPOINT": server.url, "HF_HUB_OFFLINE": "0"}) as app:
+            import httpx
+
+            assert httpx.get(f"{app.url}config", timeout=10).json()["run_history"] is False  # no inputs kept
             client = Client(app.url, verbose=False)
             with pytest.raises(Exception, match="is gated"):
                 client.predict(repo_id="acme/tiny-chat", revision="", token="", api_name="/hub_files")
