@@ -245,7 +245,9 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> dict[str, A
     with gr.Row():
         base = labels.add(base_dropdown(choices, scale=2), label="base_model")
         adapter = labels.add(
-            gr.Dropdown(adapter_choices("en"), value=NO_ADAPTER, allow_custom_value=True, scale=2), label="adapter"
+            # the adapters are listed when the tab is opened, for the workspace of whoever opens it
+            gr.Dropdown([(t("no_adapter", "en"), NO_ADAPTER)], value=NO_ADAPTER, allow_custom_value=True, scale=2),
+            label="adapter",
         )
         load = labels.add(gr.Button(variant="primary", scale=1), value="load")
     status = gr.Markdown()

@@ -20,7 +20,7 @@ from lora_core.targets import PRESETS, targets_for_folder
 from lora_core.training import TrainingJob
 
 from .common import Labels, Number, base_dropdown, finite_number, md, user_errors
-from .dataset_tab import LoadedDataset, base_model_choices, refresh_bases, resolve_base
+from .dataset_tab import LoadedDataset, base_model_choices, refresh_bases, resolve_base, table
 from .i18n import DEFAULT_LANG, t
 from .train_form import (
     DEFAULTS,
@@ -284,7 +284,9 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
         x_title="plot_step",
     )
     history = labels.add(
-        gr.Dataframe(history_table(DEFAULT_LANG), interactive=False, wrap=True, show_label=True), label="history"
+        # filled by the first tick of the timer, with the runs of whoever's page it is
+        gr.Dataframe(table([], HISTORY_HEADERS, DEFAULT_LANG), interactive=False, wrap=True, show_label=True),
+        label="history",
     )
     seen = gr.State(None)
 
