@@ -18,7 +18,7 @@ from lora_core.gguf_import import import_gguf
 
 from .common import Labels, md, stored_items_section, user_errors
 from .dataset_tab import base_model_choices, forget_gradio_copy
-from .i18n import error_message, t
+from .i18n import DEFAULT_LANG, error_message, t
 
 # The reason next to the validity, so that why a folder is unusable is seen without scrolling; the long list of
 # target modules last.
@@ -184,10 +184,20 @@ def _hub_text(value: Any, limit: int = 200) -> str:
 @user_errors
 def on_hub_files(lang: str, repo_id: str, revision: str, token: str) -> tuple[Any, str]:
     """What a download would fetch (files and sizes), or why it is refused; nothing is fetched but config.json."""
+    _need_repo(repo_id, lang)
     plan = hub.plan_download(_hub_text(repo_id), _hub_text(revision) or None, _hub_text(token, 500) or None)
     rows = [[name, human_size(size)] for name, size in sorted(plan.files.items())]  # this tab's B / KB / MB
     total = t("hub_plan", lang, repo=md(plan.repo_id), n=len(rows), size=human_size(plan.total_bytes))
-    return pd.DataFrame(rows, columns=[t(c, lang) for c in HUB_FILE_HEADERS]), total
+    return hub_table(rows, lang), total
+
+
+def hub_table(rows: list[list], lang: str) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=[t(c, lang) for c in HUB_FILE_HEADERS])
+
+
+def _need_repo(repo_id: str, lang: str) -> None:
+    if not _hub_text(repo_id):
+        raise gr.Error(t("hub_need_repo", lang), print_exception=False)
 
 
 @user_errors
@@ -198,6 +208,7 @@ def on_hub_download(lang: str, repo_id: str, revision: str, name: str, token: st
     def report(done: int, total: int) -> None:
         progress((done, total), desc=t("hub_downloading", lang), unit="bytes")
 
+    _need_repo(repo_id, lang)
     folder = hub.download_model(_hub_text(repo_id), _hub_text(revision) or None, _hub_text(name, 64) or None,
                                 _hub_text(token, 500) or None, progress=report)  # fmt: skip
     return t("hub_downloaded", lang, name=md(folder.name))
@@ -261,7 +272,10 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
             hub_list = labels.add(gr.Button(scale=1), value="hub_list")
             hub_get = labels.add(gr.Button(variant="primary", scale=1), value="hub_download")
         hub_status = gr.Markdown()
-        hub_files = labels.add(gr.Dataframe(interactive=False, wrap=True, visible=True), label="hub_files")
+        hub_files = labels.add(gr.Dataframe(hub_table([], DEFAULT_LANG), interactive=False, wrap=True),
+                               label="hub_files")  # fmt: skip
+        gguf_file = labels.add(gr.File(file_types=[".gguf"], type="filepath"), label="upload_gguf")
+        gguf_status = gr.Markdown()
     with labels.add(gr.Accordion(open=False), label="transfer_header"):
         labels.add(gr.Markdown(), value="transfer_intro")
         with gr.Row():
@@ -269,7 +283,6 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
             download_file = labels.add(gr.File(interactive=False, scale=2), label="download_file")
         with gr.Row():
             upload_file = labels.add(gr.File(file_types=[".zip"], type="filepath", scale=2), label="upload_zip")
-            gguf_file = labels.add(gr.File(file_types=[".gguf"], type="filepath", scale=2), label="upload_gguf")
         upload_status = gr.Markdown()
         with gr.Row():
             push_repo = labels.add(gr.Textbox(max_length=200, scale=2), label="push_repo", placeholder="hub_repo_hint")
@@ -295,7 +308,7 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
                        show_progress_on=download_file)  # fmt: skip
     upload_file.upload(on_upload, [lang, upload_file, choice], [upload_status, table, choice, scan_status],
                        api_name="upload_adapter", show_progress_on=upload_status)  # fmt: skip
-    gguf_file.upload(on_import_gguf, [lang, gguf_file], upload_status, api_name="import_gguf")
+    gguf_file.upload(on_import_gguf, [lang, gguf_file], gguf_status, api_name="import_gguf")
     push_btn.click(on_push, [lang, choice, push_repo, push_token, push_private], push_status, api_name="push_adapter",
                    show_progress_on=push_status)  # fmt: skip
     hub_list.click(on_hub_files, [lang, hub_repo, hub_revision, hub_token], [hub_files, hub_status],

@@ -181,7 +181,8 @@ TEXT: dict[str, str] = {
     "quick_test_hint": "e.g. a question from your dataset; Enter sends (the adapter is activated first)",
     "send": "Send",
     "reply": "Reply",
-    "hub_header": "Get a base model from the Hugging Face Hub",
+    "hub_header": "Get a base model: from the Hugging Face Hub, or a GGUF file",
+    "hub_need_repo": "Type a repository first, such as owner/name.",
     "hub_intro": (
         "Only safetensors weights, configs, tokenizer files and chat templates are fetched (never pickle files), into "
         "Models/LLM/. List the files first to see the size. A token is needed for gated models; it is used for this "

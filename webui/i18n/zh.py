@@ -170,7 +170,8 @@ TEXT: dict[str, str] = {
     "quick_test_hint": "例如数据集中的一个问题；按回车发送（会先激活该适配器）",
     "send": "发送",
     "reply": "回复",
-    "hub_header": "从 Hugging Face Hub 获取基座模型",
+    "hub_header": "获取基座模型：从 Hugging Face Hub，或导入 GGUF 文件",
+    "hub_need_repo": "请先填写仓库，例如 owner/name。",
     "hub_intro": (
         "只下载 safetensors 权重、配置、分词器文件和聊天模板（绝不下载 pickle 文件），保存到 Models/LLM/。"
         "可先点击“列出文件”查看大小。受限模型需要访问令牌；令牌只用于这次下载，不会被保存。下载中断后再次开始即可继续。"
