@@ -56,14 +56,20 @@ def _api(token: str | None):
     return HfApi(endpoint=_endpoint(), token=token or False)
 
 
+def checked_repo_id(repo_id: str) -> str:
+    """``owner/name``, stripped; anything else (empty, no or two slashes, spaces, over 200 characters) refused."""
+    repo_id = (repo_id or "").strip()
+    if not repo_id or len(repo_id) > 200 or repo_id.count("/") != 1 or any(c in repo_id for c in " \\\x00"):
+        raise HubError("hub_bad_repo", repo=paths.cut(repo_id))
+    return repo_id
+
+
 def plan_download(repo_id: str, revision: str | None = None, token: str | None = None,
                   trust_remote_code: bool = False) -> Plan:  # fmt: skip
     """What a download of ``repo_id`` would fetch, or the sentence that refuses it (nothing is fetched)."""
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
-    repo_id = (repo_id or "").strip()
-    if not repo_id or len(repo_id) > 200 or repo_id.count("/") != 1 or any(c in repo_id for c in " \\\x00"):
-        raise HubError("hub_bad_repo", repo=paths.cut(repo_id))
+    repo_id = checked_repo_id(repo_id)
     try:
         info = _api(token).model_info(repo_id, revision=revision, files_metadata=True)
     except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
@@ -237,9 +243,7 @@ def push_adapter(adapter: str | Path, repo_id: str, token: str, private: bool = 
 
     adapter = Path(adapter)
     verify_adapter(adapter)
-    repo_id = (repo_id or "").strip()
-    if not repo_id or repo_id.count("/") != 1 or len(repo_id) > 200 or any(c in repo_id for c in " \\\x00"):
-        raise HubError("hub_bad_repo", repo=paths.cut(repo_id))
+    repo_id = checked_repo_id(repo_id)
     if not token:
         raise HubError("hub_push_token", repo=repo_id)
     operations = [CommitOperationAdd(p.name, str(p)) for p in sorted(adapter.iterdir()) if p.is_file()]

@@ -84,14 +84,15 @@ class Manifest:
 
     @property
     def final_train_loss(self) -> float | None:
-        return _finite(self.loss_history[-1][1]) if self.loss_history else None
+        return finite_or_none(self.loss_history[-1][1]) if self.loss_history else None
 
     @property
     def final_eval_loss(self) -> float | None:
-        return _finite(self.eval_loss_after)
+        return finite_or_none(self.eval_loss_after)
 
 
-def _finite(value: Any) -> float | None:
+def finite_or_none(value: Any) -> float | None:
+    """A loss as a float, or None when it is missing, not a number, NaN or infinite."""
     import math
 
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else None

@@ -8,7 +8,6 @@ page never pays for it.
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from typing import Any, Protocol
@@ -195,5 +194,6 @@ class ProgressCallback(TrainerCallback):
 
 
 def finite(metrics: dict, key: str) -> float | None:
-    value = metrics.get(key)
-    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+    from .manifest import finite_or_none
+
+    return finite_or_none(metrics.get(key))
