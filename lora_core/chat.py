@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -106,6 +106,25 @@ def _generate_kwargs(tokenizer: Any, settings: GenerationSettings) -> dict[str, 
     return kwargs
 
 
+# What a byte-level tokenizer decodes a character cut short by ``max_new_tokens`` to: never shown as the reply's end.
+PARTIAL = "\ufffd"
+
+
+def reply_pieces(pieces: Iterable[str]) -> Iterator[str]:
+    """The streamer's ``pieces`` as the reply shows them: without the template's leading whitespace, and without a
+    last character whose bytes the token limit cut short (a replacement character shows only when text follows)."""
+    started, held = False, ""
+    for piece in pieces:
+        if not started:
+            piece = piece.lstrip()
+            started = bool(piece)
+        text = held + piece
+        whole = text.rstrip(PARTIAL)
+        held = text[len(whole) :]
+        if whole:
+            yield whole
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -132,7 +151,7 @@ def generate(
             stopping_criteria=stopping_criteria,
             **_generate_kwargs(tokenizer, settings),
         )
-    return tokenizer.decode(out[0][len(ids) :], skip_special_tokens=True).strip()
+    return tokenizer.decode(out[0][len(ids) :], skip_special_tokens=True).strip().rstrip(PARTIAL)
 
 
 def check_adapter_base(adapter: str | Path, base: str | Path) -> None:
@@ -339,13 +358,7 @@ class ChatEngine:
         thread = threading.Thread(target=work, name="chat-generate", daemon=True)
         thread.start()
         try:
-            started = False
-            for piece in streamer:
-                if not started:  # a reply starts without the template's leading whitespace
-                    piece = piece.lstrip()
-                    started = bool(piece)
-                if piece:
-                    yield piece
+            yield from reply_pieces(streamer)
         finally:
             cancelled.set()
             thread.join()

@@ -86,6 +86,15 @@ def test_stream_yields_the_reply_in_pieces(engine, adapter_a):
     assert len(pieces) > 1 and "".join(pieces) == engine.generate(QUESTION, GREEDY)
 
 
+def test_a_character_the_token_limit_cut_short_does_not_end_the_reply() -> None:
+    from lora_core.chat import reply_pieces
+
+    cut = "\ufffd"
+    streamed = ["\n ", "灯塔", cut, cut + "镇", " is", " teal" + cut + cut]
+    assert list(reply_pieces(streamed)) == ["灯塔", cut * 2 + "镇", " is", " teal"]
+    assert list(reply_pieces(["  ", cut])) == []
+
+
 def test_compare_gives_two_different_answers_after_training(engine, adapter_a):
     engine.activate(adapter_a)
     answers = engine.compare(QUESTION, GREEDY)
