@@ -16,7 +16,7 @@ import stat
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from . import adapters, paths
+from . import adapters, paths, storage
 from .errors import AdapterError, BundleError
 from .files import staged_folder
 
@@ -30,13 +30,33 @@ def zip_adapter(folder: str | Path, out_dir: str | Path) -> Path:
     its name (verified first: only a usable adapter leaves)."""
     folder = Path(folder)
     adapters.verify_adapter(folder)
-    out_dir = Path(out_dir)
+    return _zip_folder(folder, Path(out_dir))
+
+
+def check_merged_leaves(name: str) -> Path:
+    """The current workspace's merged model ``name``, when it is small enough to leave through the page (the
+    cap an uploaded zip has, ``MAX_UNPACKED_BYTES``)."""
+    merged = storage.merged_model(name)
+    if merged.size_bytes > MAX_UNPACKED_BYTES:
+        raise BundleError("merged_too_large", name=merged.name, size=merged.size_bytes, max=MAX_UNPACKED_BYTES)
+    return merged.path
+
+
+def zip_merged(name: str, out_dir: str | Path) -> Path:
+    """``<name>.zip`` of the current workspace's merged model ``name`` (see ``check_merged_leaves``)."""
+    return _zip_folder(check_merged_leaves(name), Path(out_dir))
+
+
+def _zip_folder(folder: Path, out_dir: Path) -> Path:
+    """Exactly the plain files of ``folder`` under a top folder of its name; weights stored as they are
+    (deflating them gains little and takes long), the rest deflated. Written aside, then renamed."""
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{folder.name}.zip"
     partial = out_dir / f".{folder.name}.zip.part"
     with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.is_symlink()):
-            archive.write(path, f"{folder.name}/{path.name}")
+            stored = path.suffix == ".safetensors"
+            archive.write(path, f"{folder.name}/{path.name}", zipfile.ZIP_STORED if stored else None)
     os.replace(partial, target)
     return target
 

@@ -148,6 +148,8 @@ ERRORS: dict[str, str] = {
     "zip_too_many": "'{file}' holds {count} entries; an adapter has at most {max}.",
     "zip_too_large": "'{file}' unpacks to more than {max:bytes}; nothing was kept.",
     "zip_not_adapter": "'{file}' holds no usable adapter: {reason}",
+    "merged_too_large": "The merged model {name} takes {size:bytes}; only a model of at most {max:bytes} can be "
+    "downloaded or pushed from the page.",
     # --- saved assistants ---
     "assistant_bad_name": "An assistant needs a name of 1 to {max} characters.",
     "assistant_no_base": "An assistant needs a base model.",

@@ -25,7 +25,7 @@ def merge_adapter(adapter: str | Path, out: str | Path, base: str | Path | None 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from .models import check_model_dir, load_tokenizer
+    from .models import check_model_dir, load_tokenizer, source_of
 
     adapter = Path(adapter)
     adapters.verify_adapter(adapter)
@@ -50,6 +50,7 @@ def merge_adapter(adapter: str | Path, out: str | Path, base: str | Path | None 
     with staged_folder(out, prefix=f".merging-{os.getpid()}-") as staging:
         merged.save_pretrained(str(staging), safe_serialization=True)
         load_tokenizer(tokenizer_dir).save_pretrained(str(staging))
-        write_json(staging / MERGED_MARK, {"adapter": adapter.name, "base": base_dir.name})
+        write_json(staging / MERGED_MARK, {"adapter": adapter.name, "base": base_dir.name,
+                                           "base_repo_id": source_of(base_dir).get("repo_id")})  # fmt: skip
     logger.info("merged %s into %s", adapter.name, out)
     return out

@@ -236,25 +236,58 @@ def push_adapter(adapter: str | Path, repo_id: str, token: str, private: bool = 
     """Push exactly the adapter's files, with a model card (and its loss curve), to the Hub repository
     ``repo_id`` (created, private by default, when it is not there). The token is used for this push only.
     Returns the commit's URL."""
-    from huggingface_hub import CommitOperationAdd
-    from huggingface_hub.errors import HfHubHTTPError
-
     from .adapters import has_manifest, read_manifest, verify_adapter
 
     adapter = Path(adapter)
     verify_adapter(adapter)
     repo_id = checked_repo_id(repo_id)
+    extra = {CARD_FILE: model_card(adapter, repo_id).encode("utf-8")}
+    if has_manifest(adapter) and read_manifest(adapter).loss_history:
+        extra[CURVE_FILE] = loss_curve_png(read_manifest(adapter))
+    return _push(adapter, extra, repo_id, token, private, f"Upload adapter {adapter.name}")
+
+
+def merged_card(folder: Path, repo_id: str) -> str:
+    """The README of a pushed merged model: which adapter went into which base, and how to load it."""
+    from .storage import MERGED_MARK
+
+    mark = json.loads((folder / MERGED_MARK).read_text(encoding="utf-8"))
+    base = str(mark.get("base_repo_id") or mark.get("base") or "its base model")
+    return "\n".join(["---", f"base_model: {base}", "library_name: transformers", "tags:", "- merged-lora",
+                      "- simple-lora", "---", "", f"# {folder.name}", "",
+                      f"The LoRA adapter {mark.get('adapter')} merged into **{base}** with Simple LoRA: a standalone "
+                      "model, no PEFT needed.", "", "```python",
+                      "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+                      f'model = AutoModelForCausalLM.from_pretrained("{repo_id}")',
+                      f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")', "```", ""])  # fmt: skip
+
+
+def push_merged(name: str, repo_id: str, token: str, private: bool = True) -> str:
+    """Push the current workspace's merged model ``name`` (when it fits the page's cap) with a model card."""
+    from .bundles import check_merged_leaves
+
+    folder = check_merged_leaves(name)
+    repo_id = checked_repo_id(repo_id)
+    card = merged_card(folder, repo_id).encode("utf-8")
+    return _push(folder, {CARD_FILE: card}, repo_id, token, private, f"Upload merged model {folder.name}")
+
+
+def _push(folder: Path, extra: dict[str, bytes], repo_id: str, token: str, private: bool, message: str) -> str:
+    """One commit to ``repo_id`` (created, private by default, when missing) of the plain files of ``folder``
+    and ``extra`` (name: bytes, which wins over a file of the same name); the token is used for this push only."""
+    from huggingface_hub import CommitOperationAdd
+    from huggingface_hub.errors import HfHubHTTPError
+
     if not token:
         raise HubError("hub_push_token", repo=repo_id)
-    operations = [CommitOperationAdd(p.name, str(p)) for p in sorted(adapter.iterdir()) if p.is_file()]
-    operations.append(CommitOperationAdd(CARD_FILE, model_card(adapter, repo_id).encode("utf-8")))
-    if has_manifest(adapter) and read_manifest(adapter).loss_history:
-        operations.append(CommitOperationAdd(CURVE_FILE, loss_curve_png(read_manifest(adapter))))
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.is_symlink() and p.name not in extra)
+    operations = [CommitOperationAdd(p.name, str(p)) for p in files]
+    operations += [CommitOperationAdd(name, data) for name, data in extra.items()]
     api = _api(token)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
-        info = api.create_commit(repo_id, operations, commit_message=f"Upload adapter {adapter.name}")
+        info = api.create_commit(repo_id, operations, commit_message=message)
     except HfHubHTTPError as exc:
         raise HubError("hub_push_failed", repo=repo_id, detail=first_line(exc)) from exc
-    logger.info("pushed %s to %s", adapter.name, repo_id)
+    logger.info("pushed %s to %s", folder.name, repo_id)
     return info.commit_url

@@ -84,9 +84,14 @@ def delete_upload(name: str) -> None:
     os.unlink(found.path)
 
 
-def delete_merged(name: str) -> None:
-    """Delete a merged model of the current workspace (never a base model it did not merge)."""
+def merged_model(name: str) -> Stored:
+    """A merged model of the current workspace, by name (never a base model it did not merge)."""
     found = _named(merged_models(), name)
     if found is None:
         raise PathError("no_such_merged", name=paths.cut(str(name)))
-    shutil.rmtree(found.path)
+    return found
+
+
+def delete_merged(name: str) -> None:
+    """Delete a merged model of the current workspace."""
+    shutil.rmtree(merged_model(name).path)

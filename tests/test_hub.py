@@ -176,3 +176,39 @@ def test_a_push_holds_exactly_the_adapter_files_and_its_card(local_hub, tmp_path
         assert fact in card, fact
     assert push["files"]["loss_curve.png"].startswith(b"\x89PNG")
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and b"hf_good_token" in p.read_bytes()]
+
+
+def test_a_merged_model_leaves_as_a_zip_or_a_push_only_when_it_fits_the_cap(local_hub, tmp_path, monkeypatch) -> None:
+    import zipfile
+
+    from lora_core import bundles, paths
+    from lora_core.files import write_json
+    from lora_core.storage import MERGED_MARK
+
+    folder = paths.own_llm_dir() / "mine-merged"
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"w" * 5000)
+    write_json(folder / "config.json", {"model_type": "llama"})
+    write_json(folder / MERGED_MARK, {"adapter": "mine_1", "base": "tiny", "base_repo_id": "acme/tiny-chat"})
+    (paths.own_llm_dir() / "plain").mkdir()  # a base model it did not merge never leaves this way
+    for name in ("plain", "../mine-merged", ""):
+        with pytest.raises(Exception) as err:
+            bundles.zip_merged(name, tmp_path / "out")
+        assert err.value.code == "no_such_merged"
+    archive = bundles.zip_merged("mine-merged", tmp_path / "out")
+    with zipfile.ZipFile(archive) as z:
+        assert sorted(z.namelist()) == sorted(f"mine-merged/{p.name}" for p in folder.iterdir())
+        assert z.getinfo("mine-merged/model.safetensors").compress_type == zipfile.ZIP_STORED
+    url = hub.push_merged("mine-merged", "me/merged", token="hf_good_token")
+    [push] = local_hub.pushes
+    assert url.endswith(f"/me/merged/commit/{local_hub.repos['me/merged'].commit}")
+    assert set(push["files"]) == {p.name for p in folder.iterdir()} | {"README.md"}
+    card = push["files"]["README.md"].decode()
+    assert "base_model: acme/tiny-chat" in card and 'from_pretrained("me/merged")' in card and "mine_1" in card
+    monkeypatch.setattr(bundles, "MAX_UNPACKED_BYTES", 4096)
+    for leave in (lambda: bundles.zip_merged("mine-merged", tmp_path / "out2"),
+                  lambda: hub.push_merged("mine-merged", "me/merged2", token="hf_good_token")):  # fmt: skip
+        with pytest.raises(Exception) as err:
+            leave()
+        assert err.value.code == "merged_too_large" and "mine-merged" in err.value.message
+    assert len(local_hub.pushes) == 1 and not (tmp_path / "out2").exists()

@@ -95,10 +95,12 @@ def md(text: object) -> str:
     return _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(flat, quote=False))
 
 
-def stored_items_section(labels: Labels, lang: Any, kind: str, items: Callable, delete: Callable) -> Any:
+def stored_items_section(labels: Labels, lang: Any, kind: str, items: Callable, delete: Callable,
+                         more: Callable | None = None) -> Any:  # fmt: skip
     """An accordion listing what a workspace has stored of one ``kind`` ("uploads", "merged") with their sizes,
     and a Delete button behind a confirmation box. ``items()`` lists them (``storage.Stored``), ``delete(name)``
-    removes one. Returns the refresh event's (fn, inputs, outputs), for a tab to call when it is opened."""
+    removes one; ``more(chosen)``, if given, adds controls for the chosen item below. Returns the refresh event's
+    (fn, inputs, outputs), for a tab to call when it is opened."""
     from lora_core.errors import human_size
 
     def choices() -> Any:
@@ -120,6 +122,8 @@ def stored_items_section(labels: Labels, lang: Any, kind: str, items: Callable, 
             confirm = labels.add(gr.Checkbox(False, scale=1), label="confirm_stored_box")
             button = labels.add(gr.Button(variant="stop", scale=1), value="delete")
         status = gr.Markdown()
+        if more is not None:
+            more(chosen)
     button.click(on_delete, [lang, chosen, confirm], [status, chosen, confirm], api_name=f"delete_{kind}",
                  show_progress_on=status)  # fmt: skip
     chosen.input(lambda: False, None, confirm, api_visibility="private", queue=False)

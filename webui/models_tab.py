@@ -234,6 +234,45 @@ def on_push(lang: str, name: str | None, repo_id: str, token: str, private: bool
     return t("pushed", lang, repo=md(_hub_text(repo_id)), url=md(url))
 
 
+def chosen_merged(name: str | None, lang: str) -> str:
+    if not name:
+        raise gr.Error(t("choose_stored", lang), print_exception=False)
+    return name
+
+
+@user_errors
+def on_download_merged(lang: str, name: str | None) -> str:
+    """The chosen merged model as a .zip, when it fits the page's cap."""
+    return str(bundles.zip_merged(chosen_merged(name, lang), downloads_dir()))
+
+
+@user_errors
+def on_push_merged(lang: str, name: str | None, repo_id: str, token: str, private: bool) -> str:
+    """The chosen merged model pushed to the Hub with a model card; the token is used for this push only."""
+    url = hub.push_merged(chosen_merged(name, lang), _hub_text(repo_id), _hub_text(token, 500), bool(private))
+    return t("pushed", lang, repo=md(_hub_text(repo_id)), url=md(url))
+
+
+def merged_transfer(labels: Labels, lang: gr.State) -> Any:
+    """Download and push controls for the merged model chosen in the merged models' list."""
+
+    def controls(chosen: gr.Dropdown) -> None:
+        with gr.Row():
+            button = labels.add(gr.Button(scale=1), value="download_zip")
+            file = labels.add(gr.File(interactive=False, scale=2), label="download_file")
+        with gr.Row():
+            repo = labels.add(gr.Textbox(max_length=200, scale=2), label="push_repo", placeholder="hub_repo_hint")
+            token = labels.add(gr.Textbox(type="password", max_length=500, scale=2), label="push_token")
+            private = labels.add(gr.Checkbox(True, scale=1), label="push_private")
+            push = labels.add(gr.Button(scale=1), value="push")
+        status = gr.Markdown()
+        button.click(on_download_merged, [lang, chosen], file, api_name="download_merged", show_progress_on=file)
+        push.click(on_push_merged, [lang, chosen, repo, token, private], status, api_name="push_merged",
+                   show_progress_on=status)  # fmt: skip
+
+    return controls
+
+
 @user_errors
 def on_delete(lang: str, name: str | None, confirmed: bool) -> tuple[str, Any, Any, str, Any, str]:
     name = chosen(name, lang)
@@ -303,7 +342,8 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
             delete_btn = labels.add(gr.Button(variant="stop", scale=1), value="delete")
         delete_status = gr.Markdown()
 
-    merged = stored_items_section(labels, lang, "merged", storage.merged_models, storage.delete_merged)
+    merged = stored_items_section(labels, lang, "merged", storage.merged_models, storage.delete_merged,
+                                  more=merged_transfer(labels, lang))  # fmt: skip
     download_btn.click(on_download, [lang, choice], download_file, api_name="download_adapter",
                        show_progress_on=download_file)  # fmt: skip
     upload_file.upload(on_upload, [lang, upload_file, choice], [upload_status, table, choice, scan_status],

@@ -236,7 +236,8 @@ TEXT: dict[str, str] = {
     "uploads_intro": "Every dataset you uploaded is kept here (under a name the app chooses) until you delete it.",
     "uploads_list": "Stored dataset",
     "merged_header": "Merged models",
-    "merged_intro": "Models made with Merge above. Deleting one removes its folder for good.",
+    "merged_intro": "Models made with Merge above. One of at most 2 GB can be downloaded as a .zip or pushed to the "
+    "Hub (private by default). Deleting one removes its folder for good.",
     "merged_list": "Merged model",
     "confirm_stored_box": "Yes, delete it for good",
     "choose_stored": "Choose one in the list first.",

@@ -218,7 +218,8 @@ TEXT: dict[str, str] = {
     "uploads_intro": "你上传的每个数据集都保存在这里（使用应用选择的文件名），直到你删除它。",
     "uploads_list": "已存储的数据集",
     "merged_header": "合并后的模型",
-    "merged_intro": "用上面的“合并”生成的模型。删除会永久移除其文件夹。",
+    "merged_intro": "用上面的“合并”生成的模型。不超过 2 GB 的可下载为 .zip 或推送到 Hub（默认私有）。"
+    "删除会永久移除其文件夹。",
     "merged_list": "合并后的模型",
     "confirm_stored_box": "确认永久删除",
     "choose_stored": "请先在列表中选择一项。",
@@ -431,6 +432,7 @@ ERRORS: dict[str, str] = {
     "zip_too_many": "“{file}”包含 {count} 个条目；一个适配器最多 {max} 个。",
     "zip_too_large": "“{file}”解压后超过 {max:bytes}；未保留任何内容。",
     "zip_not_adapter": "“{file}”中没有可用的适配器：{reason}",
+    "merged_too_large": "合并模型 {name} 占用 {size:bytes}；页面上只能下载或推送不超过 {max:bytes} 的模型。",
     # saved assistants
     "assistant_bad_name": "助手名称需为 1 到 {max} 个字符。",
     "assistant_no_base": "助手需要指定基座模型。",
