@@ -48,6 +48,14 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.slow)
 
 
+@pytest.fixture(scope="session")
+def smollm2_model() -> Path:
+    """SmolLM2-135M-Instruct, a real instruct model, as a model folder (see tests/smollm2.py)."""
+    import smollm2
+
+    return smollm2.model_folder()
+
+
 @pytest.fixture(scope="module")
 def demo_home(tmp_path_factory, install_demo) -> Path:
     """A data home of the test module's own, with the demo model at ``Models/LLM/demo``."""

