@@ -12,6 +12,7 @@ Hugging Face Spaces and ``gradio app.py`` find it.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import secrets
@@ -21,10 +22,10 @@ from pathlib import Path
 import gradio as gr
 
 from lora_core import paths
-from webui import chat_tab, dataset_tab, models_tab, train_tab
+from webui import chat_sessions, chat_tab, dataset_tab, models_tab, train_tab
 from webui.common import Labels
 from webui.guard import share_queue_fairly
-from webui.i18n import DEFAULT_LANG, LANGUAGES, normalize_lang
+from webui.i18n import DEFAULT_LANG, LANGUAGES, normalize_lang, t
 from webui.workspaces import bind_workspaces
 
 logger = logging.getLogger("simple_lora")
@@ -38,6 +39,20 @@ PER_CLIENT_WAITING = 8  # events one client may have waiting in the queue (a pag
 BROWSER_LANG_JS = (
     f"() => {{ const l = (navigator.language || '').toLowerCase(); "
     f"return {list(LANGUAGES)!r}.find((c) => l.startsWith(c)) || '{DEFAULT_LANG}'; }}"
+)
+# Gradio titles a toast with its kind in English ("Error"), whatever the message's title: the page puts the title
+# in the language chosen at the top right (the toast's own class names its kind).
+TOAST_TITLES = {code: {kind: t(f"{kind}_title", code) for kind in ("error", "warning", "info")} for code in LANGUAGES}
+TOAST_TITLES_JS = (
+    "() => { const titles = " + json.dumps(TOAST_TITLES, ensure_ascii=False) + ";"
+    " const fix = () => { const lang = document.querySelector('#lang input:checked')?.value;"
+    " const words = titles[lang] || titles['" + DEFAULT_LANG + "'];"
+    " document.querySelectorAll('.toast-title').forEach((el) => {"
+    " const kind = Object.keys(words).find((k) => el.classList.contains(k));"
+    " const text = [...el.childNodes].find((n) => n.nodeType === 3 && n.textContent.trim());"
+    " if (kind && text && text.textContent.trim() !== words[kind]) { text.textContent = words[kind] + ' '; } });"
+    " };"
+    " new MutationObserver(fix).observe(document.body, {childList: true, subtree: true, characterData: true}); }"
 )
 
 
@@ -81,6 +96,7 @@ def build_app() -> gr.Blocks:
         blocks.load(*shared["stored_uploads"], api_visibility="private")
         for base in (shared["base"], shared["train_base"], chat_hooks["base"]):
             blocks.load(dataset_tab.refresh_bases, base, base, api_visibility="private")
+        blocks.unload(chat_sessions.drop)  # a closed page's reply stops and its chat session is forgotten
     return blocks
 
 
@@ -188,6 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         share=args.share,
         auth=auth,
         max_file_size=dataset_tab.MAX_UPLOAD_BYTES,
+        js=TOAST_TITLES_JS,
         blocked_paths=[
             str(p)
             for p in (

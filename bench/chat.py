@@ -5,6 +5,10 @@ in the same run. Three ways, alternating, several runs each, medians:
 - adapter (Simple LoRA): ChatEngine with the adapter active, its weights merged into the base layers;
 - adapter, unmerged: the same adapter through PEFT's own LoRA path (what a plain PeftModel does).
 
+Then chat sessions (what the app runs): one session replying with adapter A, against two sessions on adapters A
+and B whose replies alternate (each reply switches the merged adapter) and two sessions asking at once (two
+threads; replies are generated one at a time).
+
     .venv/bin/python bench/chat.py [--base DIR] [--runs 5] [--new-tokens 128]
 
 Without --base it uses the bench fixture's model (bench/fixture.py) when present, else a fresh demo model. The
@@ -27,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 PROMPT = [{"role": "user", "content": "Tell me about the lighthouse of Lumen Bay and the ferry that leaves at dawn."}]
 
 
-def make_adapter(base: Path, out: Path) -> Path:
+def make_adapter(base: Path, out: Path, seed: int = 0) -> Path:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -35,7 +39,7 @@ def make_adapter(base: Path, out: Path) -> Path:
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     config = LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
     peft_model = get_peft_model(model, config)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     for name, param in peft_model.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(param, std=0.01)
@@ -105,6 +109,8 @@ def main() -> None:
                 results[way]["ttft"].append(first)
                 results[way]["tps"].append((args.new_tokens - 1) / (full - first))
 
+        sessions_rows = sessions_table(base, adapter, make_adapter(base, Path(tmp) / "adapter-b", seed=1), args)
+
     peer = statistics.median(results["bare base model (peer)"]["tps"])
     print(f"model: {base} ({sum(p.numel() for p in bare.parameters()) / 1e6:.1f}M parameters), prompt "
           f"{ids.shape[1]} tokens, {args.new_tokens} new tokens, greedy, KV cache, {args.runs} runs, torch threads "
@@ -114,6 +120,57 @@ def main() -> None:
     for way, r in results.items():
         tps = statistics.median(r["tps"])
         print(f"| {way} | {tps:.1f} | {1000 * statistics.median(r['ttft']):.1f} | {tps / peer:.2f}x |")
+    print()
+    print("| chat sessions | tokens/s (median) | ratio to one session |")
+    print("|---|---|---|")
+    one = sessions_rows[0][1]
+    for way, tps in sessions_rows:
+        print(f"| {way} | {tps:.1f} | {tps / one:.2f}x |")
+
+
+def sessions_table(base: Path, adapter_a: Path, adapter_b: Path, args: argparse.Namespace) -> list[tuple[str, float]]:
+    """Tokens/s of replies through ``ChatSession``: one session, two alternating, two at once."""
+    import threading
+
+    from lora_core.chat import GenerationSettings
+    from lora_core.sessions import ChatSession, unload_all
+
+    a, b = ChatSession(), ChatSession()
+    a.load(base, adapter_a)
+    b.load(base, adapter_b)
+    engine = a.engine()[0]
+    inner = engine.model.get_base_model()
+    inner.generation_config.min_new_tokens = args.new_tokens  # every reply exactly this long
+    settings = GenerationSettings(max_new_tokens=args.new_tokens)
+    replies = 4
+
+    def sequential(order: list[ChatSession]) -> float:
+        start = time.perf_counter()
+        for session in order:
+            session.generate(PROMPT, settings)
+        return len(order) * args.new_tokens / (time.perf_counter() - start)
+
+    def at_once() -> float:
+        threads = [threading.Thread(target=sequential, args=([s] * (replies // 2),)) for s in (a, b)]
+        start = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return replies * args.new_tokens / (time.perf_counter() - start)
+
+    ways = {
+        "one session, adapter A": lambda: sequential([a] * replies),
+        "two sessions, adapters A and B, replies alternating": lambda: sequential([a, b] * (replies // 2)),
+        "two sessions, adapters A and B, asking at once": at_once,
+    }
+    sequential([a, b])  # warm-up
+    measured: dict[str, list[float]] = {way: [] for way in ways}
+    for _ in range(args.runs):
+        for way, run in ways.items():
+            measured[way].append(run())
+    unload_all()
+    return [(way, statistics.median(values)) for way, values in measured.items()]
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -106,23 +107,33 @@ def _generate_kwargs(tokenizer: Any, settings: GenerationSettings) -> dict[str, 
     return kwargs
 
 
-# What a byte-level tokenizer decodes a character cut short by ``max_new_tokens`` to: never shown as the reply's end.
+# What a byte-level tokenizer decodes a character cut short by ``max_new_tokens`` to (one per byte; a character has
+# at most 4): never shown as the reply's end.
 PARTIAL = "\ufffd"
+PARTIAL_MAX = 3
+
+
+def _cut_tail(text: str) -> tuple[str, str]:
+    """``text`` split before the replacement characters that may be a character cut short at its end."""
+    tail = min(len(text) - len(text.rstrip(PARTIAL)), PARTIAL_MAX)
+    return text[: len(text) - tail], text[len(text) - tail :]
 
 
 def reply_pieces(pieces: Iterable[str]) -> Iterator[str]:
     """The streamer's ``pieces`` as the reply shows them: without the template's leading whitespace, and without a
-    last character whose bytes the token limit cut short (a replacement character shows only when text follows)."""
-    started, held = False, ""
+    last character whose bytes the token limit cut short (a replacement character shows only when text follows,
+    or when the reply has nothing else)."""
+    started, held, said = False, "", False
     for piece in pieces:
         if not started:
             piece = piece.lstrip()
             started = bool(piece)
-        text = held + piece
-        whole = text.rstrip(PARTIAL)
-        held = text[len(whole) :]
+        whole, held = _cut_tail(held + piece)
         if whole:
+            said = True
             yield whole
+    if held and not said:
+        yield held
 
 
 def generate(
@@ -151,7 +162,8 @@ def generate(
             stopping_criteria=stopping_criteria,
             **_generate_kwargs(tokenizer, settings),
         )
-    return tokenizer.decode(out[0][len(ids) :], skip_special_tokens=True).strip().rstrip(PARTIAL)
+    text = tokenizer.decode(out[0][len(ids) :], skip_special_tokens=True).strip()
+    return _cut_tail(text)[0] or text
 
 
 def check_adapter_base(adapter: str | Path, base: str | Path) -> None:
@@ -166,6 +178,9 @@ class LoadedAdapter:
     path: str
     style: str | None  # prompt format from the manifest
     external: bool
+
+
+ACTIVE: Any = object()  # "the engine's active adapter", where a call may also name one, or None for the pure base
 
 
 class ChatEngine:
@@ -188,9 +203,20 @@ class ChatEngine:
         # started it, and must still be able to release it.
         self._busy = threading.Lock()
 
-    def _hold(self, timeout: float = 600.0) -> None:
-        if not self._busy.acquire(timeout=timeout):
-            raise ChatError("chat_busy")
+    def _hold(self, timeout: float = 600.0, stop: threading.Event | None = None) -> bool:
+        """Wait for the model (one reply at a time). False when ``stop`` was set while waiting."""
+        deadline = time.monotonic() + timeout
+        while not self._busy.acquire(timeout=0.05):
+            if stop is not None and stop.is_set():
+                return False
+            if time.monotonic() > deadline:
+                raise ChatError("chat_busy")
+        return True
+
+    @property
+    def busy(self) -> bool:
+        """Whether a reply is being generated (or the model changed) right now."""
+        return self._busy.locked()
 
     # --- loading ---
 
@@ -236,18 +262,28 @@ class ChatEngine:
             raise ChatError("busy_training", task=job.config.task)
 
     def activate(self, adapter: str | Path) -> LoadedAdapter:
-        """Load ``adapter`` (once) onto the loaded base and make it the active one."""
+        """Load ``adapter`` (once) onto the loaded base and make it the one used when a call names none."""
+        loaded = self.load_adapter(adapter)
+        self.active = loaded.name
+        return loaded
+
+    def load_adapter(self, adapter: str | Path) -> LoadedAdapter:
+        """Load ``adapter`` onto the loaded base, once (checked against it first); the active one is kept."""
         path = Path(adapter).resolve()
         if self.model is None or self.base is None:
             raise ChatError("no_base_loaded")
+        known = self.adapters.get(path.name)
+        if known is not None and known.path == str(path):
+            return known
         check_adapter_base(path, self.base)
         self._hold()
         try:
             self._unmerge()  # PEFT would "unmerge" by subtracting when the active adapter changes
-            if path.name not in self.adapters:
-                self._load_adapter(path)
-            self.model.set_adapter(path.name)
-            self.active = path.name
+            if path.name in self.adapters:  # another folder of that name (deleted and trained again): reload
+                self._forget(path.name)
+            self._load_adapter(path)
+            if self.active is not None:
+                self.model.set_adapter(self.active)
             return self.adapters[path.name]
         finally:
             self._busy.release()
@@ -277,70 +313,91 @@ class ChatEngine:
         self._hold()
         try:
             self._unmerge()
-            if name in self.adapters:
-                if len(self.adapters) == 1:
-                    # PEFT cannot run a PeftModel left without adapters (disable_adapter looks the deleted one up):
-                    # take the LoRA layers out and keep the plain base model.
-                    self.model = self.model.unload()
-                    self.model.eval()
-                else:
-                    self.model.delete_adapter(name)
-                del self.adapters[name]
-            if self.active == name:
-                self.active = None
+            self._forget(name)
         finally:
             self._busy.release()
+
+    def _forget(self, name: str) -> None:
+        if name in self.adapters:
+            if len(self.adapters) == 1:
+                # PEFT cannot run a PeftModel left without adapters (disable_adapter looks the deleted one up):
+                # take the LoRA layers out and keep the plain base model.
+                self.model = self.model.unload()
+                self.model.eval()
+            else:
+                self.model.delete_adapter(name)
+            del self.adapters[name]
+        if self.active == name:
+            self.active = None
 
     # --- generation ---
 
     @property
     def style(self) -> str | None:
-        return self.adapters[self.active].style if self.active else None
+        return self._style(ACTIVE)
 
-    def prompt_text(self, messages: list[dict]) -> str:
+    def _adapter(self, adapter: str | None | object) -> str | None:
+        """The adapter a call names (None: the pure base), or the active one for ``ACTIVE``."""
+        name = self.active if adapter is ACTIVE else adapter
+        if name is not None and name not in self.adapters:
+            raise ChatError("adapter_not_loaded", name=str(name))
+        return name  # type: ignore[return-value]
+
+    def _style(self, adapter: str | None | object) -> str | None:
+        name = self._adapter(adapter)
+        return self.adapters[name].style if name else None
+
+    def prompt_text(self, messages: list[dict], adapter: str | None | object = ACTIVE) -> str:
         """The exact text the model is given for ``messages`` (the same rendering as in training)."""
         from .prompts import render
 
         self._need_model()
-        rendered = render(self.tokenizer, messages, add_generation_prompt=True, style=self.style)
+        rendered = render(self.tokenizer, messages, add_generation_prompt=True, style=self._style(adapter))
         return rendered.text(self.tokenizer.eos_token or "")
 
     def _need_model(self) -> None:
         if self.model is None:
             raise ChatError("no_base_loaded")
 
-    def generate(self, messages: list[dict], settings: GenerationSettings | None = None) -> str:
-        return "".join(self.stream(messages, settings))
+    def generate(self, messages: list[dict], settings: GenerationSettings | None = None,
+                 adapter: str | None | object = ACTIVE, stop: threading.Event | None = None) -> str:  # fmt: skip
+        return "".join(self.stream(messages, settings, adapter, stop))
 
-    def fit(self, messages: list[dict], settings: GenerationSettings) -> Fitted:
+    def fit(self, messages: list[dict], settings: GenerationSettings, adapter: str | None | object = ACTIVE) -> Fitted:
         """``messages`` made to fit the loaded model's context (see ``fit_to_context``)."""
         self._need_model()
         context = context_length(self.model, self.tokenizer)
-        return fit_to_context(self.tokenizer, messages, self.style, context, settings.max_new_tokens)
+        return fit_to_context(self.tokenizer, messages, self._style(adapter), context, settings.max_new_tokens)
 
-    def _fitted(self, messages: list[dict], settings: GenerationSettings) -> tuple[list[dict], GenerationSettings]:
+    def _fitted(self, messages: list[dict], settings: GenerationSettings,
+                adapter: str | None | object = ACTIVE) -> tuple[list[dict], GenerationSettings]:  # fmt: skip
         settings.check()
-        fitted = self.fit(messages, settings)
+        fitted = self.fit(messages, settings, adapter)
         return fitted.messages, replace(settings, max_new_tokens=fitted.max_new_tokens)
 
-    def stream(self, messages: list[dict], settings: GenerationSettings | None = None) -> Iterator[str]:
-        """Yield the reply piece by piece as it is generated, with the active adapter (or the pure base). The
-        conversation is first made to fit the model's context (its oldest turns dropped)."""
-        messages, settings = self._fitted(messages, settings or GenerationSettings())
-        self._hold()
+    def stream(self, messages: list[dict], settings: GenerationSettings | None = None,
+               adapter: Any = ACTIVE, stop: threading.Event | None = None) -> Iterator[str]:  # fmt: skip
+        """Yield the reply piece by piece as it is generated, with ``adapter`` (a loaded adapter's name, None for
+        the pure base, by default the active one). The conversation is first made to fit the model's context (its
+        oldest turns dropped). Setting ``stop`` ends the wait for the model, or the reply within one token."""
+        name = self._adapter(adapter)
+        messages, settings = self._fitted(messages, settings or GenerationSettings(), name)
+        if not self._hold(stop=stop):
+            return
         try:
-            yield from self._stream(messages, settings, self.active)
+            yield from self._stream(messages, settings, name, stop)
         finally:
             self._busy.release()
 
-    def _stream(self, messages: list[dict], settings: GenerationSettings, adapter: str | None) -> Iterator[str]:
+    def _stream(self, messages: list[dict], settings: GenerationSettings, adapter: str | None,
+                stop: threading.Event | None = None) -> Iterator[str]:  # fmt: skip
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         cancelled = threading.Event()
 
-        class Cancel(StoppingCriteria):  # the reader went away: stop generating for nobody
+        class Cancel(StoppingCriteria):  # the reader went away, or its session pressed Stop
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
-                return cancelled.is_set()
+                return cancelled.is_set() or (stop is not None and stop.is_set())
 
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         error: list[BaseException] = []
@@ -391,42 +448,33 @@ class ChatEngine:
         if self.model is not None:
             self._merge.unmerge(self.model)
 
-    def compare(self, messages: list[dict], settings: GenerationSettings | None = None) -> dict[str, str]:
-        """The same prompt answered by the base (adapters disabled) and by the active adapter, same settings."""
-        if self.active is None:
+    def compare(self, messages: list[dict], settings: GenerationSettings | None = None,
+                adapter: str | None | object = ACTIVE) -> dict[str, str]:  # fmt: skip
+        """The same prompt answered by the base (adapters disabled) and by ``adapter`` (by default the active
+        one), same settings."""
+        name = self._adapter(adapter)
+        if name is None:
             raise ChatError("no_active_adapter")
-        messages, settings = self._fitted(messages, settings or GenerationSettings())
+        messages, settings = self._fitted(messages, settings or GenerationSettings(), name)
         self._hold()
         try:
-            adapter_reply = "".join(self._stream(messages, settings, self.active))
+            adapter_reply = "".join(self._stream(messages, settings, name))
             base_reply = "".join(self._stream(messages, settings, None))
         finally:
             self._busy.release()
         return {"base": base_reply, "adapter": adapter_reply}
 
-    def replay(self, records: list[Any], settings: GenerationSettings | None = None) -> list[dict]:
+    def replay(self, records: list[Any], settings: GenerationSettings | None = None,
+               adapter: str | None | object = ACTIVE) -> list[dict]:  # fmt: skip
         """Dataset rows answered by base and adapter next to their reference answers."""
         results = []
         for record in records:
             messages = [{"role": m.role, "content": m.content} for m in record.messages]
             last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-            answers = self.compare(messages[:last], settings)
+            answers = self.compare(messages[:last], settings, adapter)
             results.append({"row": record.row, "prompt": messages[last - 1]["content"],
                             "reference": messages[last]["content"], **answers})  # fmt: skip
         return results
 
     def status(self) -> dict:
         return {"base": str(self.base) if self.base else None, "active": self.active, "loaded": sorted(self.adapters)}
-
-
-_ENGINES: dict[str | None, ChatEngine] = {}
-_ENGINE_LOCK = threading.Lock()
-
-
-def engine() -> ChatEngine:
-    """The chat engine of the current workspace (``paths.current_user``): one for every session of the one
-    shared workspace, one per user when each has their own."""
-    from . import paths
-
-    with _ENGINE_LOCK:
-        return _ENGINES.setdefault(paths.current_user(), ChatEngine())

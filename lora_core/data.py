@@ -51,6 +51,7 @@ class RowProblem:
     code: str  # stable machine code, see ROW_MESSAGES
     message: str  # one English sentence naming the row and the field
     params: dict  # the values used in the message, so a UI can translate by code
+    template: str = ""  # the key of its sentence in ROW_MESSAGES (some templates share a code)
 
 
 @dataclass
@@ -190,7 +191,8 @@ class Problems:
     def add(self, field: str, template: str, **params: Any) -> None:
         params = {"row": self.row, "field": field, **params}
         code = _CODE_OF.get(template, template)
-        self.found.append(RowProblem(self.row, field, code, ROW_MESSAGES[template].format(**params), params))
+        message = ROW_MESSAGES[template].format(**params)
+        self.found.append(RowProblem(self.row, field, code, message, params, template))
 
 
 def validate_row(row: Any, kind: str | None, file_fmt: str, problems: Problems) -> tuple[Message, ...] | None:

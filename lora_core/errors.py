@@ -117,6 +117,8 @@ ERRORS: dict[str, str] = {
     "compare_needs_adapter": "--compare needs --adapter: it answers with the base model and with the adapter.",
     "busy_training": "The GPU is busy training {task}; chat can load a model when it ends.",
     "chat_busy": "The chat model is busy; try again in a moment.",
+    "adapter_not_loaded": "The adapter {name} is not loaded on this chat model.",
+    "adapter_deleted": "The adapter {name} was deleted; this chat now answers with the base model alone.",
     "message_too_long": "The message has {chars} characters; the most a message may have is {max}.",
     "prompt_too_long": "The message needs {tokens} tokens, more than the {limit} the model can read while leaving "
     "room for its reply.",

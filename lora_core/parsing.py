@@ -144,6 +144,7 @@ def parse_json(text: str, name: str, kind: str, line_no: int = 1) -> Any:
         return _DECODER.decode(text)
     except json.JSONDecodeError as e:
         reason = e.msg[:1].lower() + e.msg[1:]
+        reason = reason.removesuffix(" at")  # "unterminated string starting at": the line and column follow
         line, column = e.lineno + line_no - 1, e.colno
         raise DatasetError("invalid_json", file=name, kind=kind, reason=reason, line=line, column=column) from None
     except _Constant as e:

@@ -10,10 +10,10 @@ import pytest
 from tiny import launched_app
 
 from lora_core import assistants
-from lora_core.chat import engine as chat_engine
 from lora_core.demo import DEMO_TRAINING, SAMPLE_DATASET, sample_rows
+from lora_core.sessions import unload_all
 from lora_core.training import State, TrainConfig, TrainingJob
-from webui import chat_tab, models_tab
+from webui import chat_sessions, chat_tab, models_tab
 from webui.dataset_tab import LoadedDataset, load_records
 from webui.i18n import LANGS, TEXT
 
@@ -32,7 +32,8 @@ def home(module_home, install_demo):
     assert snap["state"] == State.COMPLETED
     (root / "Models" / "LoRA" / "broken").mkdir()
     yield root
-    chat_engine().unload()
+    unload_all()
+    chat_sessions.drop(None)
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +127,7 @@ def test_the_chat_streams_as_a_generator_and_translates_its_errors(home, adapter
     history, _, prompt = chat("en", QUESTION, history)[-1]  # a second turn: the first is in the prompt
     assert prompt.count("<|im_start|>user") == 2 and len(history) == 4
     assert chat("en", "   ") == [([], "", gr.skip())]  # nothing to send: nothing happens
-    chat_engine().unload()
+    chat_sessions.drop(None)  # a new page: no model chosen yet
     with pytest.raises(gr.Error, match="请先加载模型") as err:
         chat("zh", QUESTION)
     assert err.value.title == "错误"  # the toast's title in the user's language too
@@ -140,7 +141,7 @@ def test_load_refuses_an_adapter_of_another_base_before_loading_anything(home, a
         chat_tab.on_load("en", "demo", None)
         with pytest.raises(gr.Error, match=f"{adapter_name} 是在基座模型 demo 上训练的，不能用于基座模型 other"):
             chat_tab.on_load("zh", "other", adapter_name)
-        assert chat_engine().base.name == "demo"  # nothing was loaded
+        assert chat_sessions.session(None).base.name == "demo"  # nothing was loaded
         # choosing the adapter chooses its own base model
         assert chat_tab.on_adapter_pick(adapter_name, "other") == gr.update(value="demo")
         assert chat_tab.on_adapter_pick(chat_tab.NO_ADAPTER, "other") == gr.update()
@@ -194,7 +195,8 @@ def test_bad_names_are_refused_with_one_sentence(home):
 def test_quick_test_activates_the_chosen_adapter(home, adapter_name):
     models_tab.on_deactivate("en")
     reply, status = models_tab.on_quick_test("en", adapter_name, QUESTION)
-    assert reply == ANSWER and adapter_name in status and chat_engine().active == adapter_name
+    assert reply == ANSWER and adapter_name in status
+    assert chat_sessions.session(None).status()["active"] == adapter_name
     with pytest.raises(gr.Error, match="Type a prompt"):
         models_tab.on_quick_test("en", adapter_name, " ")
 
@@ -217,7 +219,7 @@ def test_assistants_are_saved_and_loaded_back(home, adapter_name):
     models_tab.on_deactivate("en")
     status, base, adapter, system, *_rest, history, prompt = chat_tab.on_pick_assistant("en", "Guide")
     assert (base, adapter, system, history, prompt) == ("demo", adapter_name, "Be brief.", [], "")
-    assert chat_engine().active == adapter_name and adapter_name in status
+    assert chat_sessions.session(None).status()["active"] == adapter_name and adapter_name in status
     chat_tab.on_delete_assistant("en", "Guide")
     assert "Guide" not in assistants.load_all()
     with pytest.raises(gr.Error, match="请选择一个已保存的助手"):
@@ -238,7 +240,7 @@ def test_delete_needs_confirmation_and_removes_the_folder(home):
 
 def test_deleting_the_active_adapter_leaves_a_working_base(home, adapter_name, copy_of):
     only = copy_of("only_copy")
-    chat_engine().unload()
+    unload_all()
     chat_tab.on_load("en", "demo", None)
     base_reply = chat("en", QUESTION)[-1][0][-1]["content"]
     chat_tab.on_load("en", "demo", only)  # the one adapter loaded on the base
@@ -251,7 +253,7 @@ def test_deleting_the_active_adapter_leaves_a_working_base(home, adapter_name, c
     models_tab.on_activate("en", adapter_name)
     models_tab.on_activate("en", second)
     models_tab.on_delete("en", second, True)
-    assert chat_engine().active is None
+    assert chat_sessions.session(None).status()["active"] is None
     assert models_tab.on_quick_test("en", adapter_name, QUESTION)[0] == ANSWER
 
 

@@ -13,7 +13,7 @@ import pytest
 from tiny import launched_app
 
 from lora_core import demo
-from lora_core.data import _CODE_OF, ROW_MESSAGES
+from lora_core.data import ROW_MESSAGES
 from lora_core.masking import encode_records
 from lora_core.paths import REPO_ROOT
 from lora_core.prompts import PromptStyle
@@ -106,7 +106,12 @@ def test_bad_rows_are_listed_by_row_and_field_and_the_file_is_kept_under_a_hash_
         ]
     else:
         assert "共 5 行，**3 行无效**，2 行有效" in summary
-        assert [text for _, _, text in rows] == ["缺少该字段", "该字段为空", "值不是文本", "该行格式与文件其他行不同"]
+        assert [text for _, _, text in rows] == [
+            "第 2 行：缺少字段“output”。",
+            "第 3 行：字段“instruction”为空。",
+            "第 3 行：字段“output”必须是文本，实际是 number。",
+            "第 4 行：该行是 OpenAI messages 格式，而文件是 Alpaca 格式。",
+        ]
     assert [row for row, _, _ in table(preview)[1]] == [1, 1, 5, 5]  # valid rows only
 
     data = Path(path).read_bytes()
@@ -285,9 +290,32 @@ def test_every_ui_text_has_both_languages_with_the_same_placeholders() -> None:
         assert all(entry[lang].strip() for lang in LANGS), key
 
 
-def test_every_row_problem_has_a_chinese_text() -> None:
-    row_codes = {_CODE_OF.get(name, name) for name in ROW_MESSAGES}
-    assert {c for c in row_codes if f"problem_{c}" not in TEXT} == set()
+def test_every_row_problem_keeps_its_detail_in_chinese() -> None:
+    """Each row problem's Chinese sentence has the same params as the English one, so the row, the field, the value
+    found and what was expected all stay in it."""
+    from lora_core.data import Problems
+    from webui.i18n import problem_text, problems_of
+
+    zh = problems_of("zh")
+    assert set(zh) == set(ROW_MESSAGES)
+    for template, english in ROW_MESSAGES.items():
+        params = {name: f"<{name}>" for _, name, _, _ in string.Formatter().parse(english) if name}
+        assert {n for _, n, _, _ in string.Formatter().parse(zh[template]) if n} == set(params), template
+        problems = Problems(7)
+        detail = {k: v for k, v in params.items() if k not in ("row", "field")}
+        problems.add("conversations[2].from", template, **detail)
+        [problem] = problems.found
+        shown = problem_text(problem, "zh")
+        assert "7" in shown and all(v in shown for v in detail.values()), shown
+        if "field" in params:
+            assert "conversations[2].from" in shown, shown
+        assert problem_text(problem, "en") == problem.message
+    odd = Problems(3)
+    odd.add("messages[1].role", "unknown_role", role="bot", expected="system, user, assistant")
+    assert (
+        problem_text(odd.found[0], "zh")
+        == "第 3 行：字段“messages[1].role”的角色“bot”未知；应为 system, user, assistant 之一。"
+    )
 
 
 def test_error_text_falls_back_to_the_core_sentence() -> None:

@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tiny import ROOT, served_app
@@ -430,3 +431,127 @@ def test_a_model_from_the_hub_is_trained_and_its_adapter_taken_home(browser, tmp
             )
             page.screenshot(path=shots / "6-models-hub.png", full_page=True)
             expect_no_error(page)
+
+
+def slow_model(folder: Path) -> Path:
+    """A random base model with the demo tokenizer, large enough that a long reply takes many seconds on 2 cores
+    (and, being random, it does not stop by itself)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from lora_core.demo import MODEL_CONFIG, build_tokenizer, random_model
+
+    tokenizer = build_tokenizer()
+    shape = {**MODEL_CONFIG, "hidden_size": 512, "intermediate_size": 1376, "num_hidden_layers": 8,
+             "max_position_embeddings": 4096}  # fmt: skip
+    model = random_model(LlamaForCausalLM, LlamaConfig, tokenizer, 3, vocab_size=len(tokenizer), **shape)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def trained_adapter(home: Path) -> Path:
+    """The adapter the walkthrough test trained, or one trained here with the demo settings."""
+    found = sorted((home / "Models" / "LoRA").glob(f"{TASK}_*")) if (home / "Models" / "LoRA").is_dir() else []
+    if found:
+        return found[-1]
+    from lora_core.demo import DEMO_TRAINING
+    from lora_core.training import TrainConfig, TrainingJob
+
+    base = home / "Models" / "LLM" / DEMO_MODEL_NAME
+    os.environ["SIMPLE_LORA_HOME"] = str(home)
+    try:
+        config = TrainConfig(base=str(base), data=str(SAMPLE_DATASET), task=TASK, **DEMO_TRAINING)
+        return Path(TrainingJob(config).run()["adapter_dir"])
+    finally:
+        del os.environ["SIMPLE_LORA_HOME"]
+
+
+def load_chat(page, base: str, adapter: str | None) -> Any:
+    page.click("#tab-chat-button")
+    chat = page.locator("#tab-chat")
+    pick(page, chat.get_by_role("combobox").nth(0), base)
+    pick(page, chat.get_by_role("combobox").nth(1), adapter or t("no_adapter", "en"))
+    chat.get_by_role("button", name=t("load", "en"), exact=True).click()
+    expect(chat).to_contain_text(f"Chat uses base model {base} with adapter {adapter or t('no_adapter', 'en')}.",
+                                 timeout=60_000)  # fmt: skip
+    return chat
+
+
+def test_two_pages_chat_each_with_their_own_model_and_stop_only_their_own_reply(browser, url, home, tmp_path):
+    """Page A activates the trained adapter, page B nothing: each gets its own answer and status line. Then both
+    ask a long question of a slow model: B waits, says so, and B's Stop ends B's reply while A's goes on."""
+    adapter = trained_adapter(home)
+    slow_model(home / "Models" / "LLM" / "slow")
+    answer = reference(QUESTION)
+    with (
+        opened(browser, url, "en-US", tmp_path / "a.png") as a,
+        opened(browser, url, "en-US", tmp_path / "b.png") as b,
+    ):
+        chat_a = load_chat(a, DEMO_MODEL_NAME, adapter.name)
+        chat_b = load_chat(b, DEMO_MODEL_NAME, None)
+        ask(chat_a, QUESTION)
+        expect(chat_a.locator("[data-testid=bot]")).to_have_text([answer], timeout=60_000)
+        ask(chat_b, QUESTION)
+        expect(chat_b.locator(".generating")).to_have_count(0, timeout=60_000)
+        expect(chat_b.locator("[data-testid=bot]")).not_to_have_text([answer])
+        expect(chat_b.locator("[data-testid=bot]")).not_to_have_text([""])
+        expect(chat_a).to_contain_text(f"with adapter {adapter.name}.")  # B's choice changed nothing of A's
+        expect(chat_b).to_contain_text(f"with adapter {t('no_adapter', 'en')}.")
+
+        for page, chat in ((a, chat_a), (b, chat_b)):
+            load_chat(page, "slow", None)
+            most = chat.get_by_label(f"number input for {t('max_new_tokens', 'en')}")
+            most.fill("2048")
+            most.press("Enter")
+        ask(chat_a, "Tell me a long story.")
+        expect(chat_a.locator("[data-testid=bot]").last).not_to_have_text("", timeout=60_000)  # A's reply streams
+        ask(chat_b, "Tell me a long story.")
+        expect(chat_b.locator("[data-testid=bot]").last).to_have_text(t("chat_waiting", "en").strip("*"))
+        chat_b.get_by_role("button", name=t("stop_reply", "en"), exact=True).click()
+        expect(chat_b.locator("[data-testid=bot]").last).to_have_text(t("chat_stopped", "en").strip("*"),
+                                                                 timeout=5_000)  # fmt: skip
+        expect(chat_b.locator(".generating")).to_have_count(0, timeout=5_000)
+        so_far = chat_a.locator("[data-testid=bot]").last.inner_text()
+        expect(chat_a.locator(".generating")).not_to_have_count(0)  # A's reply goes on
+        expect(chat_a.locator("[data-testid=bot]").last).not_to_have_text(so_far)
+        chat_a.get_by_role("button", name=t("stop_reply", "en"), exact=True).click()
+        expect(chat_a.locator(".generating")).to_have_count(0, timeout=5_000)
+        expect_no_error(a)
+        expect_no_error(b)
+
+
+def test_a_refusal_stays_next_to_its_control_in_both_languages(browser, url, tmp_path):
+    """A refused upload, a failed Compare and a failed Start each leave their sentence on the page, where it is
+    still 30 s later (a toast is long gone), in English and in Chinese; a Chinese page's toasts are titled in
+    Chinese."""
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{"instruction": "a", "output": "b}]', encoding="utf-8")
+    refused = {"en": "File 'broken.json' is not valid JSON: unterminated string starting at line 1, column 33.",
+               "zh": "文件“broken.json”不是有效的 JSON"}  # fmt: skip
+    with (
+        opened(browser, url, "en-US", tmp_path / "en.png") as en,
+        opened(browser, url, "zh-CN", tmp_path / "zh.png") as zh,
+    ):
+        for page, lang in ((en, "en"), (zh, "zh")):
+            expect_labels(page, lang)
+            page.locator("#tab-dataset input[type=file]").first.set_input_files(str(broken))
+            expect(page.locator("#tab-dataset")).to_contain_text(refused[lang], timeout=30_000)
+            page.click("#tab-train-button")
+            page.locator("#tab-train").get_by_role("button", name=t("start", lang)).click()
+            expect(page.locator("#tab-train")).to_contain_text(t("no_dataset", lang))
+            page.click("#tab-chat-button")
+            chat = page.locator("#tab-chat")
+            chat.get_by_placeholder(t("compare_hint", lang)).fill(QUESTION)
+            chat.get_by_role("button", name=t("compare", lang), exact=True).click()
+            expect(chat.get_by_label(t("adapter_reply", lang), exact=True)).to_have_value(t("load_first", lang))
+        expect(zh.locator(".toast-title").first).to_have_text(re.compile("^" + t("error_title", "zh")))
+        en.wait_for_timeout(30_000)
+        for page, lang in ((en, "en"), (zh, "zh")):
+            expect(page.locator(".toast-body")).to_have_count(0)  # the toasts are gone, the reasons are not
+            expect(page.locator("#tab-chat").get_by_label(t("base_reply", lang), exact=True)).to_have_value(
+                t("load_first", lang)
+            )
+            page.click("#tab-train-button")
+            expect(page.locator("#tab-train")).to_contain_text(t("no_dataset", lang))
+            page.click("#tab-dataset-button")
+            expect(page.locator("#tab-dataset")).to_contain_text(refused[lang])

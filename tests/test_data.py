@@ -298,6 +298,13 @@ UTF16_TEXT = '[{"instruction": "a", "output": "b"}]'
             {"line": 3, "column": 32},
         ),
         (
+            "unterminated.json",
+            b'[{"instruction": "a", "output": "b}]',
+            "invalid_json",
+            "unterminated string starting at line 1, column 33",  # not "starting at at line"
+            {"line": 1, "column": 33},
+        ),
+        (
             "pretty_broken.json",
             b'{\n  "instruction": "a",\n  "output": "b",,\n}',
             "invalid_json",

@@ -92,7 +92,8 @@ def test_a_character_the_token_limit_cut_short_does_not_end_the_reply() -> None:
     cut = "\ufffd"
     streamed = ["\n ", "灯塔", cut, cut + "镇", " is", " teal" + cut + cut]
     assert list(reply_pieces(streamed)) == ["灯塔", cut * 2 + "镇", " is", " teal"]
-    assert list(reply_pieces(["  ", cut])) == []
+    assert list(reply_pieces(["  ", cut, cut])) == [cut * 2]  # nothing else to show: shown as it is
+    assert "".join(reply_pieces(["ab", cut * 5])) == "ab" + cut * 2  # a character has at most 4 bytes
 
 
 def test_compare_gives_two_different_answers_after_training(engine, adapter_a):

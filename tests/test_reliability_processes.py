@@ -260,12 +260,13 @@ def test_one_client_cannot_fill_the_queue_for_everyone(home):
     """80 calls at once from one client: the client gets its fair share of the queue, the rest are refused at once,
     and another client's call is answered within a few seconds."""
     with served_app(home) as app:
-        Client(app.url, verbose=False).predict(base_name="demo", adapter="", api_name="/load_chat_model")
-        greedy = Client(app.url, verbose=False)
+        greedy, polite = Client(app.url, verbose=False), Client(app.url, verbose=False)
+        for client in (greedy, polite):  # each client session chooses its chat model
+            client.predict(base_name="demo", adapter="", api_name="/load_chat_model")
         jobs = [greedy.submit(prompt=f"question {i}", max_new_tokens=32, api_name="/generate") for i in range(80)]
         time.sleep(1.0)  # all of them sent
         started = time.monotonic()
-        other = Client(app.url, verbose=False).predict(prompt="hello", max_new_tokens=8, api_name="/generate")
+        other = polite.predict(prompt="hello", max_new_tokens=8, api_name="/generate")
         waited = time.monotonic() - started
         outcomes = []
         for job in jobs:

@@ -12,13 +12,15 @@ import pandas as pd
 
 from lora_core import adapters, assistants
 from lora_core.adapters import base_for_adapter
-from lora_core.chat import GenerationSettings, check_adapter_base, engine
+from lora_core.chat import GenerationSettings
 from lora_core.errors import ChatError, SimpleLoraError
+from lora_core.sessions import ChatSession
 
-from .common import Labels, Number, base_dropdown, finite_number, md, user_errors, whole_number
+from .chat_sessions import session
+from .common import Labels, Number, base_dropdown, finite_number, keep_reason, md, user_errors, whole_number
 from .dataset_tab import LoadedDataset, base_model_choices, resolve_base
 from .i18n import DEFAULT_LANG, t
-from .models_tab import engine_status, paths_name
+from .models_tab import paths_name, session_status
 
 NO_ADAPTER = ""  # the adapter choice "none (pure base)"
 REPLAY_COLUMNS = ["col_row", "col_prompt", "col_reference", "col_adapter_reply", "col_match", "col_base_reply"]
@@ -81,19 +83,23 @@ def _text(content: Any) -> str:
     return str(content)
 
 
-def _need_model(lang: str) -> None:
-    if engine().model is None:
+def _need_model(lang: str, request: gr.Request | None) -> ChatSession:
+    """The page's chat session, once it has chosen a base model."""
+    chat = session(request)
+    if chat.base is None:
         raise gr.Error(t("load_first", lang), print_exception=False)
+    return chat
 
 
 def replay_frame(rows: list[list], lang: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[t(c, lang) for c in REPLAY_COLUMNS])
 
 
-def on_tab(lang: str, base: str | None, adapter: str | None) -> tuple[Any, Any, str, Any]:
+def on_tab(lang: str, base: str | None, adapter: str | None, request: gr.Request = None) -> tuple[Any, Any, str, Any]:
     """Opening the tab: the models and adapters as they are on disk now (a merged model, a new training), the
-    choices showing what the chat holds, and the saved assistants."""
-    status = engine().status()
+    choices showing what this page's chat holds, and the saved assistants."""
+    chat = session(request)
+    status = chat.status()
     bases = base_model_choices()
     choices = adapter_choices(lang)
     names = [value for _, value in choices]
@@ -104,12 +110,13 @@ def on_tab(lang: str, base: str | None, adapter: str | None) -> tuple[Any, Any, 
     return (
         gr.update(choices=bases, value=base),
         gr.update(choices=choices, value=adapter),
-        engine_status(lang),
+        session_status(chat, lang),
         gr.update(choices=sorted(assistants.load_all())),
     )
 
 
-def on_language(lang: str, adapter: str | None, replay: pd.DataFrame | None) -> tuple[Any, str, Any]:
+def on_language(lang: str, adapter: str | None, replay: pd.DataFrame | None,
+                request: gr.Request = None) -> tuple[Any, str, Any]:  # fmt: skip
     """The texts the handlers wrote (the "none" adapter choice, the status, the replay headers) in the new
     language."""
     choices = adapter_choices(lang)
@@ -117,7 +124,7 @@ def on_language(lang: str, adapter: str | None, replay: pd.DataFrame | None) -> 
     frame = gr.update()
     if isinstance(replay, pd.DataFrame) and len(replay.columns) == len(REPLAY_COLUMNS):
         frame = replay_frame(replay.to_numpy().tolist(), lang)
-    return gr.update(choices=choices, value=value), engine_status(lang), frame
+    return gr.update(choices=choices, value=value), session_status(session(request), lang), frame
 
 
 def on_adapter_pick(adapter: str | None, base: str | None) -> Any:
@@ -132,73 +139,79 @@ def on_adapter_pick(adapter: str | None, base: str | None) -> Any:
 
 
 @user_errors
-def on_load(lang: str, base_name: str | None, adapter: str | None) -> str:
-    """Load the chosen base model and activate the chosen adapter (or none). An adapter trained on another base
-    model is refused before anything is loaded."""
+def on_load(lang: str, base_name: str | None, adapter: str | None, request: gr.Request = None) -> str:
+    """This page's chat answers with the chosen base model and adapter (or none) from now on. An adapter
+    trained on another base model is refused before anything is loaded."""
     base = resolve_base(base_name)
     path = adapters.adapter_path(adapter) if adapter else None
-    if path is not None:
-        check_adapter_base(path, base)
-    chat = engine()
-    chat.load_base(base)
-    if path is not None:
-        chat.activate(path)
-    else:
-        chat.deactivate()
-    return engine_status(lang)
+    chat = session(request)
+    chat.load(base, path)
+    return session_status(chat, lang)
+
+
+def on_stop(request: gr.Request = None) -> None:
+    """End this page's reply in progress (or its wait) within one token; other pages' replies go on."""
+    session(request).stop()
 
 
 @user_errors
 def respond(lang: str, message: str, history: list[dict], system: str, temperature: float, top_p: float,
-            max_new: float, repetition: float) -> Iterator[tuple[list[dict], str, str]]:  # fmt: skip
-    """Stream the reply into the chat history; also show the exact prompt text the model was given."""
+            max_new: float, repetition: float, request: gr.Request = None) -> Iterator[tuple]:  # fmt: skip
+    """Stream the reply into the chat history; also show the exact prompt text the model was given. While
+    another page's answer holds the model, the reply's place says so."""
     if not (message or "").strip():
         yield history, "", gr.skip()
         return
-    chat = engine()
-    _need_model(lang)
+    chat = _need_model(lang, request)
     settings = _settings(temperature, top_p, max_new, repetition)
     fitted = chat.fit(_messages(history or [], system, message), settings)  # a message too long: said here
     if fitted.dropped_turns:
         gr.Info(t("turns_dropped", lang, n=fitted.dropped_turns, tokens=fitted.prompt_tokens), title="")
     prompt = chat.prompt_text(fitted.messages)  # what is actually sent
-    history = [*(history or []), {"role": "user", "content": shown(message)}, {"role": "assistant", "content": ""}]
+    waiting = t("chat_waiting", lang) if chat.busy else ""
+    history = [*(history or []), {"role": "user", "content": shown(message)},
+               {"role": "assistant", "content": waiting}]  # fmt: skip
     yield history, "", prompt  # the question shows at once, the reply streams in below it
     reply = ""
     for piece in chat.stream(fitted.messages, settings):
         reply += piece
         history[-1]["content"] = shown(reply)
         yield history, "", prompt
+    if not reply:  # stopped before its first word, or an empty answer
+        history[-1]["content"] = t("chat_stopped", lang) if chat.was_stopped else ""
+        yield history, "", prompt
 
 
 @user_errors
 def on_compare(lang: str, message: str, system: str, temperature: float, top_p: float, max_new: float,
-               repetition: float) -> tuple[str, str]:  # fmt: skip
+               repetition: float, request: gr.Request = None) -> tuple[str, str]:  # fmt: skip
     if not (message or "").strip():
         raise gr.Error(t("need_prompt", lang), print_exception=False)
-    _need_model(lang)
-    answers = engine().compare(_messages([], system, message), _settings(temperature, top_p, max_new, repetition))
+    chat = _need_model(lang, request)
+    answers = chat.compare(_messages([], system, message), _settings(temperature, top_p, max_new, repetition))
     return answers["base"], answers["adapter"]
 
 
 @user_errors
-def api_generate(prompt: str, system: str = "", max_new_tokens: int = 256, temperature: float = 0.0) -> str:
-    """One reply to one user turn from the chat model (with its active adapter, if any); greedy by default."""
+def api_generate(prompt: str, system: str = "", max_new_tokens: int = 256, temperature: float = 0.0,
+                 request: gr.Request = None) -> str:  # fmt: skip
+    """One reply to one user turn from this client's chat model (with its adapter, if any); greedy by default."""
     if not (prompt or "").strip():
         raise gr.Error(t("need_prompt", DEFAULT_LANG), print_exception=False)
-    _need_model(DEFAULT_LANG)
+    chat = _need_model(DEFAULT_LANG, request)
     settings = _settings(temperature, 1.0, max_new_tokens, 1.0)
-    return engine().generate(_messages([], system, prompt), settings)
+    return chat.generate(_messages([], system, prompt), settings)
 
 
 @user_errors
-def on_replay(lang: str, loaded: LoadedDataset | None, n: float | None, max_new: float) -> pd.DataFrame:
+def on_replay(lang: str, loaded: LoadedDataset | None, n: float | None, max_new: float,
+              request: gr.Request = None) -> pd.DataFrame:  # fmt: skip
     if loaded is None:
         raise gr.Error(t("replay_no_dataset", lang), print_exception=False)
     if not whole_number(n, 1, REPLAY_MAX_ROWS):
         raise gr.Error(t("bad_replay_n", lang, max=REPLAY_MAX_ROWS), print_exception=False)
-    _need_model(lang)
-    rows = engine().replay(loaded.report.records[: int(n)], GenerationSettings(max_new_tokens=int(max_new)))
+    chat = _need_model(lang, request)
+    rows = chat.replay(loaded.report.records[: int(n)], GenerationSettings(max_new_tokens=int(max_new)))
     return replay_frame(
         [[r["row"], r["prompt"], r["reference"], r["adapter"], MATCH if r["adapter"] == r["reference"].strip() else "",
           r["base"]] for r in rows],
@@ -220,12 +233,12 @@ def on_save_assistant(lang: str, name: str, base_name: str | None, adapter: str 
 
 
 @user_errors
-def on_pick_assistant(lang: str, name: str | None) -> tuple:
+def on_pick_assistant(lang: str, name: str | None, request: gr.Request = None) -> tuple:
     """Load an assistant: its base, adapter, system prompt and settings (and start a new conversation)."""
     found = assistants.load_all().get(name or "")
     if found is None:
         raise gr.Error(t("assistant_missing", lang), print_exception=False)
-    status = on_load(lang, found.base_model, found.adapter)
+    status = on_load(lang, found.base_model, found.adapter, request)
     s = {**GenerationSettings().__dict__, **found.settings}
     return (status, found.base_model, found.adapter or NO_ADAPTER, found.system_prompt, s["temperature"], s["top_p"],
             s["max_new_tokens"], s["repetition_penalty"], [], "")  # fmt: skip
@@ -257,6 +270,7 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> dict[str, A
             with gr.Row():
                 message = labels.add(gr.Textbox(scale=4, lines=1), label="message", placeholder="message_hint")
                 send = labels.add(gr.Button(variant="primary", scale=1, min_width=80), value="send")
+                stop = labels.add(gr.Button(variant="stop", scale=1, min_width=80), value="stop_reply")
                 clear = labels.add(gr.Button(scale=1, min_width=80), value="clear")
             with labels.add(gr.Accordion(open=False), label="prompt_sent"):
                 prompt_view = gr.Code(language=None, interactive=False, show_label=False)
@@ -287,6 +301,7 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> dict[str, A
             # no minimum / maximum here: Gradio would refuse a value in English; on_replay says it translated
             replay_n = labels.add(Number(5, precision=0, scale=1), label="replay_n")
             replay = labels.add(gr.Button(scale=1), value="replay")
+        replay_status = gr.Markdown()
         replay_table = labels.add(
             gr.Dataframe(replay_frame([], "en"), interactive=False, wrap=True, column_widths=REPLAY_WIDTHS,
                          max_chars=160),
@@ -294,29 +309,37 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> dict[str, A
         )  # fmt: skip
 
     gen = [system, temperature, top_p, max_new, repetition]
-    load.click(on_load, [lang, base, adapter], status, api_name="load_chat_model")
+    keep_reason(load.click(on_load, [lang, base, adapter], status, api_name="load_chat_model"), markdown=[status])
     adapter.input(on_adapter_pick, [adapter, base], base, api_visibility="private")
     # Errors are marked on the status line (what is loaded), never over the conversation.
     chat_io = dict(inputs=[lang, message, chatbot, *gen], outputs=[chatbot, message, prompt_view])
-    send.click(respond, **chat_io, api_name="chat", show_progress_on=status)
-    message.submit(respond, **chat_io, api_visibility="private", show_progress_on=status)
+    keep_reason(send.click(respond, **chat_io, api_name="chat", show_progress_on=status), markdown=[status])
+    keep_reason(message.submit(respond, **chat_io, api_visibility="private", show_progress_on=status),
+                markdown=[status])  # fmt: skip
+    # outside the queue: a Stop is never held up behind the replies it is meant to end
+    stop.click(on_stop, None, None, api_name="stop_chat", queue=False)
     clear.click(lambda: ([], ""), None, [chatbot, prompt_view], api_visibility="private", queue=False)
-    compare.click(on_compare, [lang, compare_prompt, *gen], [base_reply, adapter_reply], api_name="compare")
+    compared = compare.click(on_compare, [lang, compare_prompt, *gen], [base_reply, adapter_reply], api_name="compare")
+    keep_reason(compared, text=[base_reply, adapter_reply])  # the reason in place of the answers
     gr.api(api_generate, api_name="generate")  # for API clients: one prompt in, one reply out
-    compare_prompt.submit(on_compare, [lang, compare_prompt, *gen], [base_reply, adapter_reply],
-                          api_visibility="private")  # fmt: skip
-    replay.click(on_replay, [lang, shared["loaded"], replay_n, max_new], replay_table, api_visibility="private")
-    save_assistant.click(
+    keep_reason(compare_prompt.submit(on_compare, [lang, compare_prompt, *gen], [base_reply, adapter_reply],
+                                      api_visibility="private"), text=[base_reply, adapter_reply])  # fmt: skip
+    replayed = replay.click(lambda: "", None, replay_status, api_visibility="private", queue=False).then(
+        on_replay, [lang, shared["loaded"], replay_n, max_new], replay_table, api_visibility="private"
+    )
+    keep_reason(replayed, markdown=[replay_status])
+    keep_reason(save_assistant.click(
         on_save_assistant, [lang, assistant_name, base, adapter, *gen], [assistant_status, picked],
         api_visibility="private", show_progress_on=assistant_status,
-    )  # fmt: skip
-    picked.input(
+    ), markdown=[assistant_status])  # fmt: skip
+    keep_reason(picked.input(
         on_pick_assistant, [lang, picked],
         [status, base, adapter, system, temperature, top_p, max_new, repetition, chatbot, prompt_view],
         api_visibility="private", show_progress_on=status,
-    )  # fmt: skip
-    delete_assistant.click(on_delete_assistant, [lang, picked], [assistant_status, picked], api_visibility="private",
-                           show_progress_on=assistant_status)  # fmt: skip
+    ), markdown=[status])  # fmt: skip
+    keep_reason(delete_assistant.click(on_delete_assistant, [lang, picked], [assistant_status, picked],
+                                       api_visibility="private", show_progress_on=assistant_status),
+                markdown=[assistant_status])  # fmt: skip
     lang.change(on_language, [lang, adapter, replay_table], [adapter, status, replay_table],
                 api_visibility="private", show_progress="hidden")  # fmt: skip
     return {

@@ -9,6 +9,8 @@ import inspect
 import logging
 import math
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -55,10 +57,12 @@ def user_errors(fn: Callable) -> Callable:
     def translated(exc: Exception, args: tuple) -> gr.Error:
         lang = args[0] if args and args[0] in LANGS else DEFAULT_LANG
         if isinstance(exc, SimpleLoraError):
+            remember_reason(error_text(exc, lang))
             text = html.escape(error_text(exc, lang), quote=False)  # a toast shows HTML: user text must be text
             return gr.Error(text, title=t("error_title", lang), print_exception=False)
         if exc.title == "Error":  # a gr.Error raised by the handler itself: its title in the user's language too
             exc.title = t("error_title", lang)
+        remember_reason(exc.message)
         exc.message = html.escape(exc.message, quote=False)
         return exc
 
@@ -81,6 +85,53 @@ def user_errors(fn: Callable) -> Callable:
             raise translated(exc, args) from exc
 
     return wrapper
+
+
+# The last refusal of each page (by Gradio's session hash), for the page to show next to the control that failed
+# (``keep_reason``): a toast goes after a few seconds, the reason stays until the next action writes there.
+_REASONS: OrderedDict[str, str] = OrderedDict()
+_REASONS_LOCK = threading.Lock()
+MAX_REASONS = 2000
+
+
+def _page() -> str | None:
+    from gradio.context import LocalContext
+
+    return getattr(LocalContext.request.get(None), "session_hash", None)
+
+
+def remember_reason(text: str) -> None:
+    page = _page()
+    if page is None:
+        return
+    with _REASONS_LOCK:
+        _REASONS.pop(page, None)
+        _REASONS[page] = text
+        while len(_REASONS) > MAX_REASONS:
+            _REASONS.popitem(last=False)
+
+
+def last_reason() -> str:
+    """The page's last refusal, as plain text ("" when there is none)."""
+    page = _page()
+    with _REASONS_LOCK:
+        return _REASONS.get(page, "") if page is not None else ""
+
+
+def reason_markdown(text: str) -> str:
+    return f"⚠️ {md(text)}" if text else ""
+
+
+def keep_reason(event: Any, markdown: list | tuple = (), text: list | tuple = ()) -> None:
+    """When ``event`` fails, its reason is written into the ``markdown`` components (a status line next to the
+    control) and the ``text`` components (in place of an output), where it stays until the next action."""
+
+    def show() -> Any:
+        reason = last_reason()
+        values = [reason_markdown(reason)] * len(markdown) + [reason] * len(text)
+        return values[0] if len(values) == 1 else tuple(values)
+
+    event.failure(show, None, [*markdown, *text], api_visibility="private", queue=False, show_progress="hidden")
 
 
 # What can start formatting, a link or an image inside a line: backslash, backtick, *, ~, brackets, !, |, a colon
@@ -124,8 +175,8 @@ def stored_items_section(labels: Labels, lang: Any, kind: str, items: Callable, 
         status = gr.Markdown()
         if more is not None:
             more(chosen)
-    button.click(on_delete, [lang, chosen, confirm], [status, chosen, confirm], api_name=f"delete_{kind}",
-                 show_progress_on=status)  # fmt: skip
+    keep_reason(button.click(on_delete, [lang, chosen, confirm], [status, chosen, confirm], api_name=f"delete_{kind}",
+                             show_progress_on=status), markdown=[status])  # fmt: skip
     chosen.input(lambda: False, None, confirm, api_visibility="private", queue=False)
     return choices, None, chosen
 

@@ -21,7 +21,18 @@ from lora_core.masking import encode_records, trained_spans
 from lora_core.models import list_base_models, load_tokenizer
 from lora_core.prompts import prompt_style
 
-from .common import Labels, Number, base_dropdown, md, stored_items_section, user_errors, whole_number
+from .common import (
+    Labels,
+    Number,
+    base_dropdown,
+    keep_reason,
+    last_reason,
+    md,
+    reason_markdown,
+    stored_items_section,
+    user_errors,
+    whole_number,
+)
 from .i18n import DEFAULT_LANG, normalize_lang, problem_text, t
 
 # The upload cap (Gradio refuses a bigger upload; the core refuses a bigger file), 100 MB unless set.
@@ -126,7 +137,7 @@ def report_views(report: DatasetReport, lang: str) -> tuple[str, list[list], lis
             invalid=report.invalid_rows,
             valid=report.valid_rows,
         )
-    problems = [[p.row, p.field, problem_text(p.code, p.message, lang)] for p in report.problems[:PROBLEM_ROWS_SHOWN]]
+    problems = [[p.row, p.field, problem_text(p, lang)] for p in report.problems[:PROBLEM_ROWS_SHOWN]]
     preview = [
         [record.row, t(f"role_{message.role}", lang), _cut(message.content)]
         for record in report.records[:PREVIEW_ROWS]
@@ -165,7 +176,7 @@ def on_dataset(lang: str, file: str | None, fmt: str) -> tuple[str, Any, Any, Lo
 def forget_dataset(lang: str) -> tuple:
     """After a file was refused (the error says why): no dataset, rather than the last one under an error badge."""
     _, problems, preview = dataset_views(None, lang)
-    return t("dataset_refused", lang), problems, preview, None
+    return f"{reason_markdown(last_reason())}\n\n{t('dataset_refused', lang)}", problems, preview, None
 
 
 def clear_tokens() -> tuple:
@@ -323,6 +334,7 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
     tokens = analyze.click(on_tokens, [lang, loaded, base, max_length], token_outputs, api_name="show_tokens")
     tokens.success(lambda *args: args, [base, max_length], shown, api_visibility="private")
     tokens.failure(lambda: None, None, shown, api_visibility="private")
+    keep_reason(tokens, markdown=[token_summary])
     lang.change(
         on_language, [lang, loaded, shown], [summary, problems, preview, *token_outputs], api_visibility="private"
     )

@@ -11,12 +11,14 @@ import pandas as pd
 
 from lora_core import adapters, bundles, hub, paths, storage
 from lora_core.adapters import base_for_adapter
-from lora_core.chat import GenerationSettings, engine
+from lora_core.chat import GenerationSettings
 from lora_core.errors import ChatError
 from lora_core.export import merge_adapter
 from lora_core.gguf_import import import_gguf
+from lora_core.sessions import ChatSession, forget_adapter
 
-from .common import Labels, md, stored_items_section, user_errors
+from .chat_sessions import session
+from .common import Labels, keep_reason, md, stored_items_section, user_errors
 from .dataset_tab import base_model_choices, forget_gradio_copy
 from .i18n import DEFAULT_LANG, error_message, t
 
@@ -70,8 +72,13 @@ def paths_name(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1] if path else ""
 
 
-def engine_status(lang: str) -> str:
-    status = engine().status()
+def engine_status(lang: str, request: gr.Request | None = None) -> str:
+    """What the next chat answer of the page of ``request`` will use."""
+    return session_status(session(request), lang)
+
+
+def session_status(chat: ChatSession, lang: str) -> str:
+    status = chat.status()
     if not status["base"]:
         return t("engine_empty", lang)
     adapter = status["active"] or t("no_adapter", lang)
@@ -88,9 +95,9 @@ def on_scan(lang: str, current: str | None) -> tuple[Any, Any, str]:
     return frame, gr.update(choices=adapter_choices(infos, lang), value=value), status
 
 
-def on_language(lang: str, current: str | None) -> tuple[Any, Any, str, str]:
+def on_language(lang: str, current: str | None, request: gr.Request = None) -> tuple[Any, Any, str, str]:
     """The texts the handlers wrote (table headers and cells, scan and chat status) in the new language."""
-    return (*on_scan(lang, current), engine_status(lang))
+    return (*on_scan(lang, current), engine_status(lang, request))
 
 
 def chosen(name: str | None, lang: str) -> str:
@@ -99,41 +106,42 @@ def chosen(name: str | None, lang: str) -> str:
     return name
 
 
-def activate_by_name(name: str) -> None:
-    """Load the adapter's own base model if the chat holds another, then switch to the adapter."""
+def activate_by_name(chat: ChatSession, name: str) -> None:
+    """The session answers with the adapter from now on, on its own base model (or, for an adapter whose base
+    is not found, the base the session holds)."""
     path = adapters.adapter_path(name)
     adapters.verify_adapter(path)  # an invalid folder says why before any model is loaded
-    chat = engine()
-    base = base_for_adapter(path)
-    if base is not None and chat.base != base:
-        chat.load_base(base)
-    elif base is None and chat.base is None:
+    base = base_for_adapter(path) or chat.base
+    if base is None:
         raise adapters.AdapterError("adapter_base_unknown", name=name)
-    chat.activate(path)
+    chat.load(base, path)
 
 
 @user_errors
-def on_activate(lang: str, name: str | None) -> str:
-    activate_by_name(chosen(name, lang))
-    return engine_status(lang)
+def on_activate(lang: str, name: str | None, request: gr.Request = None) -> str:
+    chat = session(request)
+    activate_by_name(chat, chosen(name, lang))
+    return session_status(chat, lang)
 
 
 @user_errors
-def on_deactivate(lang: str) -> str:
-    engine().deactivate()
-    return engine_status(lang)
+def on_deactivate(lang: str, request: gr.Request = None) -> str:
+    chat = session(request)
+    chat.deactivate()
+    return session_status(chat, lang)
 
 
 @user_errors
-def on_quick_test(lang: str, name: str | None, prompt: str) -> tuple[str, str]:
+def on_quick_test(lang: str, name: str | None, prompt: str, request: gr.Request = None) -> tuple[str, str]:
     """The selected adapter (activated first) answers ``prompt``, greedy."""
     if not (prompt or "").strip():
         raise gr.Error(t("need_prompt", lang), print_exception=False)
     name = chosen(name, lang)
-    if engine().active != name:
-        activate_by_name(name)
-    reply = engine().generate([{"role": "user", "content": prompt}], GenerationSettings(max_new_tokens=128))
-    return reply, engine_status(lang)
+    chat = session(request)
+    if chat.status()["active"] != name:
+        activate_by_name(chat, name)
+    reply = chat.generate([{"role": "user", "content": prompt}], GenerationSettings(max_new_tokens=128))
+    return reply, session_status(chat, lang)
 
 
 @user_errors
@@ -266,23 +274,30 @@ def merged_transfer(labels: Labels, lang: gr.State) -> Any:
             private = labels.add(gr.Checkbox(True, scale=1), label="push_private")
             push = labels.add(gr.Button(scale=1), value="push")
         status = gr.Markdown()
-        button.click(on_download_merged, [lang, chosen], file, api_name="download_merged", show_progress_on=file)
-        push.click(on_push_merged, [lang, chosen, repo, token, private], status, api_name="push_merged",
-                   show_progress_on=status)  # fmt: skip
+        for event in (
+            button.click(on_download_merged, [lang, chosen], file, api_name="download_merged", show_progress_on=file),
+            push.click(on_push_merged, [lang, chosen, repo, token, private], status, api_name="push_merged",
+                       show_progress_on=status),
+        ):  # fmt: skip
+            keep_reason(event, markdown=[status])
 
     return controls
 
 
 @user_errors
-def on_delete(lang: str, name: str | None, confirmed: bool) -> tuple[str, Any, Any, str, Any, str]:
+def on_delete(lang: str, name: str | None, confirmed: bool,
+              request: gr.Request = None) -> tuple[str, Any, Any, str, Any, str]:  # fmt: skip
     name = chosen(name, lang)
     if not confirmed:
         raise gr.Error(t("confirm_first", lang, name=name), print_exception=False)
-    adapters.adapter_path(name)
-    engine().remove(name)
+    path = adapters.adapter_path(name)
+    forget_adapter(path)
     adapters.delete_adapter(name)
+    chat = session(request)
+    if chat.adapter == path.resolve():
+        chat.deactivate()
     frame, choice, scan_status = on_scan(lang, None)
-    return t("deleted", lang, name=md(name)), frame, choice, scan_status, False, engine_status(lang)
+    return t("deleted", lang, name=md(name)), frame, choice, scan_status, False, session_status(chat, lang)
 
 
 def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
@@ -344,33 +359,42 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
 
     merged = stored_items_section(labels, lang, "merged", storage.merged_models, storage.delete_merged,
                                   more=merged_transfer(labels, lang))  # fmt: skip
-    download_btn.click(on_download, [lang, choice], download_file, api_name="download_adapter",
-                       show_progress_on=download_file)  # fmt: skip
-    upload_file.upload(on_upload, [lang, upload_file, choice], [upload_status, table, choice, scan_status],
-                       api_name="upload_adapter", show_progress_on=upload_status)  # fmt: skip
-    gguf_file.upload(on_import_gguf, [lang, gguf_file], gguf_status, api_name="import_gguf")
-    push_btn.click(on_push, [lang, choice, push_repo, push_token, push_private], push_status, api_name="push_adapter",
-                   show_progress_on=push_status)  # fmt: skip
-    hub_list.click(on_hub_files, [lang, hub_repo, hub_revision, hub_token], [hub_files, hub_status],
-                   api_name="hub_files", show_progress_on=hub_status)  # fmt: skip
-    hub_get.click(on_hub_download, [lang, hub_repo, hub_revision, hub_name, hub_token], hub_status,
-                  api_name="download_model", show_progress_on=hub_status)  # fmt: skip
+    keep_reason(download_btn.click(on_download, [lang, choice], download_file, api_name="download_adapter",
+                                   show_progress_on=download_file), markdown=[upload_status])  # fmt: skip
+    keep_reason(upload_file.upload(on_upload, [lang, upload_file, choice], [upload_status, table, choice, scan_status],
+                                   api_name="upload_adapter", show_progress_on=upload_status),
+                markdown=[upload_status])  # fmt: skip
+    keep_reason(gguf_file.upload(on_import_gguf, [lang, gguf_file], gguf_status, api_name="import_gguf"),
+                markdown=[gguf_status])  # fmt: skip
+    pushing = push_btn.click(on_push, [lang, choice, push_repo, push_token, push_private], push_status,
+                             api_name="push_adapter", show_progress_on=push_status)  # fmt: skip
+    keep_reason(pushing, markdown=[push_status])
+    listing = hub_list.click(on_hub_files, [lang, hub_repo, hub_revision, hub_token], [hub_files, hub_status],
+                             api_name="hub_files", show_progress_on=hub_status)  # fmt: skip
+    fetching = hub_get.click(on_hub_download, [lang, hub_repo, hub_revision, hub_name, hub_token], hub_status,
+                             api_name="download_model", show_progress_on=hub_status)  # fmt: skip
+    for event in (listing, fetching):
+        keep_reason(event, markdown=[hub_status])
     # An error shows as a message at the top right and a mark on the line it concerns (show_progress_on), never
     # over the table or the choices.
-    scan.click(on_scan, [lang, choice], [table, choice, scan_status], api_name="scan_adapters",
-               show_progress_on=scan_status)  # fmt: skip
-    activate.click(on_activate, [lang, choice], status, api_name="activate_adapter")
-    deactivate.click(on_deactivate, lang, status, api_name="deactivate_adapter")
+    keep_reason(scan.click(on_scan, [lang, choice], [table, choice, scan_status], api_name="scan_adapters",
+                           show_progress_on=scan_status), markdown=[scan_status])  # fmt: skip
+    keep_reason(activate.click(on_activate, [lang, choice], status, api_name="activate_adapter"), markdown=[status])
+    keep_reason(deactivate.click(on_deactivate, lang, status, api_name="deactivate_adapter"), markdown=[status])
     for trigger in (test_btn.click, prompt.submit):
-        trigger(on_quick_test, [lang, choice, prompt], [reply, status], api_visibility="private",
-                show_progress_on=reply)  # fmt: skip
-    merge_btn.click(lambda: "", None, merge_status, api_visibility="private", queue=False).then(
+        keep_reason(trigger(on_quick_test, [lang, choice, prompt], [reply, status], api_visibility="private",
+                            show_progress_on=reply), text=[reply])  # fmt: skip
+    merging = merge_btn.click(lambda: "", None, merge_status, api_visibility="private", queue=False).then(
         on_merge, [lang, choice, merge_name], merge_status, api_name="merge_adapter"
-    ).success(*merged, api_visibility="private")
+    )
+    merging.success(*merged, api_visibility="private")
+    keep_reason(merging, markdown=[merge_status])
     # a tick given for one adapter never deletes another
     choice.input(lambda: (False, ""), None, [confirm, delete_status], api_visibility="private", queue=False)
-    delete_btn.click(on_delete, [lang, choice, confirm], [delete_status, table, choice, scan_status, confirm, status],
-                     api_visibility="private", show_progress_on=delete_status)  # fmt: skip
+    keep_reason(delete_btn.click(on_delete, [lang, choice, confirm],
+                                 [delete_status, table, choice, scan_status, confirm, status],
+                                 api_visibility="private", show_progress_on=delete_status),
+                markdown=[delete_status])  # fmt: skip
     lang.change(on_language, [lang, choice], [table, choice, scan_status, status], api_visibility="private",
                 show_progress="hidden")  # fmt: skip
     return {"scan": (on_scan, [lang, choice], [table, choice, scan_status]), "status": (engine_status, lang, status),

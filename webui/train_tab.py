@@ -19,7 +19,7 @@ from lora_core.runs import ACTIVE_STATES, FINAL_STATES
 from lora_core.targets import PRESETS, targets_for_folder
 from lora_core.training import TrainingJob
 
-from .common import Labels, Number, base_dropdown, finite_number, md, user_errors
+from .common import Labels, Number, base_dropdown, finite_number, keep_reason, md, user_errors
 from .dataset_tab import LoadedDataset, base_model_choices, refresh_bases, resolve_base, table
 from .i18n import DEFAULT_LANG, t
 from .train_form import (
@@ -306,11 +306,14 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
         trigger(on_estimate, estimate_inputs, model_info, api_visibility="private")
     refresh.click(refresh_bases, base, base, api_visibility="private")
     demo_btn.click(demo_settings, None, [*hyper, preset], api_visibility="private")
-    start.click(
-        on_start, [lang, shared["loaded"], base, task, preset, targets, *hyper], status, api_name="start_training"
-    )
-    stop_save.click(stop_training, lang, status, api_name="stop_training")
-    stop_discard.click(discard_training, lang, status, api_name="discard_training")
+    for event in (
+        start.click(
+            on_start, [lang, shared["loaded"], base, task, preset, targets, *hyper], status, api_name="start_training"
+        ),
+        stop_save.click(stop_training, lang, status, api_name="stop_training"),
+        stop_discard.click(discard_training, lang, status, api_name="discard_training"),
+    ):
+        keep_reason(event, markdown=[status])
     timer = gr.Timer(1.0)
     timer.tick(
         poll,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lora_core.data import ROW_MESSAGES, RowProblem
 from lora_core.errors import ERRORS as CORE_ERRORS
 from lora_core.errors import SimpleLoraError, render
 
@@ -61,9 +62,16 @@ def normalize_lang(value: str | None) -> str:
     return next((lang for lang in LANGS if value.startswith(lang)), DEFAULT_LANG)
 
 
-def problem_text(code: str, message: str, lang: str) -> str:
-    """A row problem for the table: translated by code; the core's sentence when English or unknown."""
-    key = f"problem_{code}"
-    if lang == "en" or key not in TEXT:
-        return message
-    return TEXT[key].get(lang, message)
+def problems_of(lang: str) -> dict[str, str]:
+    """The row problems' sentences in ``lang``, by template."""
+    return getattr(LANGUAGES[lang], "PROBLEMS", None) or ROW_MESSAGES
+
+
+def problem_text(problem: RowProblem, lang: str) -> str:
+    """A row problem in ``lang``, with its row, field, and what was found and expected; the core's sentence when a
+    template is unknown or its params do not fit."""
+    template = problems_of(normalize_lang(lang)).get(problem.template)
+    try:
+        return template.format(**problem.params) if template else problem.message
+    except (KeyError, IndexError, ValueError):
+        return problem.message

@@ -10,6 +10,8 @@ TEXT: dict[str, str] = {
     ),
     "language": "Language / 语言",
     "error_title": "Error",
+    "warning_title": "Warning",
+    "info_title": "Note",
     # dataset tab
     "tab_dataset": "1. Dataset",
     "dataset_intro": (
@@ -45,9 +47,7 @@ TEXT: dict[str, str] = {
     "no_dataset": "Upload a dataset first.",
     "no_valid_rows": "'{name}' has no valid row to show; fix the rows listed above first.",
     "bad_max_length": "Max length must be a whole number of at least {min} tokens.",
-    "dataset_refused": (
-        "This file cannot be used (the message at the top right says why). Fix it, or upload another file."
-    ),
+    "dataset_refused": "This file cannot be used. Fix it, or upload another file.",
     "no_base": "No base model in Models/LLM/ yet. Put a model folder there, then press Refresh.",
     # report sentences
     "report_ok": "**{name}**: {fmt} format, {rows} rows, all valid. Next: choose a base model and open the Train tab.",
@@ -62,19 +62,6 @@ TEXT: dict[str, str] = {
         "{total} examples, {tokens} tokens in all ({trained} trained). With max length {max_length}: {truncated} "
         "truncated (oldest prompt tokens cut), {dropped} dropped (nothing left to train). Prompt format: {style}."
     ),
-    # row problems by code (the table's third column)
-    "problem_missing_field": "field is missing",
-    "problem_empty_field": "field is empty",
-    "problem_not_string": "value is not text",
-    "problem_unknown_role": "unknown role",
-    "problem_no_assistant": "no assistant turn",
-    "problem_not_alternating": "turns do not alternate user / assistant",
-    "problem_last_not_assistant": "does not end with an assistant turn",
-    "problem_system_not_first": "system turn is not the first",
-    "problem_mixed_format": "row is in another format than the file",
-    "problem_not_object": "row is not a JSON object",
-    "problem_unknown_format": "row matches no known format",
-    "problem_not_list": "value is not a list",
     # train tab
     "tab_train": "2. Train",
     "train_intro": (
@@ -278,6 +265,9 @@ TEXT: dict[str, str] = {
     "chat_placeholder": "Ask something below (load a model above first).",
     "message": "Message",
     "message_hint": "Ask something and press Enter",
+    "stop_reply": "Stop",
+    "chat_waiting": "*Waiting: another answer is being generated…*",
+    "chat_stopped": "*Stopped.*",
     "clear": "Clear",
     "turns_dropped": (
         "The conversation was too long for the model: its {n} oldest turns were left out ({tokens} tokens sent)."

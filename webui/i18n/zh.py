@@ -8,6 +8,8 @@ TEXT: dict[str, str] = {
     "subtitle": "在浏览器里用 LoRA 微调语言模型：上传数据集、训练、与适配器对话。",
     "language": "语言 / Language",
     "error_title": "错误",
+    "warning_title": "警告",
+    "info_title": "提示",
     # dataset tab
     "tab_dataset": "1. 数据集",
     "dataset_intro": (
@@ -43,7 +45,7 @@ TEXT: dict[str, str] = {
     "no_dataset": "请先上传数据集。",
     "no_valid_rows": "“{name}”中没有可显示的有效行，请先修正上面列出的行。",
     "bad_max_length": "最大长度必须是不小于 {min} 的整数（token 数）。",
-    "dataset_refused": "无法使用该文件（原因见右上角的提示）。请修正后重新上传，或换一个文件。",
+    "dataset_refused": "无法使用该文件。请修正后重新上传，或换一个文件。",
     "no_base": "Models/LLM/ 中还没有基座模型。放入模型文件夹后点击“刷新”。",
     # report sentences
     "report_ok": "**{name}**：{fmt} 格式，共 {rows} 行，全部有效。下一步：选择基座模型，然后打开“训练”页。",
@@ -58,19 +60,6 @@ TEXT: dict[str, str] = {
         "共 {total} 个样本，{tokens} 个 token（其中 {trained} 个参与训练）。最大长度 {max_length} 时：{truncated} 个"
         "被截断（从最早的提示 token 开始截），{dropped} 个被丢弃（没有可训练的 token）。提示格式：{style}。"
     ),
-    # row problems by code (the table's third column)
-    "problem_missing_field": "缺少该字段",
-    "problem_empty_field": "该字段为空",
-    "problem_not_string": "值不是文本",
-    "problem_unknown_role": "未知角色",
-    "problem_no_assistant": "没有助手回复",
-    "problem_not_alternating": "用户与助手的轮次没有交替",
-    "problem_last_not_assistant": "最后一轮不是助手回复",
-    "problem_system_not_first": "系统提示不在第一轮",
-    "problem_mixed_format": "该行格式与文件其他行不同",
-    "problem_not_object": "该行不是 JSON 对象",
-    "problem_unknown_format": "该行不符合任何已知格式",
-    "problem_not_list": "值不是列表",
     # train tab
     "tab_train": "2. 训练",
     "train_intro": (
@@ -260,6 +249,9 @@ TEXT: dict[str, str] = {
     "chat_placeholder": "在下方提问（先在上方加载模型）。",
     "message": "消息",
     "message_hint": "输入问题后按回车",
+    "stop_reply": "停止",
+    "chat_waiting": "*等待中：正在生成另一个回答……*",
+    "chat_stopped": "*已停止。*",
     "clear": "清空",
     "turns_dropped": "对话超出了模型能读取的长度：最早的 {n} 轮未发送（发送了 {tokens} 个 token）。",
     "prompt_sent": "发送给模型的完整提示",
@@ -397,6 +389,8 @@ ERRORS: dict[str, str] = {
     "no_active_adapter": "请先激活一个适配器，再与基座模型对比。",
     "compare_needs_adapter": "--compare 需要同时指定 --adapter：它会分别用基座模型和适配器回答。",
     "busy_training": "GPU 正在训练 {task}；训练结束后才能加载对话模型。",
+    "adapter_not_loaded": "适配器 {name} 未加载到此对话模型上。",
+    "adapter_deleted": "适配器 {name} 已被删除；此对话现在只用基础模型回答。",
     "chat_busy": "对话模型正忙，请稍后再试。",
     "message_too_long": "该消息有 {chars} 个字符，一条消息最多 {max} 个字符。",
     "prompt_too_long": "该消息需要 {tokens} 个 token，超过了模型在留出回复空间后能读取的 {limit} 个 token。",
@@ -437,4 +431,25 @@ ERRORS: dict[str, str] = {
     "assistant_bad_name": "助手名称需为 1 到 {max} 个字符。",
     "assistant_no_base": "助手需要指定基座模型。",
     "assistant_missing": "没有名为 {name} 的助手。",
+}
+
+
+# The row problems of lora_core/data.py (ROW_MESSAGES), by template, with the same params: the row, the field and
+# what was found and expected stay in the sentence.
+PROBLEMS = {
+    "missing_field": "第 {row} 行：缺少字段“{field}”。",
+    "empty_field": "第 {row} 行：字段“{field}”为空。",
+    "not_string": "第 {row} 行：字段“{field}”必须是文本，实际是 {found}。",
+    "not_list": "第 {row} 行：字段“{field}”必须是轮次列表，实际是 {found}。",
+    "not_object": "第 {row} 行：字段“{field}”必须是对象，实际是 {found}。",
+    "row_not_object": "第 {row} 行：该行必须是带字段的对象，实际是 {found}。",
+    "unknown_format": "第 {row} 行：它的字段（{keys}）不符合任何已知格式；应为 {expected}。",
+    "mixed_format": "第 {row} 行：该行是 {found_name} 格式，而文件是 {expected_name} 格式。",
+    "unknown_role": "第 {row} 行：字段“{field}”的角色“{role}”未知；应为 {expected} 之一。",
+    "system_not_first": "第 {row} 行：字段“{field}”是系统轮次，只能作为第一轮。",
+    "system_twice": "第 {row} 行：字段“{field}”是系统轮次，但该行已有“system”字段。",
+    "not_alternating": "第 {row} 行：字段“{field}”的角色是 {found}，此处应为 {expected}"
+    "（轮次须在用户与助手之间交替）。",
+    "last_not_assistant": "第 {row} 行：字段“{field}”是最后一轮，却是 {found} 轮次；对话必须以助手轮次结束。",
+    "no_assistant": "第 {row} 行：字段“{field}”中没有助手轮次。",
 }
