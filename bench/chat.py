@@ -121,7 +121,7 @@ def main() -> None:
         tps = statistics.median(r["tps"])
         print(f"| {way} | {tps:.1f} | {1000 * statistics.median(r['ttft']):.1f} | {tps / peer:.2f}x |")
     print()
-    print("| chat sessions | tokens/s (median) | ratio to one session |")
+    print("| chat sessions (whole replies: prompt, streaming, decoding) | tokens/s (median) | ratio to the first |")
     print("|---|---|---|")
     one = sessions_rows[0][1]
     for way, tps in sessions_rows:
@@ -132,7 +132,7 @@ def sessions_table(base: Path, adapter_a: Path, adapter_b: Path, args: argparse.
     """Tokens/s of replies through ``ChatSession``: one session, two alternating, two at once."""
     import threading
 
-    from lora_core.chat import GenerationSettings
+    from lora_core.chat import ChatEngine, GenerationSettings
     from lora_core.sessions import ChatSession, unload_all
 
     a, b = ChatSession(), ChatSession()
@@ -159,7 +159,19 @@ def sessions_table(base: Path, adapter_a: Path, adapter_b: Path, args: argparse.
             thread.join()
         return replies * args.new_tokens / (time.perf_counter() - start)
 
+    alone = ChatEngine()  # the chat as it was before sessions: one engine, its active adapter
+    alone.load_base(base)
+    alone.activate(adapter_a)
+    alone.model.get_base_model().generation_config.min_new_tokens = args.new_tokens
+
+    def engine_alone() -> float:
+        start = time.perf_counter()
+        for _ in range(replies):
+            alone.generate(PROMPT, settings)
+        return replies * args.new_tokens / (time.perf_counter() - start)
+
     ways = {
+        "one engine, its active adapter (the chat before sessions)": engine_alone,
         "one session, adapter A": lambda: sequential([a] * replies),
         "two sessions, adapters A and B, replies alternating": lambda: sequential([a, b] * (replies // 2)),
         "two sessions, adapters A and B, asking at once": at_once,
@@ -170,6 +182,7 @@ def sessions_table(base: Path, adapter_a: Path, adapter_b: Path, args: argparse.
         for way, run in ways.items():
             measured[way].append(run())
     unload_all()
+    alone.unload()
     return [(way, statistics.median(values)) for way, values in measured.items()]
 
 
