@@ -81,6 +81,7 @@ def build_app() -> gr.Blocks:
         # Opening a tab shows the current state: the loss plot is drawn again (a plot drawn while its tab was
         # hidden stays empty), a new adapter is listed as soon as a training has ended.
         train.select(*shared["train_open"], api_visibility="private")
+        train.select(*shared["saved_settings"], api_visibility="private")
         models.select(*models_hooks["scan"], api_visibility="private")
         models.select(*models_hooks["status"], api_visibility="private")
         models.select(*models_hooks["merged"], api_visibility="private")
@@ -92,6 +93,7 @@ def build_app() -> gr.Blocks:
         lang.change(relabel, lang, labels.components, api_visibility="private")
         browser_lang = blocks.load(None, None, lang, js=BROWSER_LANG_JS)
         browser_lang.then(*shared["train_on_load"], api_visibility="private")  # the Train tab's model line
+        browser_lang.then(*shared["last_offer"], api_visibility="private")  # the last dataset, offered again
         blocks.load(relabel, lang, labels.components, api_visibility="private")
         blocks.load(*shared["stored_uploads"], api_visibility="private")
         for base in (shared["base"], shared["train_base"], chat_hooks["base"]):

@@ -28,6 +28,7 @@ def _help(text: str, where: str = "form", *, low: float | None = None, high: flo
 
 
 TASK_MAX_CHARS = 64
+DATA_NAME_MAX_CHARS = 255
 SCHEDULERS = ("linear", "cosine", "constant")
 QUANTIZATIONS = ("auto", "4bit", "8bit", "none")
 FORMATS = ("auto", "alpaca", "sharegpt", "messages")
@@ -50,6 +51,8 @@ class TrainConfig:
     task: str = _help(f"task name (up to {TASK_MAX_CHARS} characters); the adapter folder is "
                       "<task>_<YYYYMMDD_HHMMSS>", "run")  # fmt: skip
     format: str = _help("dataset format: auto, alpaca, sharegpt or messages", "run", choices=FORMATS, default="auto")
+    data_name: str = _help("the dataset's name for the run and the adapter's manifest (default: the file's name)",
+                           "run", default="")  # fmt: skip
     epochs: float = _help("passes over the dataset", low=0, high=1000, default=3.0)
     max_steps: int = _help("stop after this many optimizer steps (0: use epochs)", low=0, high=1_000_000, default=0)
     learning_rate: float = _help("peak learning rate of the LoRA weights", low=1e-8, high=0.5, default=2e-4)
@@ -86,6 +89,15 @@ class TrainConfig:
             raise TrainingError("no_length", epochs=self.epochs, max_steps=self.max_steps)
         if not 0 < len(self.task.strip()) <= TASK_MAX_CHARS:
             raise TrainingError("bad_task_name", max=TASK_MAX_CHARS)
+        if len(self.data_name) > DATA_NAME_MAX_CHARS:
+            raise TrainingError("bad_data_name", max=DATA_NAME_MAX_CHARS)
+
+    @property
+    def dataset_name(self) -> str:
+        """The dataset as the user knows it: its given name, else its file's name."""
+        from pathlib import Path
+
+        return self.data_name or Path(self.data).name
 
     def checkpointing(self, quantization: str, device: str) -> bool:
         return uses_checkpointing(self.gradient_checkpointing, quantization, device)

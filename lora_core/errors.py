@@ -82,6 +82,7 @@ ERRORS: dict[str, str] = {
     "setting_choice": "The setting {setting} must be one of {choices}; it is '{value}'.",
     "setting_not_number": "The setting {setting} needs a finite number (a whole one where it counts things); it is "
     "'{value}'.",
+    "bad_data_name": "A dataset's name has at most {max} characters.",
     "no_length": "Set epochs or max steps above 0 (epochs = {epochs}, max steps = {max_steps}).",
     "bad_task_name": "A task name needs 1 to {max} characters.",
     "busy": "A training is already running: {task}.",
@@ -156,6 +157,12 @@ ERRORS: dict[str, str] = {
     "assistant_bad_name": "An assistant needs a name of 1 to {max} characters.",
     "assistant_no_base": "An assistant needs a base model.",
     "assistant_missing": "There is no assistant named {name}.",
+    # --- saved training settings (saved_settings.py) ---
+    "saved_settings_bad_name": "Saved settings need a name of 1 to {max} characters.",
+    "saved_settings_too_many": "At most {max} sets of settings can be saved; delete one first.",
+    "saved_settings_missing": "There are no saved settings named {name}.",
+    "saved_settings_bad_targets": "Saved target modules must be a preset's name or a comma list of module names "
+    "(at most {max} characters).",
 }
 
 

@@ -149,7 +149,8 @@ class TrainingJob:
     def snapshot(self) -> dict:
         with self._lock:
             snap = asdict(self.progress)
-        snap.update(task=self.config.task, run=self.run_id, started_at=self.started_at, finished_at=self.finished_at)
+        snap.update(task=self.config.task, run=self.run_id, started_at=self.started_at, finished_at=self.finished_at,
+                    dataset_name=self.config.dataset_name)  # fmt: skip
         return snap
 
     @property
@@ -285,7 +286,7 @@ class TrainingJob:
             raise TrainingError("nothing_to_train", max_length=cfg.max_length)
         train_set, eval_set = split_dataset(to_dataset(examples, rows), cfg.val_split, cfg.seed)
         dataset = DatasetInfo(
-            name=report.name, sha256=report.sha256, format=report.format, rows_total=report.total_rows,
+            name=cfg.dataset_name, sha256=report.sha256, format=report.format, rows_total=report.total_rows,
             rows_invalid_skipped=report.invalid_rows, examples_used=len(examples),
             examples_dropped=sum(stats.dropped.values()), examples_truncated=stats.truncated,
             train_examples=len(train_set), eval_examples=len(eval_set) if eval_set is not None else 0,

@@ -367,3 +367,23 @@ def test_app_api_validates_and_shows_tokens(home: Path, write) -> None:
             )
         with pytest.raises(Exception, match="is not one of the models in Models/LLM"):
             client.predict("en", "../x", 512, api_name="/show_tokens")
+
+
+def test_a_page_opened_later_is_offered_the_last_dataset_again(home: Path, write) -> None:
+    path = write("mine.jsonl", [{"instruction": "q", "output": "a"}, {"instruction": "q2", "output": "a2"}])
+    first = tab.on_dataset("en", path, "auto")[3]
+    offer = tab.last_offer("zh")
+    assert offer["visible"] is True and offer["value"] == "再次使用上一个数据集：mine.jsonl"
+    summary, _, _, again = tab.on_last("en", "auto")
+    assert (
+        again.report.name == "mine.jsonl" and again.path == first.path and again.report.sha256 == first.report.sha256
+    )
+    assert "mine.jsonl" in summary and again.report.valid_rows == 2
+    # a record pointing outside the workspace's stored datasets is never offered nor read
+    record = home / "Settings" / tab.LAST_DATASET
+    record.write_text(json.dumps({"path": "/etc/passwd", "name": "passwd"}), encoding="utf-8")
+    assert tab.last_offer("en")["visible"] is False
+    with pytest.raises(gr.Error, match="no earlier dataset"):
+        tab.on_last("en", "auto")
+    record.write_text("{broken", encoding="utf-8")
+    assert tab.last_offer("en")["visible"] is False

@@ -251,7 +251,7 @@ def follow(lang: str = "en", timeout: float = 90.0) -> list[tuple]:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         out = train_tab.poll(lang, seen)
-        seen = out[-1]
+        seen = out[7]
         ticks.append(out)
         if seen["state"] in {str(s) for s in training.FINAL_STATES}:
             return ticks
@@ -267,7 +267,10 @@ def test_a_training_runs_to_completion_and_the_tab_shows_it(home: Path, sample) 
     assert job is not None and job.config.targets == "attention"  # no targets chosen: the preset's
 
     ticks = follow()
-    progress, plot, history, status, start, stop_save, stop_discard, seen = ticks[-1]
+    progress, plot, history, status, start, stop_save, stop_discard, seen, *form = ticks[-1]
+    names = ("base", "task", "preset", "targets", *train_tab.HYPER, "demo")
+    editable = {name for name, part in zip(names, form, strict=True) if part["interactive"]}
+    assert editable == set(names) - {"quantization"}  # the form is the user's again (no quantization on a CPU)
     assert plot["x_lim"] == [0, 8]  # the whole run's steps: the curve fills the plot as it goes
     plot = plot["value"]
     snap = job.snapshot()
@@ -297,7 +300,8 @@ def test_a_training_runs_to_completion_and_the_tab_shows_it(home: Path, sample) 
     # the history lists the run; the buttons follow the state
     assert list(history.columns) == [t(k, "en") for k in train_tab.HISTORY_HEADERS]
     row = next(r for r in rows(history) if r[0] == snap["run"])
-    assert row[1:4] == ["completed", 8, f"{snap['loss'][-1][1]:.4f}"] and row[5] == f"Models/LoRA/{adapter.name}"
+    assert row[1:5] == ["completed", "demo_alpaca.json", 8, f"{snap['loss'][-1][1]:.4f}"]
+    assert row[6] == f"Models/LoRA/{adapter.name}"
     assert (start["interactive"], stop_save["interactive"], stop_discard["interactive"]) == (True, False, False)
 
     # the trainable parameters shown before Start are the ones PEFT trained
@@ -329,11 +333,17 @@ def test_stop_and_save_or_discard_and_one_training_at_a_time(home: Path, sample,
     job = train_tab.current_job()
     assert wait_for(lambda: running(job)), job.snapshot()
 
-    progress, _, _, _, start, stop_save, stop_discard, _ = train_tab.poll("en", None)
+    progress, _, _, _, start, stop_save, stop_discard, _, *form = train_tab.poll("en", None)
     assert f"**{task}**: running · step " in progress and " / 400 · epoch " in progress
+    assert re.search(r"Dataset: \*\*demo_alpaca.json\*\*, 48 rows, sha256 `[0-9a-f]{12}…`", progress), progress
+    # a page opened now (a reload) shows the running job's settings, read-only, not the form's defaults
+    shown = dict(zip(("base", "task", "preset", "targets", *train_tab.HYPER, "demo"), form, strict=True))
+    assert not any(part["interactive"] for part in shown.values())
+    assert (shown["base"]["value"], shown["task"]["value"], shown["max_steps"]["value"]) == (DEMO, task, 400)
+    assert shown["batch_size"]["value"] == job.config.batch_size and shown["preset"]["value"] == "attention"
     assert (start["interactive"], stop_save["interactive"], stop_discard["interactive"]) == (False, True, True)
     history = train_tab.history_table("en")
-    assert next(r for r in rows(history) if r[0] == job.run_id)[1:4] == ["running", "", ""]  # live: above
+    assert next(r for r in rows(history) if r[0] == job.run_id)[1:5] == ["running", "demo_alpaca.json", "", ""]
 
     for lang, busy in [("en", f"A training is already running: {task}."), ("zh", f"已有训练在运行：{task}。")]:
         with pytest.raises(gr.Error) as info:
@@ -352,12 +362,12 @@ def test_stop_and_save_or_discard_and_one_training_at_a_time(home: Path, sample,
         adapter = Path(snap["adapter_dir"])
         assert json.loads((adapter / "training_meta.json").read_text())["status"] == "stopped"
         assert progress.startswith(f"**{task}**: stopped · step {snap['step']} / 400")
-        assert f"Adapter saved in `Models/LoRA/{adapter.name}`" in progress and row[5] == f"Models/LoRA/{adapter.name}"
+        assert f"Adapter saved in `Models/LoRA/{adapter.name}`" in progress and row[6] == f"Models/LoRA/{adapter.name}"
     else:
         assert snap["adapter_dir"] is None
         assert not list((home / "Models" / "LoRA").glob(f"{task}_*"))
         assert progress.startswith(f"**{task}**：已停止") and progress.endswith("已停止，未保存任何内容。")
-        assert row[1] == "已停止" and row[5] == "未保存"
+        assert row[1] == "已停止" and row[6] == "未保存"
     assert training.active_job() is None
     assert train_tab.on_stop("en", True) == "No training is running."
 
@@ -373,7 +383,7 @@ def test_a_failed_training_is_explained_in_the_users_language(home: Path) -> Non
     assert train_tab.progress_text(snap, "zh").endswith("训练失败：4bit 量化需要 CUDA GPU；在 CPU 上以 float32 训练。")
     assert train_tab.progress_text(snap, "en").endswith(f"Training failed: {snap['error']}")
     row = next(r for r in train_tab.history_rows("zh") if r[0] == snap["run"])
-    assert row[1] == "失败" and row[5].startswith("4bit 量化需要 CUDA GPU")
+    assert row[1] == "失败" and row[6].startswith("4bit 量化需要 CUDA GPU")
 
 
 def test_before_any_training_the_plot_is_empty_but_typed() -> None:
@@ -459,3 +469,40 @@ def test_unchanged_detected_targets_are_recorded_as_the_preset(home: Path) -> No
     assert train_tab._targets_spec(base, "attention", ["q_proj", "v_proj"]) == "attention"  # PEFT's llama default
     assert train_tab._targets_spec(base, "all-linear", ["q_proj", "v_proj"]) == "q_proj,v_proj"
     assert train_tab._targets_spec(base, "nonsense", []) == "all-linear"
+
+
+def test_settings_are_saved_under_a_name_and_loaded_back_checked(home: Path) -> None:
+    from lora_core import saved_settings
+
+    message, picker = train_tab.on_save_settings("en", " short run ", DEMO, "attention", [],
+                                                 *settings(max_steps=12, learning_rate=0.001))  # fmt: skip
+    assert "short run" in message and picker["value"] == "short run"
+    assert saved_settings.store_path().is_file() and saved_settings.store_path().is_relative_to(home)
+    out = train_tab.on_pick_settings("zh", "short run")
+    preset, targets, *values, status = out
+    shown = dict(zip(train_tab.HYPER, (v["value"] for v in values), strict=True))
+    assert preset["value"] == "attention" and shown["max_steps"] == 12 and shown["learning_rate"] == 0.001
+    assert status == "已将设置 **short run** 载入表单。"
+    # custom targets come back as the modules
+    train_tab.on_save_settings("en", "mlp", DEMO, "all-linear", ["up_proj", "down_proj"], *settings())
+    assert sorted(train_tab.on_pick_settings("en", "mlp")[1]["value"]) == ["down_proj", "up_proj"]
+    # what Start refuses is refused here too, by the field's label, and nothing is written
+    before = saved_settings.store_path().read_bytes()
+    with pytest.raises(gr.Error, match="between 1 and 1024"):
+        train_tab.on_save_settings("en", "huge", DEMO, "attention", [], *settings(rank=5000))
+    with pytest.raises(gr.Error, match="1 到 64 个字符"):
+        train_tab.on_save_settings("zh", "x" * 65, DEMO, "attention", [], *settings())
+    with pytest.raises(gr.Error, match="no saved settings named &lt;b&gt;"):  # shown as text
+        train_tab.on_pick_settings("en", "<b>")
+    assert saved_settings.store_path().read_bytes() == before
+    # a hand-edited store: a bad entry is left out, a broken file set aside
+    raw = json.loads(before)
+    raw["edited"] = {"epochs": "many"}
+    saved_settings.store_path().write_text(json.dumps(raw), encoding="utf-8")
+    assert set(saved_settings.load_all()) == {"short run", "mlp"}
+    saved_settings.store_path().write_text("{not json", encoding="utf-8")
+    assert saved_settings.load_all() == {}
+    assert saved_settings.store_path().with_suffix(".json.corrupt").read_text(encoding="utf-8") == "{not json"
+    saved_settings.store_path().write_bytes(before)
+    train_tab.on_delete_settings("en", "mlp")
+    assert set(saved_settings.load_all()) == {"short run"}

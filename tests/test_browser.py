@@ -555,3 +555,37 @@ def test_a_refusal_stays_next_to_its_control_in_both_languages(browser, url, tmp
             expect(page.locator("#tab-train")).to_contain_text(t("no_dataset", lang))
             page.click("#tab-dataset-button")
             expect(page.locator("#tab-dataset")).to_contain_text(refused[lang])
+
+
+def test_a_reload_during_a_training_shows_its_settings_and_dataset(browser, url, tmp_path):
+    """Reloaded while a run goes on, the Train tab shows that run's settings (read-only) rather than the form's
+    defaults, names its dataset, and the runs table has a dataset column; the Dataset tab offers it again."""
+    with opened(browser, url, "en-US", tmp_path / "reload.png") as page:
+        page.locator("#tab-dataset").get_by_role("button", name=t("use_sample", "en")).click()
+        expect(page.locator("#tab-dataset")).to_contain_text("48 rows, all valid", timeout=30_000)
+        page.click("#tab-train-button")
+        train = page.locator("#tab-train")
+        train.get_by_role("button", name=t("demo_settings", "en")).click()
+        train.get_by_label(t("max_steps", "en"), exact=True).fill("5000")
+        train.get_by_label(t("task_name", "en")).fill("reloaded")
+        train.get_by_role("button", name=t("start", "en")).click()
+        expect(train).to_contain_text("reloaded: running", timeout=60_000)
+
+        page.reload()
+        expect(page.locator("#tab-dataset-button")).to_be_visible(timeout=60_000)
+        expect(page.get_by_role("button", name=t("use_last", "en", name="demo_alpaca.json"))).to_be_visible()
+        page.click("#tab-train-button")
+        train = page.locator("#tab-train")
+        expect(train).to_contain_text("reloaded: running", timeout=30_000)
+        expect(train).to_contain_text(re.compile(r"Dataset: demo_alpaca\.json, 48 rows, sha256 [0-9a-f]{12}…"))
+        for key, value in (("max_steps", "5000"), ("epochs", "60"), ("batch_size", "8"), ("max_length", "256")):
+            field = train.get_by_label(t(key, "en"), exact=True)
+            expect(field).to_have_value(value)  # the run's, not the defaults
+            expect(field).to_be_disabled()
+        expect(train.get_by_label(t("task_name", "en"))).to_have_value("reloaded")
+        header = train.locator("th", has_text=t("col_dataset", "en"))
+        expect(header).to_be_visible()
+        expect(train.locator("tbody tr", has_text="reloaded").first).to_contain_text("demo_alpaca.json")
+        train.get_by_role("button", name=t("stop_discard", "en")).click()
+        expect(train).to_contain_text("reloaded: stopped", timeout=60_000)
+        expect(train.get_by_label(t("max_steps", "en"), exact=True)).to_be_enabled()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from lora_core.config import setting_range
 from lora_core.data import FORMAT_NAMES, DatasetReport, load_records
 from lora_core.demo import SAMPLE_DATASET
 from lora_core.errors import PathError
+from lora_core.files import write_json
 from lora_core.masking import encode_records, trained_spans
 from lora_core.models import list_base_models, load_tokenizer
 from lora_core.prompts import prompt_style
@@ -170,6 +172,50 @@ def on_dataset(lang: str, file: str | None, fmt: str) -> tuple[str, Any, Any, Lo
     report = load_records(file, fmt, max_bytes=MAX_UPLOAD_BYTES)
     stored = store_upload(file, report) if Path(file).resolve() != SAMPLE_DATASET else SAMPLE_DATASET
     loaded = LoadedDataset(str(stored), report)
+    remember_dataset(loaded)
+    return (*dataset_views(loaded, lang), loaded)
+
+
+# --- the last dataset of a workspace, offered again to a page opened later (a reload) -----------------------------
+
+LAST_DATASET = "last_dataset.json"
+
+
+def _last_file() -> Path:
+    return paths.workspace() / "Settings" / LAST_DATASET
+
+
+def remember_dataset(loaded: LoadedDataset) -> None:
+    write_json(_last_file(), {"path": loaded.path, "name": loaded.report.name})
+
+
+def last_dataset() -> dict | None:
+    """The workspace's last validated dataset, when its stored file is still there (one of the workspace's
+    uploads, or the sample)."""
+    try:
+        record = json.loads(_last_file().read_text(encoding="utf-8"))
+        path, name = Path(str(record["path"])).resolve(), str(record["name"])[:255]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    stored = {s.path.resolve() for s in storage.uploads()} | {SAMPLE_DATASET.resolve()}
+    return {"path": path, "name": name} if path in stored and path.is_file() else None
+
+
+def last_offer(lang: str) -> Any:
+    """The button that loads the last dataset again, naming it; hidden when there is none."""
+    last = last_dataset()
+    if last is None:
+        return gr.update(visible=False)
+    return gr.update(value=t("use_last", lang, name=paths.cut(last["name"])), visible=True)
+
+
+@user_errors
+def on_last(lang: str, fmt: str) -> tuple[str, Any, Any, LoadedDataset | None]:
+    last = last_dataset()
+    if last is None:
+        raise gr.Error(t("no_last_dataset", lang), print_exception=False)
+    report = replace(load_records(last["path"], fmt, max_bytes=MAX_UPLOAD_BYTES), name=last["name"])
+    loaded = LoadedDataset(str(last["path"]), report)
     return (*dataset_views(loaded, lang), loaded)
 
 
@@ -287,6 +333,7 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
         with gr.Column(scale=1):
             fmt = labels.add(gr.Dropdown(["auto", "alpaca", "sharegpt", "messages"], value="auto"), label="format")
             sample = labels.add(gr.Button(variant="secondary"), value="use_sample")
+            last = gr.Button(variant="secondary", visible=False)  # named by last_offer, in the page's language
     summary = gr.Markdown()
     # Headers are sent with the tables' values (see ``table``), which follow the language switch below.
     problems = labels.add(
@@ -325,6 +372,7 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
             dataset_outputs,
             api_visibility="private",
         ),
+        last.click(on_last, [lang, fmt], dataset_outputs, api_visibility="private"),
     ]
     for event in dataset_events:
         # Tokens of the previous dataset would be misleading; a file that failed must not stay usable.
@@ -340,7 +388,9 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
     )
     for event in dataset_events:
         event.success(*stored, api_visibility="private")  # a new upload is listed
-    return {"loaded": loaded, "base": base, "max_length": max_length, "stored_uploads": stored}
+    lang.change(last_offer, lang, last, api_visibility="private", show_progress="hidden")
+    return {"loaded": loaded, "base": base, "max_length": max_length, "stored_uploads": stored,
+            "last_offer": (last_offer, lang, last)}  # fmt: skip
 
 
 def on_language(lang: str, loaded: LoadedDataset | None, shown: tuple | None) -> tuple:

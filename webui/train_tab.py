@@ -12,7 +12,7 @@ from typing import Any
 
 import gradio as gr
 
-from lora_core import estimate, models, paths, training
+from lora_core import estimate, models, paths, saved_settings, training
 from lora_core.config import TrainConfig
 from lora_core.errors import SimpleLoraError, TrainingError
 from lora_core.runs import ACTIVE_STATES, FINAL_STATES
@@ -118,6 +118,7 @@ def on_start(
             data=loaded.path,
             task=(task or "").strip() or loaded.report.name.rsplit(".", 1)[0],
             format=loaded.report.format,
+            data_name=loaded.report.name,
             targets=_targets_spec(base, preset, targets),
             **values,
         )
@@ -162,6 +163,44 @@ def on_stop(lang: str, save: bool) -> str:
     return t("stopping_save" if save else "stopping_discard", lang)
 
 
+# --- saved settings ---------------------------------------------------------------------------------------------
+
+
+def saved_choices() -> Any:
+    return gr.update(choices=sorted(saved_settings.load_all()))
+
+
+@user_errors
+def on_save_settings(lang: str, name: str, base_name: str | None, preset: str, targets: list[str] | None,
+                     *hyper: Any) -> tuple[str, Any]:  # fmt: skip
+    """The form's settings (and targets) saved under ``name`` in the workspace."""
+    values = _settings(hyper)
+    spec = _targets_spec(resolve_base(base_name), preset, targets) if base_name else (preset or DEFAULTS.targets)
+    saved = saved_settings.save(name, {**values, "targets": spec})
+    return t("settings_saved", lang, name=md(saved)), gr.update(choices=sorted(saved_settings.load_all()), value=saved)
+
+
+@user_errors
+def on_pick_settings(lang: str, name: str | None) -> list[Any]:
+    """Saved settings back in the form: the target preset (or the modules), then each setting."""
+    values = saved_settings.load_all().get(name or "")
+    if values is None:
+        raise TrainingError("saved_settings_missing", name=paths.cut(str(name or "")))
+    spec = values.get("targets", DEFAULTS.targets)
+    if spec in PRESETS:
+        aim = [gr.update(value=spec), gr.update()]
+    else:
+        aim = [gr.update(), gr.update(value=[m for m in spec.split(",") if m])]
+    return [*aim, *(gr.update(value=values[key]) if key in values else gr.update() for key in HYPER),
+            t("settings_loaded", lang, name=md(name))]  # fmt: skip
+
+
+@user_errors
+def on_delete_settings(lang: str, name: str | None) -> tuple[str, Any]:
+    saved_settings.delete(name or "")
+    return t("settings_deleted", lang, name=md(name)), gr.update(choices=sorted(saved_settings.load_all()), value=None)
+
+
 # --- what the timer shows -----------------------------------------------------------------------------------------
 
 
@@ -190,7 +229,33 @@ def poll(lang: str, seen: dict | None) -> tuple:
         status: Any = "" if state in FINAL_STATES or seen.get("lang", lang) != lang else gr.skip()
     else:
         history, status, buttons = gr.skip(), gr.skip(), [gr.skip()] * 3
-    return progress_text(snap, lang), plot, history, status, *buttons, now
+    form = form_updates(job.config if job else None, state in ACTIVE_STATES) if changed else [gr.skip()] * FORM_SIZE
+    return progress_text(snap, lang), plot, history, status, *buttons, now, *form
+
+
+FORM_SIZE = 4 + len(HYPER) + 1  # base, task, preset, targets, the settings, the demo button
+
+
+def form_updates(config: TrainConfig | None, active: bool) -> list[Any]:
+    """The form (base, task, preset, targets, the settings, the demo button): while a run is going, that run's
+    settings, read-only; otherwise editable, as they are."""
+    locked_quant = models.device_kind() != "cuda"  # no choice of quantization on a CPU
+    if not active or config is None:
+        return [gr.update(interactive=not (locked_quant and name == "quantization"))
+                for name in ("base", "task", "preset", "targets", *HYPER, "demo")]  # fmt: skip
+    values: dict[str, Any] = {name: getattr(config, name) for name in HYPER}
+    if config.gradient_checkpointing is None:
+        values["gradient_checkpointing"] = checkpointing_for(config.quantization)
+    custom = config.targets not in PRESETS
+    targets = gr.update(value=config.targets.split(","), interactive=False) if custom else gr.update(interactive=False)
+    return [
+        gr.update(value=Path(config.base).name, interactive=False),
+        gr.update(value=config.task, interactive=False),
+        gr.update(interactive=False) if custom else gr.update(value=config.targets, interactive=False),
+        targets,
+        *(gr.update(value=values[name], interactive=False) for name in HYPER),
+        gr.update(interactive=False),
+    ]
 
 
 def on_open(lang: str, flip: bool) -> tuple[Any, bool]:
@@ -262,6 +327,13 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
             checkpointing = labels.add(gr.Checkbox(checkpointing_default()), label="gradient_checkpointing")
             skip_invalid = labels.add(gr.Checkbox(DEFAULTS.skip_invalid), label="skip_invalid")
             demo_btn = labels.add(gr.Button(), value="demo_settings")
+    with labels.add(gr.Accordion(open=False), label="saved_settings"):
+        with gr.Row():
+            saved_name = labels.add(gr.Textbox(max_length=saved_settings.NAME_MAX, scale=2), label="settings_name")
+            save_btn = labels.add(gr.Button(scale=1), value="save_settings")
+            saved_pick = labels.add(gr.Dropdown([], allow_custom_value=True, scale=2), label="settings_pick")
+            saved_delete = labels.add(gr.Button(variant="stop", scale=1), value="delete")
+        saved_status = gr.Markdown()
     with gr.Row():
         start = labels.add(gr.Button(variant="primary"), value="start")
         stop_save = labels.add(gr.Button(variant="stop", interactive=False), value="stop_save")
@@ -306,6 +378,14 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
         trigger(on_estimate, estimate_inputs, model_info, api_visibility="private")
     refresh.click(refresh_bases, base, base, api_visibility="private")
     demo_btn.click(demo_settings, None, [*hyper, preset], api_visibility="private")
+    saving = save_btn.click(on_save_settings, [lang, saved_name, base, preset, targets, *hyper],
+                            [saved_status, saved_pick], api_name="save_settings")  # fmt: skip
+    picking = saved_pick.input(on_pick_settings, [lang, saved_pick], [preset, targets, *hyper, saved_status],
+                               api_visibility="private")  # fmt: skip
+    deleting = saved_delete.click(on_delete_settings, [lang, saved_pick], [saved_status, saved_pick],
+                                  api_visibility="private")  # fmt: skip
+    for event in (saving, picking, deleting):
+        keep_reason(event, markdown=[saved_status])
     for event in (
         start.click(
             on_start, [lang, shared["loaded"], base, task, preset, targets, *hyper], status, api_name="start_training"
@@ -315,16 +395,19 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
     ):
         keep_reason(event, markdown=[status])
     timer = gr.Timer(1.0)
+    # while a run is going the form shows its settings, read-only (after a reload too); the demo button waits
+    shown_form = [base, task, preset, targets, *hyper, demo_btn]
     timer.tick(
         poll,
         [lang, seen],
-        [progress, plot, history, status, start, stop_save, stop_discard, seen],
+        [progress, plot, history, status, start, stop_save, stop_discard, seen, *shown_form],
         api_visibility="private",
     )
     gr.api(training_status, api_name="training_status")
     shared["train_base"] = base
     flip = gr.State(False)
     shared["train_open"] = (on_open, [lang, flip], [plot, flip])
+    shared["saved_settings"] = (saved_choices, None, saved_pick)
     # for the page's load event (app.py): the first model's line, once the browser's language is known
     shared["train_on_load"] = (on_model, model_inputs, [model_info, targets])
 

@@ -13,7 +13,7 @@ from .i18n import error_message, t
 
 SERIES = ("train", "eval")  # the curves' names in the plot's data; never shown (the legend is the plot's label)
 EMPTY_X_MAX = 10  # the step axis before a run's length is known
-HISTORY_HEADERS = ["col_run", "col_state", "col_step", "col_loss", "col_started", "col_adapter"]
+HISTORY_HEADERS = ["col_run", "col_state", "col_dataset", "col_step", "col_loss", "col_started", "col_adapter"]
 
 
 def loss_frame(snap: dict | None) -> pd.DataFrame:
@@ -54,6 +54,7 @@ def progress_text(snap: dict | None, lang: str) -> str:
     state = snap["state"]
     parts = [t("progress", lang, task=md(snap["task"]), state=t(f"state_{state}", lang), step=snap["step"],
                total=snap["total_steps"] or "?", epoch=f"{snap['epoch']:.2f}")]  # fmt: skip
+    parts.append(dataset_text(snap, lang))
     if state == State.RUNNING:
         eta = snap["eta_s"]
         parts[0] += " · " + t(
@@ -72,6 +73,15 @@ def progress_text(snap: dict | None, lang: str) -> str:
     if state == State.FAILED:
         parts.append(t("failed", lang, error=md(_error(snap, lang))))
     return "\n\n".join(parts)
+
+
+def dataset_text(snap: dict, lang: str) -> str:
+    """Which dataset a run trains on: its name, and once it is read its rows and the start of its sha256."""
+    read = (snap.get("detail") or {}).get("dataset") or {}
+    name = md(snap.get("dataset_name") or read.get("name") or "?")
+    if read.get("sha256"):
+        return t("run_dataset_detail", lang, name=name, rows=read.get("rows_total", "?"), sha=read["sha256"][:12])
+    return t("run_dataset", lang, name=name)
 
 
 def _duration(seconds: float) -> str:
@@ -99,6 +109,7 @@ def history_rows(lang: str) -> list[list]:
         rows.append([
             run.get("run", ""),
             t(f"state_{state}", lang),
+            run.get("dataset_name") or ((run.get("detail") or {}).get("dataset") or {}).get("name", ""),
             "" if active else run.get("step", 0),
             f"{losses[-1][1]:.4f}" if losses and not active else "",
             (run.get("started_at") or "").replace("T", " "),
