@@ -70,16 +70,16 @@ def test_scan_lists_valid_and_invalid_folders_in_both_languages(home, adapter_na
     frame, choice, status = models_tab.on_scan("en", None)
     assert set(frame["adapter"]) == {adapter_name, "broken"}
     broken = frame[frame["adapter"] == "broken"].iloc[0]
-    assert broken["valid"] == "invalid" and broken["reason"] == "broken has no adapter_config.json."
-    assert list(frame.columns[:3]) == ["adapter", "valid", "reason"]  # why, without scrolling to the right
+    assert broken["valid"] == "invalid: broken has no adapter_config.json."  # why, without scrolling to the right
+    assert list(frame.columns[:2]) == ["adapter", "valid"]
     assert broken["size"] == "0 B" and frame[frame["adapter"] == adapter_name].iloc[0]["size"].endswith(" MB")
     # an invalid folder can be chosen (to be deleted), marked; a usable one is chosen first
     assert sorted(choice["choices"]) == sorted([(adapter_name, adapter_name), ("broken (invalid)", "broken")])
     assert choice["value"] == adapter_name
     assert status == "Models/LoRA/: 1 usable, 1 invalid (folders: 2)."
     frame_zh, choice_zh, status_zh = models_tab.on_scan("zh", "broken")
-    assert list(frame_zh.columns[:3]) == ["适配器", "有效性", "原因"] and choice_zh["value"] == "broken"
-    assert frame_zh[frame_zh["适配器"] == "broken"].iloc[0]["原因"] == "broken 缺少 adapter_config.json。"
+    assert list(frame_zh.columns[:2]) == ["适配器", "有效性"] and choice_zh["value"] == "broken"
+    assert frame_zh[frame_zh["适配器"] == "broken"].iloc[0]["有效性"] == "无效：broken 缺少 adapter_config.json。"
     assert ("broken (无效)", "broken") in choice_zh["choices"]
     assert status_zh == "Models/LoRA/ 中共 2 个文件夹：1 个可用，1 个无效。"
 

@@ -209,6 +209,15 @@ def test_tokens_show_exactly_the_trained_answers(sample, lang: str) -> None:
     assert sum(patch.get_height() for patch in axis.patches) == 48  # every example is in the histogram
 
 
+def test_the_histogram_spans_the_data_and_names_a_limit_far_beyond_it() -> None:
+    lengths = [40, 52, 61, 75, 80]
+    near = tab.length_histogram(lengths, 64, "en").axes[0]
+    assert [line.get_xdata()[0] for line in near.get_lines()] == [64]  # the limit drawn where it cuts
+    far = tab.length_histogram(lengths, 1024, "en").axes[0]
+    assert far.get_xlim()[1] < 100  # the data fills the chart, not a sliver of 0..1024
+    assert [text.get_text() for text in far.get_legend().get_texts()] == ["max length 1024: longer than every example"]
+
+
 def test_tokens_count_truncated_and_dropped_examples(sample) -> None:
     tokenizer = tab.tokenizer_of(tab.resolve_base(demo.DEMO_MODEL_NAME))
     _, _, stats = encode_records(sample.report.records, tokenizer, 24)

@@ -506,3 +506,12 @@ def test_settings_are_saved_under_a_name_and_loaded_back_checked(home: Path) -> 
     saved_settings.store_path().write_bytes(before)
     train_tab.on_delete_settings("en", "mlp")
     assert set(saved_settings.load_all()) == {"short run"}
+
+
+def test_the_loss_axis_keeps_a_single_point_inside_the_plot() -> None:
+    from webui.train_view import y_range
+
+    assert y_range(None) is None and y_range({"loss": [], "eval_loss": []}) is None
+    low, high = y_range({"loss": [[1, 2.5]], "eval_loss": []})
+    assert low < 2.5 < high  # one point: its tick is not on the plot's edge
+    assert y_range({"loss": [[1, 2.5], [2, 1.2], [3, 0.4]], "eval_loss": [[3, 0.9]]}) == [low, high]  # all run long

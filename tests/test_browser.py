@@ -320,6 +320,7 @@ def test_markup_in_a_row_role_and_in_a_task_name_is_text_and_fetches_nothing(bro
         train.get_by_role("button", name=t("start", "en")).click()
         expect(train).to_contain_text(f"Training {task} started.", timeout=30_000)
         expect(train).to_contain_text(f"{task}: ", timeout=30_000)  # the progress line
+        page.once("dialog", lambda dialog: dialog.accept())  # "throw away what it has learnt?" Yes
         train.get_by_role("button", name=t("stop_discard", "en")).click()
         expect(train).to_contain_text(f"{task}: stopped", timeout=60_000)
         assert train.locator("img[src*=track]").count() == 0
@@ -566,6 +567,9 @@ def test_a_reload_during_a_training_shows_its_settings_and_dataset(browser, url,
         page.click("#tab-train-button")
         train = page.locator("#tab-train")
         train.get_by_role("button", name=t("demo_settings", "en")).click()
+        page.click("#tab-dataset-button")  # one max length: the Dataset tab counts tokens with the Train tab's
+        expect(page.locator("#tab-dataset").get_by_label(t("max_length", "en"), exact=True)).to_have_value("256")
+        page.click("#tab-train-button")
         train.get_by_label(t("max_steps", "en"), exact=True).fill("5000")
         train.get_by_label(t("task_name", "en")).fill("reloaded")
         train.get_by_role("button", name=t("start", "en")).click()
@@ -585,7 +589,12 @@ def test_a_reload_during_a_training_shows_its_settings_and_dataset(browser, url,
         expect(train.get_by_label(t("task_name", "en"))).to_have_value("reloaded")
         header = train.locator("th", has_text=t("col_dataset", "en"))
         expect(header).to_be_visible()
-        expect(train.locator("tbody tr", has_text="reloaded").first).to_contain_text("demo_alpaca.json")
+        expect(train).to_contain_text(re.compile(r"reloaded_\d+_\d+\s*running\s*demo_alpaca\.json"))
+        page.once("dialog", lambda dialog: dialog.dismiss())  # "throw away what it has learnt?" No
+        train.get_by_role("button", name=t("stop_discard", "en")).click()
+        expect(train).to_contain_text(t("discard_cancelled", "en"))
+        expect(train).to_contain_text("reloaded: running")
+        page.once("dialog", lambda dialog: dialog.accept())
         train.get_by_role("button", name=t("stop_discard", "en")).click()
         expect(train).to_contain_text("reloaded: stopped", timeout=60_000)
         expect(train.get_by_label(t("max_steps", "en"), exact=True)).to_be_enabled()

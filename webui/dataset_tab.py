@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 
 from lora_core import paths, storage
-from lora_core.config import setting_range
+from lora_core.config import TrainConfig, setting_range
 from lora_core.data import FORMAT_NAMES, DatasetReport, load_records
 from lora_core.demo import SAMPLE_DATASET
 from lora_core.errors import PathError
@@ -272,7 +272,12 @@ def length_histogram(lengths: list[int], max_length: int, lang: str) -> Any:
     with plt.rc_context({"font.family": [font, "sans-serif"]} if font else {}):
         fig, ax = plt.subplots(figsize=(6, 2.6), dpi=100)
         ax.hist(lengths, bins=min(40, max(5, len(set(lengths)))), color="#4c78a8")
-        ax.axvline(max_length, color="#e45756", linestyle="--", label=t("hist_limit", lang))
+        longest = max(lengths, default=0)
+        if max_length <= 1.5 * longest:
+            ax.axvline(max_length, color="#e45756", linestyle="--", label=t("hist_limit", lang))
+        else:  # the limit far to the right would squeeze the data into a sliver: say it instead
+            ax.plot([], [], color="#e45756", linestyle="--", label=t("hist_limit_beyond", lang, n=max_length))
+            ax.set_xlim(0, longest * 1.1 + 1)
         ax.set_xlabel(t("hist_x", lang))
         ax.set_ylabel(t("hist_y", lang))
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # a count of examples
@@ -351,7 +356,7 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
         refresh = labels.add(gr.Button(scale=1), value="refresh")
         max_length = labels.add(
             # no minimum here: Gradio would refuse a small value in English; on_tokens says it in the user's language
-            Number(value=512, precision=0, scale=1),
+            Number(value=TrainConfig.__dataclass_fields__["max_length"].default, precision=0, scale=1),
             label="max_length",
         )
         analyze = labels.add(gr.Button(variant="primary", scale=1), value="analyze")

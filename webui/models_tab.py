@@ -22,11 +22,11 @@ from .common import Labels, keep_reason, md, stored_items_section, user_errors
 from .dataset_tab import base_model_choices, forget_gradio_copy
 from .i18n import DEFAULT_LANG, error_message, t
 
-# The reason next to the validity, so that why a folder is unusable is seen without scrolling; the long list of
-# target modules last.
-COLUMNS = ["col_adapter_name", "col_valid", "col_reason", "col_status", "col_base", "col_rank", "col_size",
-           "col_date", "col_train_loss", "col_eval_loss", "col_targets"]  # fmt: skip
-COLUMN_WIDTHS = ["17%", "7%", "12%", "8%", "10%", "5%", "6%", "9%", "6%", "6%", "14%"]
+# Why a folder is unusable is in its validity cell, seen without scrolling (no column left empty when every folder
+# is usable); the long list of target modules last. The name's column is wide enough for <task>_<timestamp>.
+COLUMNS = ["col_adapter_name", "col_valid", "col_status", "col_base", "col_rank", "col_size", "col_date",
+           "col_train_loss", "col_eval_loss", "col_targets"]  # fmt: skip
+COLUMN_WIDTHS = ["24%", "14%", "8%", "10%", "5%", "6%", "9%", "6%", "6%", "12%"]
 
 
 def _loss(value: float | None) -> str:
@@ -58,10 +58,12 @@ def adapter_table(lang: str) -> tuple[pd.DataFrame, list[adapters.AdapterInfo]]:
     infos = adapters.scan()
     rows = []
     for a in infos:
-        validity = t("external" if a.external else "valid", lang) if a.valid else t("invalid", lang)
-        reason = "" if a.valid else reason_text(a, lang)
+        if a.valid:
+            validity = t("external" if a.external else "valid", lang)
+        else:
+            validity = t("invalid_because", lang, reason=reason_text(a, lang))
         rows.append([
-            a.name, validity, reason, t(f"state_{a.status}", lang) if a.status else "",
+            a.name, validity, t(f"state_{a.status}", lang) if a.status else "",
             paths_name(a.base_model), a.rank or "", human_size(a.size_bytes), a.created.replace("T", " "),
             _loss(a.final_train_loss), _loss(a.final_eval_loss), ", ".join(a.target_modules),
         ])  # fmt: skip

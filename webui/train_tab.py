@@ -6,6 +6,7 @@ closing the browser never stalls or stops it, and reopening the page shows it ag
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from lora_core.training import TrainingJob
 
 from .common import Labels, Number, base_dropdown, finite_number, keep_reason, md, user_errors
 from .dataset_tab import LoadedDataset, base_model_choices, refresh_bases, resolve_base, table
-from .i18n import DEFAULT_LANG, t
+from .i18n import DEFAULT_LANG, LANGS, t
 from .train_form import (
     DEFAULTS,
     HYPER,
@@ -40,6 +41,7 @@ from .train_view import (
     loss_frame,
     progress_text,
     x_max,
+    y_range,
 )
 
 __all__ = ["HISTORY_HEADERS", "SERIES", "history_rows", "history_table", "loss_frame", "progress_text"]
@@ -151,8 +153,19 @@ def stop_training(lang: str) -> str:
     return on_stop(lang, True)
 
 
-def discard_training(lang: str) -> str:
+def discard_training(lang: str, confirmed: bool = True) -> str:
+    """Stop without saving, once the page's confirmation was accepted (an API client confirms by calling)."""
+    if not confirmed:
+        return t("discard_cancelled", lang)
     return on_stop(lang, False)
+
+
+# The page asks before a run's work is thrown away; the answer reaches discard_training as ``confirmed``.
+CONFIRM_DISCARD_JS = (
+    "(lang, confirmed) => [lang, window.confirm("
+    + json.dumps({code: t("confirm_discard", code) for code in LANGS}, ensure_ascii=False)
+    + "[lang] || '')]"
+)
 
 
 def on_stop(lang: str, save: bool) -> str:
@@ -220,13 +233,15 @@ def poll(lang: str, seen: dict | None) -> tuple:
     changed = any(seen.get(k, "?") != now[k] for k in ("run", "state", "lang"))
     plot: Any = gr.skip()
     if changed or seen.get("points") != now["points"]:
-        plot = gr.update(value=loss_frame(snap), x_lim=[0, x_max(snap)])
+        plot = gr.update(value=loss_frame(snap), x_lim=[0, x_max(snap)], y_lim=y_range(snap))
     if changed:
         active = state in ACTIVE_STATES
         history: Any = history_table(lang)
         buttons = [gr.update(interactive=not active), gr.update(interactive=active), gr.update(interactive=active)]
-        # "started" / "stopping..." said what was asked; once the run has ended the progress line says the rest
-        status: Any = "" if state in FINAL_STATES or seen.get("lang", lang) != lang else gr.skip()
+        # "started" / "stopping..." said what was asked; once the run has ended the progress line says the rest.
+        # A page's first tick leaves the line alone: it may hold the reason a Start was just refused.
+        ended = state in FINAL_STATES and seen.get("run") == now["run"] and seen.get("state") in ACTIVE_STATES
+        status: Any = "" if ended or seen.get("lang", lang) != lang else gr.skip()
     else:
         history, status, buttons = gr.skip(), gr.skip(), [gr.skip()] * 3
     form = form_updates(job.config if job else None, state in ACTIVE_STATES) if changed else [gr.skip()] * FORM_SIZE
@@ -265,7 +280,7 @@ def on_open(lang: str, flip: bool) -> tuple[Any, bool]:
     job = current_job()
     snap = job.snapshot() if job else None
     title = t("plot_step", lang) + ("\u200b" if flip else "")
-    return gr.update(value=loss_frame(snap), x_lim=[0, x_max(snap)], x_title=title), not flip
+    return gr.update(value=loss_frame(snap), x_lim=[0, x_max(snap)], y_lim=y_range(snap), x_title=title), not flip
 
 
 def training_status() -> dict:
@@ -361,6 +376,7 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
         label="history",
     )
     seen = gr.State(None)
+    discard_ok = gr.Checkbox(True, visible=False)  # what the confirmation dialog answered
 
     form = dict(epochs=epochs, max_steps=max_steps, learning_rate=lr, rank=rank, alpha=alpha, dropout=dropout,
                 batch_size=batch, grad_accum=accum, max_length=max_len, val_split=val, warmup_ratio=warmup,
@@ -391,7 +407,9 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
             on_start, [lang, shared["loaded"], base, task, preset, targets, *hyper], status, api_name="start_training"
         ),
         stop_save.click(stop_training, lang, status, api_name="stop_training"),
-        stop_discard.click(discard_training, lang, status, api_name="discard_training"),
+        stop_discard.click(
+            discard_training, [lang, discard_ok], status, api_name="discard_training", js=CONFIRM_DISCARD_JS
+        ),
     ):
         keep_reason(event, markdown=[status])
     timer = gr.Timer(1.0)
@@ -407,6 +425,12 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
     shared["train_base"] = base
     flip = gr.State(False)
     shared["train_open"] = (on_open, [lang, flip], [plot, flip])
+    lang.change(on_open, [lang, flip], [plot, flip], api_visibility="private", show_progress="hidden")
+    # one max length: the Dataset tab's token counts are the ones this training will have
+    max_len.change(lambda value: value, max_len, shared["max_length"], api_visibility="private", queue=False,
+                   show_progress="hidden")  # fmt: skip
+    shared["max_length"].input(lambda value: value, shared["max_length"], max_len, api_visibility="private",
+                               queue=False, show_progress="hidden")  # fmt: skip
     shared["saved_settings"] = (saved_choices, None, saved_pick)
     # for the page's load event (app.py): the first model's line, once the browser's language is known
     shared["train_on_load"] = (on_model, model_inputs, [model_info, targets])

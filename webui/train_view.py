@@ -41,6 +41,16 @@ def x_max(snap: dict | None) -> int:
     return max(snap["total_steps"] or EMPTY_X_MAX, last, 1)
 
 
+def y_range(snap: dict | None) -> list[float] | None:
+    """The loss axis: from 0 to a quarter above the run's first loss, so that a single point keeps its tick inside
+    the plot. It stays the same for the whole run (the browser's plot stops taking new points when its axis range
+    changes under it); None (the plot's own) before the first point."""
+    first = next((v for _, v in (snap or {}).get("loss", []) if v is not None), None)
+    if first is None:
+        return None
+    return [0.0, round(first * 1.25 + 0.05, 2)]
+
+
 def _error(snap: dict, lang: str) -> str:
     """A run's error in ``lang``: translated by its code and params when the table has it."""
     message = snap.get("error") or ""
