@@ -42,6 +42,7 @@ BROWSER_LANG_JS = (
 )
 # Gradio titles a toast with its kind in English ("Error"), whatever the message's title: the page puts the title
 # in the language chosen at the top right (the toast's own class names its kind).
+GRADIO_LOCALES = {"zh": "zh-CN", "en": "en"}  # Gradio's name for each of the page's languages
 TOAST_TITLES = {code: {kind: t(f"{kind}_title", code) for kind in ("error", "warning", "info")} for code in LANGUAGES}
 TOAST_TITLES_JS = (
     "() => { const titles = " + json.dumps(TOAST_TITLES, ensure_ascii=False) + ";"
@@ -52,7 +53,15 @@ TOAST_TITLES_JS = (
     " const text = [...el.childNodes].find((n) => n.nodeType === 3 && n.textContent.trim());"
     " if (kind && text && text.textContent.trim() !== words[kind]) { text.textContent = words[kind] + ' '; } });"
     " };"
-    " new MutationObserver(fix).observe(document.body, {childList: true, subtree: true, characterData: true}); }"
+    " new MutationObserver(fix).observe(document.body, {childList: true, subtree: true, characterData: true});"
+    # Gradio's own words (badges, "processing", the footer) follow the page's language too: Gradio keeps its
+    # language in its core module, whose changeLocale the page's switch calls.
+    " let applied = null; setInterval(async () => {"
+    " const lang = document.querySelector('#lang input:checked')?.value; if (!lang || lang === applied) return;"
+    " applied = lang; const url = performance.getEntriesByType('resource').map((e) => e.name)"
+    ".find((n) => /\\/assets\\/core-[^/]+\\.js$/.test(n)); if (!url) return;"
+    " try { const core = await import(url); core.changeLocale?.(" + json.dumps(GRADIO_LOCALES) + "[lang] || 'en'); }"
+    " catch (e) { console.warn('language of Gradio texts', e); } }, 500); }"
 )
 
 
