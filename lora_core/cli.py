@@ -194,6 +194,17 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate
+
+    result = evaluate(args.adapter, args.data, base=args.base, fmt=args.format, limit=args.limit,
+                      max_new_tokens=args.max_new_tokens)  # fmt: skip
+    _print_json({"adapter": result.adapter, "dataset": result.dataset, "rows_kind": result.rows_kind,
+                 "rows": len(result.rows), "base": result.base, "adapter_scores": result.tuned,
+                 "saved": str(Path(args.adapter) / "eval.json")})  # fmt: skip
+    return 0
+
+
 def _config_of(base: os.PathLike) -> object:
     from transformers import AutoConfig
 
@@ -267,6 +278,16 @@ def _add_model_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="new model folder (must not exist or be empty)")
     p.add_argument("--base", help="base model folder (default: the one recorded in the adapter)")
     p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("evaluate", help="score an adapter against its base on rows of a dataset; JSON summary, "
+                       "all rows in the adapter's eval.json")  # fmt: skip
+    p.add_argument("--adapter", required=True)
+    p.add_argument("--data", required=True, help="dataset file (its held-out rows when it is the training data)")
+    p.add_argument("--base", help="base model folder (default: the one recorded in the adapter)")
+    p.add_argument("--format", default="auto", choices=FORMAT_CHOICES)
+    p.add_argument("--limit", type=_positive_int, default=50, help="rows to answer at most (default: 50)")
+    p.add_argument("--max-new-tokens", type=_positive_int, default=128)
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("download", help="fetch a base model from the Hub into Models/LLM (token: env HF_TOKEN)")
     p.add_argument("repo_id", help="owner/name")

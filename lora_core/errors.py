@@ -82,6 +82,7 @@ ERRORS: dict[str, str] = {
     "setting_choice": "The setting {setting} must be one of {choices}; it is '{value}'.",
     "setting_not_number": "The setting {setting} needs a finite number (a whole one where it counts things); it is "
     "'{value}'.",
+    "nothing_to_evaluate": "'{file}' has no valid row to evaluate on.",
     "bad_data_name": "A dataset's name has at most {max} characters.",
     "no_length": "Set epochs or max steps above 0 (epochs = {epochs}, max steps = {max_steps}).",
     "bad_task_name": "A task name needs 1 to {max} characters.",

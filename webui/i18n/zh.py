@@ -372,6 +372,7 @@ ERRORS: dict[str, str] = {
     "setting_range": "设置 {setting} 必须在 {low} 到 {high} 之间，当前为 {value}。",
     "setting_choice": "设置 {setting} 必须是 {choices} 之一，当前为“{value}”。",
     "setting_not_number": "设置 {setting} 需要一个有限的数字（计数类设置需为整数），当前为“{value}”。",
+    "nothing_to_evaluate": "“{file}”中没有可用于评估的有效行。",
     "bad_data_name": "数据集名称最多 {max} 个字符。",
     "no_length": "请把轮数或最大步数设为大于 0（轮数 = {epochs}，最大步数 = {max_steps}）。",
     "bad_task_name": "任务名称需为 1 到 {max} 个字符。",
