@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from tiny import wait_for
 
 from lora_core import sessions
 from lora_core.chat import ChatEngine, GenerationSettings
@@ -105,10 +106,10 @@ def test_stop_ends_its_own_sessions_reply_or_wait_and_no_other(models) -> None:
     try:
         reading_a = threading.Thread(target=run, args=(a, "a"))
         reading_a.start()
-        assert wait_until(lambda: a.busy)
+        assert wait_for(lambda: a.busy)
         reading_b = threading.Thread(target=run, args=(b, "b"))
         reading_b.start()
-        assert wait_until(lambda: b.replying) and b.busy  # B waits for A's reply
+        assert wait_for(lambda: b.replying) and b.busy  # B waits for A's reply
         b.stop()
         reading_b.join(timeout=2)
         assert "b" in ended and "a" not in ended  # B's wait ended; A's reply goes on
@@ -120,15 +121,6 @@ def test_stop_ends_its_own_sessions_reply_or_wait_and_no_other(models) -> None:
     finally:
         hook.remove()
     assert b.generate(QUESTION, GREEDY) == alone(models, models.x)  # a new reply after a Stop runs again
-
-
-def wait_until(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_a_base_dropped_from_the_pool_comes_back_at_the_next_answer(models, monkeypatch) -> None:

@@ -263,6 +263,16 @@ def on_push_merged(lang: str, name: str | None, repo_id: str, token: str, privat
     return t("pushed", lang, repo=md(_hub_text(repo_id)), url=md(url))
 
 
+def push_controls(labels: Labels) -> tuple[Any, Any, Any, Any]:
+    """A row to push to the Hub: repository id, write token (never shown), private (by default), Push."""
+    with gr.Row():
+        repo = labels.add(gr.Textbox(max_length=200, scale=2), label="push_repo", placeholder="hub_repo_hint")
+        token = labels.add(gr.Textbox(type="password", max_length=500, scale=2), label="push_token")
+        private = labels.add(gr.Checkbox(True, scale=1), label="push_private")
+        push = labels.add(gr.Button(scale=1), value="push")
+    return repo, token, private, push
+
+
 def merged_transfer(labels: Labels, lang: gr.State) -> Any:
     """Download and push controls for the merged model chosen in the merged models' list."""
 
@@ -270,11 +280,7 @@ def merged_transfer(labels: Labels, lang: gr.State) -> Any:
         with gr.Row():
             button = labels.add(gr.Button(scale=1), value="download_zip")
             file = labels.add(gr.File(interactive=False, scale=2), label="download_file")
-        with gr.Row():
-            repo = labels.add(gr.Textbox(max_length=200, scale=2), label="push_repo", placeholder="hub_repo_hint")
-            token = labels.add(gr.Textbox(type="password", max_length=500, scale=2), label="push_token")
-            private = labels.add(gr.Checkbox(True, scale=1), label="push_private")
-            push = labels.add(gr.Button(scale=1), value="push")
+        repo, token, private, push = push_controls(labels)
         status = gr.Markdown()
         for event in (
             button.click(on_download_merged, [lang, chosen], file, api_name="download_merged", show_progress_on=file),
@@ -340,11 +346,7 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
         with gr.Row():
             upload_file = labels.add(gr.File(file_types=[".zip"], type="filepath", scale=2), label="upload_zip")
         upload_status = gr.Markdown()
-        with gr.Row():
-            push_repo = labels.add(gr.Textbox(max_length=200, scale=2), label="push_repo", placeholder="hub_repo_hint")
-            push_token = labels.add(gr.Textbox(type="password", max_length=500, scale=2), label="push_token")
-            push_private = labels.add(gr.Checkbox(True, scale=1), label="push_private")
-            push_btn = labels.add(gr.Button(scale=1), value="push")
+        push_repo, push_token, push_private, push_btn = push_controls(labels)
         push_status = gr.Markdown()
     with labels.add(gr.Accordion(open=False), label="merge_header"):
         labels.add(gr.Markdown(), value="merge_intro")
