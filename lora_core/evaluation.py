@@ -118,16 +118,10 @@ def evaluate(adapter: str | Path, data: str | Path, base: str | Path | None = No
     records, kind, report = _rows_to_score(adapter, Path(data), fmt, engine.tokenizer, int(limit))
     if not records:
         raise TrainingError("nothing_to_evaluate", file=report.name)
-    settings = GenerationSettings(max_new_tokens=int(max_new_tokens))
-    results = []
-    for record in records:
-        messages = [{"role": m.role, "content": m.content} for m in record.messages]
-        last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-        answers = engine.compare(messages[:last], settings)
-        reference = messages[last]["content"]
-        results.append(RowResult(record.row, messages[last - 1]["content"], reference, answers["base"],
-                                 answers["adapter"], scores(answers["base"], reference),
-                                 scores(answers["adapter"], reference)))  # fmt: skip
+    answered = engine.replay(records, GenerationSettings(max_new_tokens=int(max_new_tokens)))
+    results = [RowResult(a["row"], a["prompt"], a["reference"], a["base"], a["adapter"],
+                         scores(a["base"], a["reference"]), scores(a["adapter"], a["reference"]))
+               for a in answered]  # fmt: skip
     examples, _, _ = encode_records(records, engine.tokenizer, 4096, loaded.style)
     with engine._adapter_mode(None):
         base_loss = _mean_loss(engine.model, examples)
