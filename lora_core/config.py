@@ -75,6 +75,12 @@ class TrainConfig:
         "trade compute for memory (unset: on for a 4- or 8-bit base on CUDA, off otherwise)", default=None
     )
     skip_invalid: bool = _help("train on the valid rows of a file that has invalid ones", default=False)
+    samples: int = _help("times during the run the adapter answers the sample rows (0: never)", low=0, high=50,
+                         default=5)  # fmt: skip
+    sample_rows: str = _help("dataset rows answered during the run, up to 3 (e.g. 3, 7; empty: the first held-out "
+                             "row, else the first row)", default="")  # fmt: skip
+    eval_rows: int = _help("rows answered by base and adapter after the run, for its evaluation card (0: no "
+                           "evaluation)", low=0, high=1000, default=20)  # fmt: skip
     resume: bool = _help("continue the latest unfinished run of this task from its checkpoint", "cli", default=False)
     trust_remote_code: bool = _help(
         "allow the base model's own Python code (only for folders you trust)", "cli", default=False
@@ -91,6 +97,9 @@ class TrainConfig:
             raise TrainingError("bad_task_name", max=TASK_MAX_CHARS)
         if len(self.data_name) > DATA_NAME_MAX_CHARS:
             raise TrainingError("bad_data_name", max=DATA_NAME_MAX_CHARS)
+        from .sampling import parse_rows
+
+        parse_rows(self.sample_rows)
 
     @property
     def dataset_name(self) -> str:

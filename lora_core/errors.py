@@ -84,6 +84,8 @@ ERRORS: dict[str, str] = {
     "'{value}'.",
     "nothing_to_evaluate": "'{file}' has no valid row to evaluate on.",
     "bad_data_name": "A dataset's name has at most {max} characters.",
+    "bad_sample_rows": "Sample rows '{value}' is not a list of up to {max} row numbers like 3, 7.",
+    "sample_row_missing": "Sample row {row} is not a usable row of '{file}'.",
     "no_length": "Set epochs or max steps above 0 (epochs = {epochs}, max steps = {max_steps}).",
     "bad_task_name": "A task name needs 1 to {max} characters.",
     "busy": "A training is already running: {task}.",
@@ -108,6 +110,7 @@ ERRORS: dict[str, str] = {
     "adapter_full_model": "{name} holds a full model ({file}).",
     "adapter_mismatch": "{name}: saved weight {key} differs from the trained one.",
     "adapter_bad_meta": "{name}: training_meta.json is unreadable or not a manifest.",
+    "adapter_bad_eval": "{name}: eval.json is unreadable or not an evaluation.",
     "adapter_base_mismatch": "The adapter {adapter} was trained on the base model {trained_on}, but the base model "
     "is {base}.",
     "adapter_base_unknown": "The base model of {name} is not in Models/LLM/; load its base model in the Chat tab "

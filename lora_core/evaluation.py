@@ -1,33 +1,42 @@
-"""Did the adapter learn? Rows of a dataset answered greedily by the base model and by the adapter, each scored
-against its reference (``scoring``), with the eval loss of both on the same rows; kept in the adapter folder as
-``eval.json``.
+"""Did the adapter learn, and what did it forget? Rows of a dataset answered greedily by the base model and by the
+adapter, each scored against its reference (``scoring``), with the eval loss of both on the same rows; and the
+forgetting probe, general prompts (``samples/forgetting_probe.json``, Chinese and English) answered by both, with
+how far the adapter's answer moved from the base's. Kept in the adapter folder as ``eval.json``, summarised in its
+manifest (``Manifest.evaluation``).
 
 Which rows: with the adapter's own training data and a validation split, the held-out rows of that split (found
 again from the manifest's settings: the same encoding, seed and share); with its own data and no split, the first
 rows, which it was trained on, and the report says so (``rows_kind: "trained"``); with another dataset, its first
-rows (``rows_kind: "other"``). At most ``limit`` rows, for time.
+rows (``rows_kind: "other"``). At most ``limit`` rows, for time; answers at most a little longer than the longest
+reference (``max_new_tokens`` unset), so a greedy answer that never ends costs little.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import statistics
-from dataclasses import asdict, dataclass, field
+import threading
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from . import adapters
-from .errors import TrainingError
+from . import adapters, paths
+from .errors import AdapterError, TrainingError
 from .files import write_json
-from .scoring import scores
+from .scoring import rouge_l, scores
 
 logger = logging.getLogger(__name__)
 
 EVAL_FILE = "eval.json"
-DEFAULT_ROWS = 50
+DEFAULT_ROWS = 20
 MAX_ROWS = 1000
 SCORES = ("exact_match", "rouge_l", "token_f1")
+PROBE_FILE = paths.PACKAGE_DIR / "samples" / "forgetting_probe.json"
+PROBE_MAX_NEW_TOKENS = 48
+ANSWER_MARGIN = 16  # tokens an answer may run past its longest reference
+ANSWER_MAX = 256
 
 
 @dataclass
@@ -42,18 +51,77 @@ class RowResult:
 
 
 @dataclass
+class ProbeResult:
+    id: str
+    lang: str
+    prompt: str
+    base: str
+    adapter: str
+    similarity: float  # ROUGE-L of the adapter's answer against the base's: 1.0 is unchanged
+    changed: bool
+
+
+@dataclass
 class Evaluation:
     adapter: str
     dataset: str
     dataset_sha256: str
     rows_kind: str  # "held_out" | "trained" | "other"
     max_new_tokens: int
-    base: dict[str, float] = field(default_factory=dict)  # mean scores, and "eval_loss"
-    tuned: dict[str, float] = field(default_factory=dict)
+    base: dict[str, float | None] = field(default_factory=dict)  # mean scores, and "eval_loss"
+    tuned: dict[str, float | None] = field(default_factory=dict)
     rows: list[RowResult] = field(default_factory=list)
+    probe: list[ProbeResult] = field(default_factory=list)
+    evaluated_at: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Evaluation:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["rows"] = [RowResult(**r) for r in values.get("rows", [])]
+        values["probe"] = [ProbeResult(**p) for p in values.get("probe", [])]
+        return cls(**values)
+
+    @property
+    def probe_changed(self) -> int:
+        return sum(p.changed for p in self.probe)
+
+    @property
+    def probe_similarity(self) -> float | None:
+        return statistics.fmean(p.similarity for p in self.probe) if self.probe else None
+
+    def summary(self) -> dict[str, Any]:
+        """What the manifest lists of it: the file, the rows, the mean scores and the probe's count."""
+        return {"file": EVAL_FILE, "dataset": self.dataset, "rows_kind": self.rows_kind, "rows": len(self.rows),
+                "base": self.base, "adapter": self.tuned, "probe_changed": self.probe_changed,
+                "probe_total": len(self.probe), "probe_similarity": self.probe_similarity,
+                "evaluated_at": self.evaluated_at}  # fmt: skip
+
+    def best_and_worst(self, n: int = 3) -> tuple[list[RowResult], list[RowResult]]:
+        """The rows the adapter answered best and worst (by ROUGE-L, then token F1); a row is in one list only."""
+        ranked = sorted(self.rows, key=lambda r: (r.adapter_scores["rouge_l"], r.adapter_scores["token_f1"], -r.row))
+        worst = ranked[: min(n, len(ranked) // 2)]
+        best = ranked[len(worst) :][::-1][:n]
+        return best, worst
+
+
+def read_evaluation(adapter: str | Path) -> Evaluation | None:
+    """The adapter's ``eval.json``; None when it has none, ``AdapterError`` when it is unreadable."""
+    path = Path(adapter) / EVAL_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Evaluation.from_json(data)
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as exc:
+        raise AdapterError("adapter_bad_eval", name=Path(adapter).name) from exc
+
+
+def probe_prompts() -> list[dict[str, str]]:
+    return json.loads(PROBE_FILE.read_text(encoding="utf-8"))
 
 
 def _rows_to_score(adapter: Path, data: Path, fmt: str, tokenizer: Any, limit: int) -> tuple[list[Any], str, Any]:
@@ -79,6 +147,12 @@ def _rows_to_score(adapter: Path, data: Path, fmt: str, tokenizer: Any, limit: i
     return [r for r in records if r.row in wanted][:limit], "held_out", report
 
 
+def answer_budget(tokenizer: Any, references: list[str]) -> int:
+    """New tokens enough for the longest reference and a margin: a greedy answer that runs on is cut there."""
+    longest = max((len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in references), default=0)
+    return max(ANSWER_MARGIN, min(ANSWER_MAX, longest + ANSWER_MARGIN))
+
+
 def _mean_loss(model: Any, examples: list[Any]) -> float | None:
     """The mean token loss of the trained tokens of ``examples``."""
     import torch
@@ -99,11 +173,16 @@ def _mean_loss(model: Any, examples: list[Any]) -> float | None:
 
 
 def evaluate(adapter: str | Path, data: str | Path, base: str | Path | None = None, fmt: str = "auto",
-             limit: int = DEFAULT_ROWS, max_new_tokens: int = 128, save: bool = True) -> Evaluation:  # fmt: skip
-    """Score the adapter against its base on rows of ``data`` (see the module's docstring); the result is written
-    to the adapter's ``eval.json`` unless ``save`` is False."""
+             limit: int = DEFAULT_ROWS, max_new_tokens: int | None = None, save: bool = True, probe: bool = True,
+             stop: threading.Event | None = None, trust_remote_code: bool = False,
+             during_training: bool = False) -> Evaluation | None:  # fmt: skip
+    """Score the adapter against its base on rows of ``data`` and on the forgetting probe (see the module's
+    docstring); written to the adapter's ``eval.json`` (and summarised in its manifest) unless ``save`` is False.
+    None, with nothing written, when ``stop`` is set before it is done. ``during_training``: called by the training
+    that made the adapter, which holds the training lock (a GPU is then not refused to it)."""
     from .chat import ChatEngine, GenerationSettings
     from .masking import encode_records
+    from .runs import now
 
     adapter = Path(adapter)
     adapters.verify_adapter(adapter)
@@ -111,33 +190,86 @@ def evaluate(adapter: str | Path, data: str | Path, base: str | Path | None = No
         raise TrainingError("setting_range", setting="limit", value=str(limit), low="1", high=str(MAX_ROWS))
     base_dir = Path(base) if base else adapters.base_for_adapter(adapter)
     if base_dir is None:
-        raise adapters.AdapterError("adapter_base_unknown", name=adapter.name)
+        raise AdapterError("adapter_base_unknown", name=adapter.name)
     engine = ChatEngine()
-    engine.load_base(base_dir)
-    loaded = engine.activate(adapter)
-    records, kind, report = _rows_to_score(adapter, Path(data), fmt, engine.tokenizer, int(limit))
-    if not records:
-        raise TrainingError("nothing_to_evaluate", file=report.name)
-    answered = engine.replay(records, GenerationSettings(max_new_tokens=int(max_new_tokens)))
-    results = [RowResult(a["row"], a["prompt"], a["reference"], a["base"], a["adapter"],
-                         scores(a["base"], a["reference"]), scores(a["adapter"], a["reference"]))
-               for a in answered]  # fmt: skip
-    examples, _, _ = encode_records(records, engine.tokenizer, 4096, loaded.style)
-    with engine._adapter_mode(None):
-        base_loss = _mean_loss(engine.model, examples)
-    with engine._adapter_mode(loaded.name):
-        tuned_loss = _mean_loss(engine.model, examples)
+    try:
+        engine.load_base(base_dir, trust_remote_code, during_training=during_training)
+        loaded = engine.activate(adapter)
+        records, kind, report = _rows_to_score(adapter, Path(data), fmt, engine.tokenizer, int(limit))
+        if not records:
+            raise TrainingError("nothing_to_evaluate", file=report.name)
+        asked = [_conversation(r) for r in records]
+        budget = int(max_new_tokens) if max_new_tokens else answer_budget(engine.tokenizer, [a[2] for a in asked])
+        answers = _both(engine, [a[0] for a in asked], GenerationSettings(max_new_tokens=budget), stop)
+        probed = _probe(engine, stop) if probe else []
+        if answers is None or (stop is not None and stop.is_set()):
+            return None
+        results = [RowResult(r.row, prompt, ref, base_answer, tuned_answer, scores(base_answer, ref),
+                             scores(tuned_answer, ref))
+                   for r, (_, prompt, ref), base_answer, tuned_answer in zip(records, asked, *answers, strict=True)]  # fmt: skip
+        examples, _, _ = encode_records(records, engine.tokenizer, 4096, loaded.style)
+        with engine._adapter_mode(None):
+            base_loss = _mean_loss(engine.model, examples)
+        with engine._adapter_mode(loaded.name):
+            tuned_loss = _mean_loss(engine.model, examples)
+    finally:
+        engine.unload()
     evaluation = Evaluation(
         adapter=adapter.name, dataset=report.name, dataset_sha256=report.sha256, rows_kind=kind,
-        max_new_tokens=int(max_new_tokens), rows=results,
+        max_new_tokens=budget, rows=results, probe=probed, evaluated_at=now(),
         base={**_means(results, "base_scores"), "eval_loss": base_loss},
         tuned={**_means(results, "adapter_scores"), "eval_loss": tuned_loss},
     )  # fmt: skip
-    engine.unload()
     if save:
-        write_json(adapter / EVAL_FILE, evaluation.to_json(), indent=1)
+        save_evaluation(adapter, evaluation)
         logger.info("evaluated %s on %d rows of %s", adapter.name, len(results), report.name)
     return evaluation
+
+
+def save_evaluation(adapter: Path, evaluation: Evaluation) -> None:
+    """``eval.json``, and its summary in the manifest (an adapter from elsewhere, without one, gets only the file)."""
+    write_json(adapter / EVAL_FILE, evaluation.to_json(), indent=1)
+    if adapters.has_manifest(adapter):
+        from .manifest import write_manifest
+
+        manifest = adapters.read_manifest(adapter)
+        manifest.evaluation = evaluation.summary()
+        write_manifest(adapter, manifest)
+
+
+def _conversation(record: Any) -> tuple[list[dict], str, str]:
+    """A row's conversation up to its last reply, its last prompt and that reply (the reference)."""
+    messages = [{"role": m.role, "content": m.content} for m in record.messages]
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    return messages[:last], messages[last - 1]["content"], messages[last]["content"]
+
+
+def _both(engine: Any, conversations: list[list[dict]], settings: Any,
+          stop: threading.Event | None) -> tuple[list[str], list[str]] | None:  # fmt: skip
+    """The base's answers and the active adapter's, greedy, in batches; None when ``stop`` was set between."""
+    answers = []
+    for adapter in (None, engine.active):
+        if stop is not None and stop.is_set():
+            return None
+        answers.append(engine.answer_all(conversations, settings, adapter))
+    return answers[0], answers[1]
+
+
+def _probe(engine: Any, stop: threading.Event | None) -> list[ProbeResult]:
+    """The general prompts answered by base and adapter; an answer counts as changed when it is not the same text."""
+    from .chat import GenerationSettings
+
+    items = probe_prompts()
+    conversations = [[{"role": "user", "content": item["prompt"]}] for item in items]
+    answers = _both(engine, conversations, GenerationSettings(max_new_tokens=PROBE_MAX_NEW_TOKENS), stop)
+    if answers is None:
+        return []
+    results = []
+    for item, base_answer, tuned_answer in zip(items, *answers, strict=True):
+        same = tuned_answer.strip() == base_answer.strip()
+        results.append(ProbeResult(item["id"], item["lang"], item["prompt"], base_answer, tuned_answer,
+                                   1.0 if same else rouge_l(tuned_answer, base_answer), not same))  # fmt: skip
+    return results
 
 
 def _means(results: list[RowResult], which: str) -> dict[str, float]:

@@ -53,6 +53,8 @@ class Manifest:
     eval_history: list[list[float]] = field(default_factory=list)  # [step, eval loss]
     eval_loss_before: float | None = None
     eval_loss_after: float | None = None
+    samples: list[dict[str, Any]] = field(default_factory=list)  # answers during training (sampling.Sample)
+    evaluation: dict[str, Any] = field(default_factory=dict)  # the summary of eval.json (evaluation.Evaluation)
     steps: int = 0
     trainable_params: int | None = None
     device: str | None = None

@@ -154,6 +154,7 @@ class Publisher(Protocol):
     def stop_requested(self) -> bool: ...
     def keep_on_stop(self) -> bool: ...
     def tokens_seen(self) -> int: ...
+    def add_samples(self, samples: list[dict]) -> None: ...
 
 
 class ProgressCallback(TrainerCallback):
@@ -191,6 +192,20 @@ class ProgressCallback(TrainerCallback):
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
         self.job.add_log(state.global_step, logs or {})
+
+
+class SampleCallback(TrainerCallback):
+    """At the sampler's steps, the model being trained answers the sample rows (``sampling.Sampler``)."""
+
+    def __init__(self, job: Publisher, sampler: Any) -> None:
+        self.job, self.sampler = job, sampler
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.sampler.begin(state.max_steps)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        if model is not None and not self.job.stop_requested() and self.sampler.due(state.global_step):
+            self.job.add_samples(self.sampler.answer(model, state.global_step))
 
 
 def finite(metrics: dict, key: str) -> float | None:

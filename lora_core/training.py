@@ -62,6 +62,8 @@ class Progress:
     elapsed_s: float = 0.0
     eval_loss_before: float | None = None
     eval_loss_after: float | None = None
+    samples: list[dict] = field(default_factory=list)  # sampling.Sample: answers during the run
+    evaluation: dict = field(default_factory=dict)  # after the run: Evaluation.summary(), or {"error": code}
     adapter_dir: str | None = None
     error: str | None = None
     error_code: str | None = None
@@ -81,6 +83,7 @@ class Prepared:
     eval_set: Any
     dataset: DatasetInfo
     resume: Path | None
+    sample_records: list[Any] = field(default_factory=list)
 
 
 class Stopped(Exception):
@@ -191,6 +194,11 @@ class TrainingJob:
     def tokens_seen(self) -> int:
         return self._tokens
 
+    def add_samples(self, samples: list[dict]) -> None:
+        with self._lock:
+            self.progress.samples.extend(samples)
+        self._record()
+
     # --- the run ---
 
     def _detail(self, **values: Any) -> None:
@@ -259,7 +267,31 @@ class TrainingJob:
         adapter_dir = self._save(model, prepared, selection, status) if self.is_main_process else None
         if status == State.COMPLETED and self.is_main_process:  # checkpoints only serve to resume
             shutil.rmtree(self.run_dir / "checkpoints", ignore_errors=True)
+        del trainer, model  # the evaluation loads the saved adapter afresh, for inference
+        if adapter_dir and not stopped and self.config.eval_rows > 0:
+            _free_memory()
+            self._evaluate_adapter(Path(adapter_dir), prepared)
         self._finish(status, adapter_dir)
+
+    def _evaluate_adapter(self, adapter_dir: Path, prepared: Prepared) -> None:
+        """The adapter's evaluation card (``evaluation.evaluate``). The adapter is already saved: a failure here is
+        logged and shown, and never fails the run; Stop ends it with nothing written."""
+        from .evaluation import evaluate
+
+        self._detail(phase="evaluating")
+        cfg = self.config
+        try:
+            result = evaluate(adapter_dir, cfg.data, base=prepared.base, fmt=cfg.format, limit=cfg.eval_rows,
+                              stop=self._stop, trust_remote_code=cfg.trust_remote_code, during_training=True)  # fmt: skip
+            summary = result.summary() if result is not None else {"error": "stopped"}
+        except SimpleLoraError as exc:
+            logger.warning("evaluation of %s: %s", adapter_dir.name, exc.message)
+            summary = {"error": exc.code, "params": plain_params(exc.params)}
+        except Exception:  # a bug or a resource error: the adapter stays, the card is missing
+            logger.error("evaluation of %s failed:\n%s", adapter_dir.name, traceback.format_exc())
+            summary = {"error": "unexpected"}
+        self._detail(phase="")
+        self.publish(evaluation=summary)
 
     def _prepare_data(self) -> Prepared:
         """Check the names, read and encode the dataset, split off the validation rows."""
@@ -267,6 +299,7 @@ class TrainingJob:
         from .estimate import check_fits
         from .masking import encode_records, split_dataset, to_dataset
         from .models import check_model_dir, load_tokenizer
+        from .sampling import choose
 
         cfg = self.config
         paths.safe_name(cfg.task)  # refuse an unusable name before any work
@@ -285,6 +318,8 @@ class TrainingJob:
         if not examples:
             raise TrainingError("nothing_to_train", max_length=cfg.max_length)
         train_set, eval_set = split_dataset(to_dataset(examples, rows), cfg.val_split, cfg.seed)
+        held_out = list(eval_set["row"]) if eval_set is not None else []
+        chosen = choose(records, list(train_set["row"]), held_out, cfg.sample_rows, report.name)
         dataset = DatasetInfo(
             name=cfg.dataset_name, sha256=report.sha256, format=report.format, rows_total=report.total_rows,
             rows_invalid_skipped=report.invalid_rows, examples_used=len(examples),
@@ -292,7 +327,7 @@ class TrainingJob:
             train_examples=len(train_set), eval_examples=len(eval_set) if eval_set is not None else 0,
         )  # fmt: skip
         self._detail(dataset=asdict(dataset), device=device, quantization=quantization)
-        return Prepared(base, device, quantization, tokenizer, train_set, eval_set, dataset, resume)
+        return Prepared(base, device, quantization, tokenizer, train_set, eval_set, dataset, resume, chosen)
 
     def _build_model(self, prepared: Prepared) -> tuple[Any, Any]:
         """The base model with fresh LoRA layers on the chosen targets."""
@@ -341,10 +376,21 @@ class TrainingJob:
             train_dataset=prepared.train_set.remove_columns(["row"]),
             eval_dataset=eval_set.remove_columns(["row", "length"]) if eval_set is not None else None,
             processing_class=prepared.tokenizer,
-            callbacks=[ProgressCallback(self)],
+            callbacks=[ProgressCallback(self), *self._sample_callback(prepared)],
         )
         trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
         return trainer
+
+    def _sample_callback(self, prepared: Prepared) -> list[Any]:
+        from .prompts import prompt_style
+        from .sampling import Sampler
+        from .trainer import SampleCallback
+
+        if not (self.config.samples and prepared.sample_records and self.is_main_process):
+            return []
+        sampler = Sampler(prepared.tokenizer, prepared.sample_records, self.config.samples,
+                          prompt_style(prepared.tokenizer).value)  # fmt: skip
+        return [SampleCallback(self, sampler)]
 
     def _collate(self, collate_fn: Any, pad_id: int, features: list[dict]) -> dict:
         batch = collate_fn([{k: f[k] for k in ("input_ids", "labels")} for f in features], pad_id)
@@ -393,6 +439,7 @@ class TrainingJob:
             target_modules=selection.target_modules, targets_source=selection.source, hyperparameters=hyper,
             dataset=prepared.dataset, loss_history=snap["loss"], eval_history=snap["eval_loss"],
             eval_loss_before=snap["eval_loss_before"], eval_loss_after=snap["eval_loss_after"], steps=snap["step"],
+            samples=snap["samples"],
             trainable_params=detail.get("trainable_params"), device=detail.get("device"),
             quantization=detail.get("quantization"), prompt_format=prompt_style(prepared.tokenizer).value,
             has_chat_template=bool(getattr(prepared.tokenizer, "chat_template", None)),

@@ -219,6 +219,26 @@ def test_a_base_model_that_is_not_offered_is_refused(sample, name, lang: str) ->
             "“LoRA rank r” must be between 1 and 1024; it is 100000.",
             "“LoRA 秩 r”必须在 1 到 1024 之间，当前为 100000。",
         ),
+        (
+            {"sample_rows": "1,2,3,4"},
+            "Sample rows '1,2,3,4' is not a list of up to 3 row numbers like 3, 7.",
+            "示例行“1,2,3,4”不是最多 3 个行号的列表（例如 3, 7）。",
+        ),
+        (
+            {"sample_rows": "<b>2</b>"},
+            "Sample rows '&lt;b&gt;2&lt;/b&gt;' is not a list of up to 3 row numbers like 3, 7.",
+            "示例行“&lt;b&gt;2&lt;/b&gt;”不是最多 3 个行号的列表（例如 3, 7）。",
+        ),
+        (
+            {"sample_rows": "49"},  # the sample data has 48 rows
+            "Sample row 49 is not a usable row of 'demo_alpaca.json'.",
+            "示例行 49 不是“demo_alpaca.json”中可用的行。",
+        ),
+        (
+            {"eval_rows": -1},
+            "“Evaluation rows after the run (0 = none)” must be between 0 and 1000; it is -1.",
+            "“训练后评估的行数（0 = 不评估）”必须在 0 到 1000 之间，当前为 -1。",
+        ),
     ],
 )
 @pytest.mark.parametrize("lang", LANGS)
@@ -251,7 +271,7 @@ def follow(lang: str = "en", timeout: float = 90.0) -> list[tuple]:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         out = train_tab.poll(lang, seen)
-        seen = out[7]
+        seen = out[8]
         ticks.append(out)
         if seen["state"] in {str(s) for s in training.FINAL_STATES}:
             return ticks
@@ -267,7 +287,7 @@ def test_a_training_runs_to_completion_and_the_tab_shows_it(home: Path, sample) 
     assert job is not None and job.config.targets == "attention"  # no targets chosen: the preset's
 
     ticks = follow()
-    progress, plot, history, status, start, stop_save, stop_discard, seen, *form = ticks[-1]
+    progress, plot, samples, history, status, start, stop_save, stop_discard, seen, *form = ticks[-1]
     names = ("base", "task", "preset", "targets", *train_tab.HYPER, "demo")
     editable = {name for name, part in zip(names, form, strict=True) if part["interactive"]}
     assert editable == set(names) - {"quantization"}  # the form is the user's again (no quantization on a CPU)
@@ -286,6 +306,22 @@ def test_a_training_runs_to_completion_and_the_tab_shows_it(home: Path, sample) 
     assert progress.startswith("**ui_done**: completed · step 8 / 8 · epoch ")
     assert f"Adapter saved in `Models/LoRA/{adapter.name}`. It is already listed in the Models tab" in progress
     assert "Eval loss: base " in progress  # a validation split was set
+    # evaluated after the run (its held-out rows), said in the progress line and kept beside the adapter
+    assert any("Evaluating the adapter" in text for text in texts)
+    assert re.search(r"Evaluation \(held-out rows, \d+ rows\): exact match base 0\.00 → adapter \d\.\d\d, "
+                     r"ROUGE-L .*general prompts changed: \d+ of 10\.", progress), progress  # fmt: skip
+    assert (adapter / "eval.json").is_file() and snap["evaluation"]["rows_kind"] == "held_out"
+    # samples: the first held-out row answered at up to 5 steps spread over the run (one skipped when samples took
+    # more than their share of the time), always at its end; newest first
+    assert list(samples.columns) == [t(k, "en") for k in train_tab.SAMPLE_HEADERS]
+    sampled = rows(samples)
+    held_out = snap["samples"][0]["row"]
+    steps = [r[0] for r in sampled]
+    assert steps[0] == 8 and set(steps) <= {8, 6, 5, 3, 2} and steps == sorted(steps, reverse=True)
+    assert len(steps) >= 2 and {r[1] for r in sampled} == {held_out}
+    evaluated = json.loads((adapter / "eval.json").read_text(encoding="utf-8"))
+    assert held_out == min(r["row"] for r in evaluated["rows"])  # the first held-out row (all 12 were evaluated)
+    assert sampled[0][4] == snap["samples"][-1]["answer"] and sampled[0][3] == snap["samples"][-1]["reference"]
     assert status == ""  # "started" has been said; the progress line says the rest
 
     # the plot: 8 train points (one per step) and the eval points, numbers on both axes
@@ -311,12 +347,14 @@ def test_a_training_runs_to_completion_and_the_tab_shows_it(home: Path, sample) 
 
     # nothing new: nothing resent; another language: everything computed again
     again = train_tab.poll("en", seen)
-    assert all(x == gr.skip() for x in again[1:7])
+    assert all(x == gr.skip() for x in again[1:8])
     zh = train_tab.poll("zh", seen)
     assert zh[0].startswith("**ui_done**：已完成 · 第 8 / 8 步") and "已出现在“模型”页" in zh[0]
-    assert list(zh[2].columns) == [t(k, "zh") for k in train_tab.HISTORY_HEADERS]
-    assert next(r for r in rows(zh[2]) if r[0] == snap["run"])[1] == "已完成"
-    assert zh[3] == ""
+    assert "评估（验证集中的行" in zh[0]
+    assert list(zh[2].columns) == [t(k, "zh") for k in train_tab.SAMPLE_HEADERS]
+    assert list(zh[3].columns) == [t(k, "zh") for k in train_tab.HISTORY_HEADERS]
+    assert next(r for r in rows(zh[3]) if r[0] == snap["run"])[1] == "已完成"
+    assert zh[4] == ""
 
     # the API's view of the same run
     api = train_tab.training_status()
@@ -333,7 +371,7 @@ def test_stop_and_save_or_discard_and_one_training_at_a_time(home: Path, sample,
     job = train_tab.current_job()
     assert wait_for(lambda: running(job)), job.snapshot()
 
-    progress, _, _, _, start, stop_save, stop_discard, _, *form = train_tab.poll("en", None)
+    progress, _, _, _, _, start, stop_save, stop_discard, _, *form = train_tab.poll("en", None)
     assert f"**{task}**: running · step " in progress and " / 400 · epoch " in progress
     assert re.search(r"Dataset: \*\*demo_alpaca.json\*\*, 48 rows, sha256 `[0-9a-f]{12}…`", progress), progress
     # a page opened now (a reload) shows the running job's settings, read-only, not the form's defaults
@@ -356,7 +394,7 @@ def test_stop_and_save_or_discard_and_one_training_at_a_time(home: Path, sample,
     ticks = follow(lang)
     snap = job.snapshot()
     assert snap["state"] == State.STOPPED and snap["step"] < 400
-    progress, history = ticks[-1][0], ticks[-1][2]
+    progress, history = ticks[-1][0], ticks[-1][3]
     row = next(r for r in rows(history) if r[0] == job.run_id)
     if save:
         adapter = Path(snap["adapter_dir"])
@@ -387,13 +425,14 @@ def test_a_failed_training_is_explained_in_the_users_language(home: Path) -> Non
 
 
 def test_before_any_training_the_plot_is_empty_but_typed() -> None:
-    progress, plot, history, *_ = train_tab.poll("zh", None)
+    progress, plot, samples, history, *_ = train_tab.poll("zh", None)
     assert plot["x_lim"] == [0, train_tab.EMPTY_X_MAX]
     plot = plot["value"]
     assert progress == "本次启动后还没有训练。"
     assert plot["loss"].isna().all() and sorted(plot["series"]) == ["eval", "train"]
     assert pd.api.types.is_integer_dtype(plot["step"]) and pd.api.types.is_float_dtype(plot["loss"])
     assert list(history.columns) == [t(k, "zh") for k in train_tab.HISTORY_HEADERS]
+    assert samples.empty and list(samples.columns) == [t(k, "zh") for k in train_tab.SAMPLE_HEADERS]
 
 
 # ---------------------------------------------------------------------------------------------------------

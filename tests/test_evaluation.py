@@ -1,5 +1,6 @@
 """Held-out evaluation: after the demo training the adapter answers the sample rows (its trained rows, said so) and
-the base does not; with a validation split the rows are exactly the held-out ones; another dataset is "other"."""
+the base does not; with a validation split the rows are exactly the held-out ones; another dataset is "other". The
+training evaluates its adapter itself (the card's file, listed in the manifest), the forgetting probe included."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import pytest
 from lora_core import adapters
 from lora_core.demo import DEMO_TRAINING, SAMPLE_DATASET
 from lora_core.errors import SimpleLoraError, TrainingError
-from lora_core.evaluation import EVAL_FILE, evaluate
-from lora_core.manifest import META_NAME
+from lora_core.evaluation import EVAL_FILE, evaluate, probe_prompts, read_evaluation
+from lora_core.manifest import META_NAME, read_manifest
 from lora_core.training import State, TrainConfig, TrainingJob
 
 pytestmark = pytest.mark.slow  # the demo training itself
@@ -28,6 +29,40 @@ def trained(demo_home) -> Path:
         snap = TrainingJob(config).run()
     assert snap["state"] == State.COMPLETED, snap["error"]
     return Path(snap["adapter_dir"])
+
+
+def test_the_training_evaluated_its_adapter_and_listed_the_card_in_its_manifest(trained) -> None:
+    card = read_evaluation(trained)
+    assert card is not None and card.rows_kind == "trained" and len(card.rows) == 20  # eval_rows' default
+    assert card.tuned["exact_match"] >= 0.8 and card.base["exact_match"] == 0.0
+    # the probe ran: every general prompt answered by both (the demo base's answers are noise; the adapter's
+    # are its training data's), each with its similarity, and the count of changed answers
+    assert [p.id for p in card.probe] == [p["id"] for p in probe_prompts()]
+    assert {p.lang for p in card.probe} == {"en", "zh"}
+    assert all(0.0 <= p.similarity <= 1.0 and p.changed == (p.base.strip() != p.adapter.strip()) for p in card.probe)
+    assert all(p.similarity == 1.0 for p in card.probe if not p.changed)
+    listed = read_manifest(trained).evaluation
+    assert listed["file"] == EVAL_FILE and listed["rows"] == 20 and listed["adapter"] == card.tuned
+    assert listed["probe_total"] == 10 and listed["probe_changed"] == card.probe_changed
+    best, worst = card.best_and_worst(3)
+    assert len(best) == 3 and not {r.row for r in best} & {r.row for r in worst}
+    assert min(r.adapter_scores["rouge_l"] for r in best) >= max(r.adapter_scores["rouge_l"] for r in worst)
+
+
+def test_a_stopped_evaluation_writes_nothing_and_a_broken_card_is_named(trained, in_demo_home, tmp_path) -> None:
+    import threading
+
+    copy = shutil.copytree(trained, tmp_path / "LoRA" / "ev_stop")
+    (copy / EVAL_FILE).unlink()
+    stop = threading.Event()
+    stop.set()
+    base = in_demo_home / "Models" / "LLM" / "demo"
+    assert evaluate(copy, SAMPLE_DATASET, base=base, stop=stop) is None
+    assert not (copy / EVAL_FILE).exists() and read_evaluation(copy) is None
+    (copy / EVAL_FILE).write_text("{not json", encoding="utf-8")
+    with pytest.raises(adapters.AdapterError) as err:
+        read_evaluation(copy)
+    assert "ev_stop" in err.value.message and "eval.json" in err.value.message
 
 
 def test_the_demo_adapter_answers_its_trained_rows_and_the_base_does_not(trained, in_demo_home) -> None:

@@ -35,16 +35,18 @@ from .train_form import (
 from .train_view import (
     EMPTY_X_MAX,
     HISTORY_HEADERS,
+    SAMPLE_HEADERS,
     SERIES,
     history_rows,
     history_table,
     loss_frame,
     progress_text,
+    samples_table,
     x_max,
     y_range,
 )
 
-__all__ = ["HISTORY_HEADERS", "SERIES", "history_rows", "history_table", "loss_frame", "progress_text"]
+__all__ = ["HISTORY_HEADERS", "SAMPLE_HEADERS", "SERIES", "history_rows", "history_table", "loss_frame", "progress_text"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ SERIES_COLORS = {"train": "#4c78a8", "eval": "#e45756"}  # blue and red, as the 
 STATUS_FIELDS = (
     "run", "task", "state", "step", "total_steps", "epoch", "loss", "eval_loss", "eta_s", "tokens_per_s",
     "elapsed_s", "eval_loss_before", "eval_loss_after", "adapter_dir", "error", "error_code", "started_at",
-    "finished_at",
+    "finished_at", "samples", "evaluation",
 )  # fmt: skip
 
 
@@ -100,7 +102,8 @@ def on_start(
     lang: str, loaded: LoadedDataset | None, base_name: str | None, task: str, preset: str, targets: list[str] | None,
     epochs: float, max_steps: float, learning_rate: float, rank: float, alpha: float, dropout: float,
     batch_size: float, grad_accum: float, max_length: float, val_split: float, warmup_ratio: float, scheduler: str,
-    seed: float, quantization: str, gradient_checkpointing: bool, skip_invalid: bool,
+    seed: float, quantization: str, gradient_checkpointing: bool, skip_invalid: bool, samples: float,
+    sample_rows: str, eval_rows: float,
 ) -> str:  # fmt: skip
     """Start a training on a background thread; the timer shows it. No targets chosen: the preset's.
 
@@ -111,7 +114,8 @@ def on_start(
     base = resolve_base(base_name)
     hyper = (
         epochs, max_steps, learning_rate, rank, alpha, dropout, batch_size, grad_accum, max_length, val_split,
-        warmup_ratio, scheduler, seed, quantization, gradient_checkpointing, skip_invalid,
+        warmup_ratio, scheduler, seed, quantization, gradient_checkpointing, skip_invalid, samples, sample_rows,
+        eval_rows,
     )  # fmt: skip
     try:
         values = _settings(hyper)
@@ -130,10 +134,20 @@ def on_start(
         if message is None:
             raise
         raise gr.Error(message, print_exception=False) from exc
-    loaded.report.usable(skip_invalid=values["skip_invalid"])  # invalid rows: say so now, not from the thread
+    usable = loaded.report.usable(skip_invalid=values["skip_invalid"])  # invalid rows: said now, not by the thread
+    check_sample_rows(config, {r.row for r in usable}, loaded.report.name)
     estimate.check_fits(config)  # a training that cannot fit is refused before a run exists
     _LAST[paths.current_user()] = TrainingJob(config).start()
     return t("started", lang, task=md(config.task))
+
+
+def check_sample_rows(config: TrainConfig, rows: set[int], file: str) -> None:
+    """A sample row that is not a usable row of the dataset is refused at Start, not by the run's thread."""
+    from lora_core.sampling import parse_rows
+
+    for row in parse_rows(config.sample_rows):
+        if row not in rows:
+            raise TrainingError("sample_row_missing", row=row, file=file)
 
 
 def _targets_spec(base: Path, preset: str, targets: list[str] | None) -> str:
@@ -228,6 +242,7 @@ def poll(lang: str, seen: dict | None) -> tuple:
         "state": state,
         "lang": lang,
         "points": len(snap["loss"]) + len(snap["eval_loss"]) if snap else 0,
+        "samples": len(snap["samples"]) if snap else 0,
     }
     seen = seen or {}
     changed = any(seen.get(k, "?") != now[k] for k in ("run", "state", "lang"))
@@ -244,8 +259,9 @@ def poll(lang: str, seen: dict | None) -> tuple:
         status: Any = "" if ended or seen.get("lang", lang) != lang else gr.skip()
     else:
         history, status, buttons = gr.skip(), gr.skip(), [gr.skip()] * 3
+    samples = samples_table(snap, lang) if changed or seen.get("samples") != now["samples"] else gr.skip()
     form = form_updates(job.config if job else None, state in ACTIVE_STATES) if changed else [gr.skip()] * FORM_SIZE
-    return progress_text(snap, lang), plot, history, status, *buttons, now, *form
+    return progress_text(snap, lang), plot, samples, history, status, *buttons, now, *form
 
 
 FORM_SIZE = 4 + len(HYPER) + 1  # base, task, preset, targets, the settings, the demo button
@@ -342,6 +358,11 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
             checkpointing = labels.add(gr.Checkbox(checkpointing_default()), label="gradient_checkpointing")
             skip_invalid = labels.add(gr.Checkbox(DEFAULTS.skip_invalid), label="skip_invalid")
             demo_btn = labels.add(gr.Button(), value="demo_settings")
+        with gr.Row():
+            samples = labels.add(Number(DEFAULTS.samples, precision=0), label="samples", info="samples_info")
+            sample_rows = labels.add(gr.Textbox(DEFAULTS.sample_rows, max_length=64), label="sample_rows",
+                                     info="sample_rows_info")  # fmt: skip
+            eval_rows = labels.add(Number(DEFAULTS.eval_rows, precision=0), label="eval_rows", info="eval_rows_info")
     with labels.add(gr.Accordion(open=False), label="saved_settings"):
         with gr.Row():
             saved_name = labels.add(gr.Textbox(max_length=saved_settings.NAME_MAX, scale=2), label="settings_name")
@@ -370,6 +391,10 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
         label="loss_plot",
         x_title="plot_step",
     )
+    samples_view = labels.add(
+        gr.Dataframe(samples_table(None, DEFAULT_LANG), interactive=False, wrap=True, show_label=True),
+        label="samples_table",
+    )
     history = labels.add(
         # filled by the first tick of the timer, with the runs of whoever's page it is
         gr.Dataframe(table([], HISTORY_HEADERS, DEFAULT_LANG), interactive=False, wrap=True, show_label=True),
@@ -381,7 +406,7 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
     form = dict(epochs=epochs, max_steps=max_steps, learning_rate=lr, rank=rank, alpha=alpha, dropout=dropout,
                 batch_size=batch, grad_accum=accum, max_length=max_len, val_split=val, warmup_ratio=warmup,
                 scheduler=scheduler, seed=seed, quantization=quant, gradient_checkpointing=checkpointing,
-                skip_invalid=skip_invalid)  # fmt: skip
+                skip_invalid=skip_invalid, samples=samples, sample_rows=sample_rows, eval_rows=eval_rows)  # fmt: skip
     hyper = [form[name] for name in HYPER]  # every form setting of TrainConfig has its component
     model_inputs = [lang, base, preset, rank, batch, max_len, quant, checkpointing]
     for trigger in (base.change, preset.change):
@@ -418,7 +443,7 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
     timer.tick(
         poll,
         [lang, seen],
-        [progress, plot, history, status, start, stop_save, stop_discard, seen, *shown_form],
+        [progress, plot, samples_view, history, status, start, stop_save, stop_discard, seen, *shown_form],
         api_visibility="private",
     )
     gr.api(training_status, api_name="training_status")

@@ -1,4 +1,5 @@
-"""What the Train tab shows of a run: its progress line, the loss plot's points and the history of runs."""
+"""What the Train tab shows of a run: its progress line, the loss plot's points, its samples and the history of
+runs."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from .i18n import error_message, t
 SERIES = ("train", "eval")  # the curves' names in the plot's data; never shown (the legend is the plot's label)
 EMPTY_X_MAX = 10  # the step axis before a run's length is known
 HISTORY_HEADERS = ["col_run", "col_state", "col_dataset", "col_step", "col_loss", "col_started", "col_adapter"]
+SAMPLE_HEADERS = ["col_step", "col_row", "col_prompt", "col_reference", "col_adapter_reply"]
 
 
 def loss_frame(snap: dict | None) -> pd.DataFrame:
@@ -76,13 +78,42 @@ def progress_text(snap: dict | None, lang: str) -> str:
         after = snap.get("eval_loss_after")
         parts.append(t("eval_before_after", lang, before=f"{snap['eval_loss_before']:.4f}",
                        after=f"{after:.4f}" if after is not None else "…"))  # fmt: skip
+    if (snap.get("detail") or {}).get("phase") == "evaluating":
+        parts.append(t("evaluating", lang))
     if state in (State.COMPLETED, State.STOPPED) and snap.get("adapter_dir"):
         parts.append(t("adapter_saved", lang, path=paths.shown(snap["adapter_dir"])))
+        if snap.get("evaluation"):
+            parts.append(evaluation_text(snap["evaluation"], lang))
     elif state == State.STOPPED:
         parts.append(t("discarded", lang))
     if state == State.FAILED:
         parts.append(t("failed", lang, error=md(_error(snap, lang))))
     return "\n\n".join(parts)
+
+
+def evaluation_text(summary: dict, lang: str) -> str:
+    """One line of a run's evaluation (``Evaluation.summary()``), or why there is none."""
+    error = summary.get("error")
+    if error == "stopped":
+        return t("eval_stopped", lang)
+    if error:
+        return t("eval_failed", lang, error=md(error_message(error, summary.get("params") or {}, lang, error)))
+    base, tuned = summary.get("base") or {}, summary.get("adapter") or {}
+    return t("eval_done", lang, kind=t(f"rows_{summary.get('rows_kind')}", lang), rows=summary.get("rows", 0),
+             base_em=_score(base.get("exact_match")), tuned_em=_score(tuned.get("exact_match")),
+             base_rl=_score(base.get("rouge_l")), tuned_rl=_score(tuned.get("rouge_l")),
+             changed=summary.get("probe_changed", 0), total=summary.get("probe_total", 0))  # fmt: skip
+
+
+def _score(value: float | None) -> str:
+    return f"{value:.2f}" if isinstance(value, int | float) else "–"
+
+
+def samples_table(snap: dict | None, lang: str) -> pd.DataFrame:
+    """The answers given during the run, newest first."""
+    rows = [[s["step"], s["row"], s["prompt"], s["reference"], s["answer"]]
+            for s in reversed((snap or {}).get("samples") or [])]  # fmt: skip
+    return table(rows, SAMPLE_HEADERS, lang)
 
 
 def dataset_text(snap: dict, lang: str) -> str:

@@ -1,0 +1,125 @@
+"""Samples during training: at a few steps of a run (``TrainConfig.samples`` times, evenly spread, the last at
+its end) the adapter being trained answers one to three dataset prompts greedily, and the Train tab shows each
+answer beside its reference, so a user sees the answers move towards the data, not only a loss value.
+
+Which prompts: the rows named in ``TrainConfig.sample_rows`` (1-based, as the Dataset tab counts), else the first
+held-out row when there is a validation split (an answer it was not trained on), else the first row.
+
+The cost is bounded: answers are cut a little past their reference's length, and a sample is skipped (the last
+one never is) while the samples so far have taken more than ``BUDGET`` of the run's training time (and more than
+``FREE_S`` seconds: on a run of seconds, a fraction of a second for a few answers is not worth skipping).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .errors import TrainingError
+
+MAX_ROWS = 3
+BUDGET = 0.04
+FREE_S = 1.0
+ANSWER_MARGIN = 8
+ANSWER_MAX = 128
+_ROWS = re.compile(r"^\s*\d+\s*(,\s*\d+\s*)*$")
+
+
+@dataclass
+class Sample:
+    step: int
+    row: int
+    prompt: str
+    reference: str
+    answer: str
+
+
+def parse_rows(text: str) -> list[int]:
+    """``"3, 7"`` -> ``[3, 7]``; empty -> ``[]`` (the default rows). ``TrainingError`` naming the text otherwise."""
+    text = (text if isinstance(text, str) else str(text)).strip()
+    if not text:
+        return []
+    if len(text) > 64 or not _ROWS.match(text):
+        raise TrainingError("bad_sample_rows", value=text[:40], max=MAX_ROWS)
+    rows = list(dict.fromkeys(int(part) for part in text.split(",")))
+    if len(rows) > MAX_ROWS or min(rows) < 1:
+        raise TrainingError("bad_sample_rows", value=text[:40], max=MAX_ROWS)
+    return rows
+
+
+def choose(records: list[Any], train_rows: list[int], held_out_rows: list[int], wanted: str, file: str) -> list[Any]:
+    """The records to sample: the ``wanted`` rows (each must be a row that is trained or held out), else the
+    first held-out row, else the first trained row."""
+    usable = set(train_rows) | set(held_out_rows)
+    by_row = {r.row: r for r in records if r.row in usable}
+    rows = parse_rows(wanted)
+    for row in rows:
+        if row not in by_row:
+            raise TrainingError("sample_row_missing", row=row, file=file)
+    if not rows:
+        rows = [min(held_out_rows)] if held_out_rows else [min(train_rows)] if train_rows else []
+    return [by_row[row] for row in rows if row in by_row]
+
+
+def sample_steps(total: int, times: int) -> list[int]:
+    """``times`` steps spread evenly over a run of ``total`` steps, the last one its end."""
+    if total < 1 or times < 1:
+        return []
+    return sorted({max(1, round(total * k / times)) for k in range(1, times + 1)})
+
+
+def _messages(record: Any) -> tuple[list[dict], str, str]:
+    """The conversation up to the last reply, its last prompt and that reply."""
+    messages = [{"role": m.role, "content": m.content} for m in record.messages]
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    return messages[:last], messages[last - 1]["content"], messages[last]["content"]
+
+
+class Sampler:
+    """Answers the chosen records with the model being trained, at the chosen steps, within the time budget."""
+
+    def __init__(self, tokenizer: Any, records: list[Any], times: int, style: str | None = None) -> None:
+        self.tokenizer, self.records, self.times, self.style = tokenizer, records, times, style
+        self.steps: set[int] = set()
+        self.last = 0
+        self.spent = 0.0
+        self.started = time.monotonic()
+        self.skipped = 0
+        references = [_messages(r)[2] for r in records]
+        longest = max((len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in references), default=0)
+        self.max_new_tokens = max(ANSWER_MARGIN, min(ANSWER_MAX, longest + ANSWER_MARGIN))
+
+    def begin(self, total_steps: int) -> None:
+        self.steps = set(sample_steps(total_steps, self.times if self.records else 0))
+        self.last = max(self.steps, default=0)
+        self.started, self.spent = time.monotonic(), 0.0
+
+    def due(self, step: int) -> bool:
+        if step not in self.steps:
+            return False
+        training = time.monotonic() - self.started - self.spent
+        if step != self.last and self.spent > max(FREE_S, BUDGET * training):
+            self.skipped += 1
+            return False
+        return True
+
+    def answer(self, model: Any, step: int) -> list[dict]:
+        """The records answered by ``model`` now (in eval mode for the answers, back to training mode after)."""
+        from .chat import GenerationSettings, generate
+
+        started = time.monotonic()
+        settings = GenerationSettings(max_new_tokens=self.max_new_tokens)
+        was_training = model.training
+        model.eval()
+        try:
+            samples = []
+            for record in self.records:
+                messages, prompt, reference = _messages(record)
+                answer = generate(model, self.tokenizer, messages, settings, self.style)
+                samples.append(asdict(Sample(step, record.row, prompt, reference, answer)))
+        finally:
+            model.train(was_training)
+            self.spent += time.monotonic() - started
+        return samples

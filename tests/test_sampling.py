@@ -1,0 +1,76 @@
+"""Samples during training: which rows, at which steps, within which share of the run's time."""
+
+from __future__ import annotations
+
+import pytest
+
+from lora_core import sampling
+from lora_core.config import TrainConfig
+from lora_core.data import Message, Record
+from lora_core.errors import TrainingError
+from lora_core.sampling import Sampler, choose, parse_rows, sample_steps
+
+
+def record(row: int) -> Record:
+    return Record(row, (Message("user", f"question {row}"), Message("assistant", f"answer {row}")))
+
+
+def test_sample_rows_are_up_to_three_row_numbers() -> None:
+    assert parse_rows("") == [] and parse_rows("  ") == []
+    assert parse_rows("3, 7") == [3, 7] and parse_rows("7,3,7") == [7, 3]
+    for bad in ("0", "1,2,3,4", "a", "1;2", "-1", "1,,2", "1" * 100, "<b>1</b>", "1.5"):
+        with pytest.raises(TrainingError) as err:
+            parse_rows(bad)
+        assert err.value.code == "bad_sample_rows"
+    with pytest.raises(TrainingError):  # the settings refuse them too, before any work
+        TrainConfig(base="b", data="d", task="t", sample_rows="1,2,3,4").check()
+
+
+def test_the_default_row_is_the_first_held_out_one_else_the_first_trained_one() -> None:
+    records = [record(i) for i in range(1, 11)]
+    assert [r.row for r in choose(records, [5, 2, 9], [7, 4], "", "f.json")] == [4]
+    assert [r.row for r in choose(records, [5, 2, 9], [], "", "f.json")] == [2]
+    assert [r.row for r in choose(records, [5, 2, 9], [7, 4], "9, 7", "f.json")] == [9, 7]
+    with pytest.raises(TrainingError) as err:  # a row that is not trained or held out (invalid, too long...)
+        choose(records, [5, 2, 9], [7, 4], "3", "f.json")
+    assert err.value.code == "sample_row_missing" and "f.json" in err.value.message and "3" in err.value.message
+
+
+def test_samples_are_spread_over_the_run_and_the_last_is_its_end() -> None:
+    assert sample_steps(100, 5) == [20, 40, 60, 80, 100]
+    assert sample_steps(8, 5) == [2, 3, 5, 6, 8]
+    assert sample_steps(3, 5) == [1, 2, 3]  # fewer steps than samples: every step once
+    assert sample_steps(10, 0) == [] and sample_steps(0, 5) == []
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_sample_is_skipped_while_samples_took_more_than_their_share(monkeypatch) -> None:
+    from tests.tiny import word_tokenizer
+
+    clock = Clock()
+    monkeypatch.setattr(sampling.time, "monotonic", clock)
+    sampler = Sampler(word_tokenizer(), [record(1)], times=5)
+    sampler.begin(100)
+    clock.now = 100.0
+    assert sampler.due(20) and not sampler.due(21)
+    sampler.spent = 10.0  # 10 s of samples in 90 s of training: more than 4 %
+    assert not sampler.due(40) and sampler.skipped == 1
+    assert sampler.due(100)  # the last one is always taken
+    clock.now = 500.0  # 490 s of training: 10 s is 2 %
+    assert sampler.due(60)
+    sampler.spent, clock.now = 0.9, 1.0  # under a second in all: never worth skipping, even on a short run
+    assert sampler.due(80)
+
+
+def test_answers_are_cut_a_little_past_the_longest_reference() -> None:
+    from tests.tiny import word_tokenizer
+
+    sampler = Sampler(word_tokenizer(), [record(1)], times=5)
+    assert sampler.max_new_tokens == sampling.ANSWER_MARGIN + 2  # "answer 1": two words
