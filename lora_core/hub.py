@@ -174,35 +174,14 @@ def _finish(plan: Plan, partial: Path, dest: Path) -> Path:
 
 CARD_FILE = "README.md"
 CURVE_FILE = "loss_curve.png"
-
-
-def loss_curve_png(manifest) -> bytes:
-    """The training (and eval) loss of a run as a small PNG, for its model card."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3), dpi=100)
-    for history, label, color in ((manifest.loss_history, "train", "#4c78a8"),
-                                  (manifest.eval_history, "eval", "#e45756")):  # fmt: skip
-        if history:
-            ax.plot([p[0] for p in history], [p[1] for p in history], label=label, color=color)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.legend(loc="upper right")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
+EVAL_IMAGE = "eval_card.png"
 
 
 def model_card(adapter: Path, repo_id: str) -> str:
     """The README of a pushed adapter: what it was trained on and how, its losses, and how to load it."""
     from .adapters import has_manifest, read_adapter_config, read_manifest
+    from .evaluation import read_evaluation
+    from .report import card_markdown
 
     config = read_adapter_config(adapter)
     base = config.get("base_model_name_or_path") or "the base model it was trained on"
@@ -222,6 +201,9 @@ def model_card(adapter: Path, repo_id: str) -> str:
                   f"| eval loss: base before, adapter after | {before}, {after} |", "",
                   "| setting | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in m.hyperparameters.items()],
                   "", f"![loss curve]({CURVE_FILE})", ""]  # fmt: skip
+    evaluation = read_evaluation(adapter)
+    if evaluation is not None:
+        lines += [card_markdown(evaluation, EVAL_IMAGE)]
     lines += ["## How to load it", "", "With PEFT:", "", "```python", "from peft import PeftModel",
               "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
               f'base = AutoModelForCausalLM.from_pretrained("{base}")',
@@ -237,13 +219,19 @@ def push_adapter(adapter: str | Path, repo_id: str, token: str, private: bool = 
     ``repo_id`` (created, private by default, when it is not there). The token is used for this push only.
     Returns the commit's URL."""
     from .adapters import has_manifest, read_manifest, verify_adapter
+    from .evaluation import read_evaluation
+    from .report import card_png, loss_curve_png
 
     adapter = Path(adapter)
     verify_adapter(adapter)
     repo_id = checked_repo_id(repo_id)
     extra = {CARD_FILE: model_card(adapter, repo_id).encode("utf-8")}
-    if has_manifest(adapter) and read_manifest(adapter).loss_history:
-        extra[CURVE_FILE] = loss_curve_png(read_manifest(adapter))
+    manifest = read_manifest(adapter) if has_manifest(adapter) else None
+    if manifest is not None and manifest.loss_history:
+        extra[CURVE_FILE] = loss_curve_png(manifest)
+    evaluation = read_evaluation(adapter)
+    if evaluation is not None:
+        extra[EVAL_IMAGE] = card_png(manifest, evaluation)
     return _push(adapter, extra, repo_id, token, private, f"Upload adapter {adapter.name}")
 
 

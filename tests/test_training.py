@@ -22,6 +22,7 @@ ALLOWED = {
     "tokenizer_config.json",
     "chat_template.jinja",
     "special_tokens_map.json",
+    "eval.json",  # the evaluation card the training writes after saving (never model weights)
 }
 
 

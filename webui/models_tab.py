@@ -17,6 +17,7 @@ from lora_core.export import merge_adapter
 from lora_core.gguf_import import import_gguf
 from lora_core.sessions import ChatSession, forget_adapter
 
+from . import eval_card
 from .chat_sessions import session
 from .common import Labels, keep_reason, md, stored_items_section, user_errors
 from .dataset_tab import base_model_choices, forget_gradio_copy
@@ -323,6 +324,7 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
         prompt = labels.add(gr.Textbox(lines=1, scale=3), label="quick_test", placeholder="quick_test_hint")
         test_btn = labels.add(gr.Button(scale=1), value="send")
     reply = labels.add(gr.Textbox(lines=2, interactive=False), label="reply")
+    eval_card.build(labels, lang, choice, table)
     with labels.add(gr.Accordion(open=False), label="hub_header"):
         labels.add(gr.Markdown(), value="hub_intro")
         with gr.Row():

@@ -37,6 +37,7 @@ from .train_view import (
     HISTORY_HEADERS,
     SAMPLE_HEADERS,
     SERIES,
+    SERIES_COLORS,
     history_rows,
     history_table,
     loss_frame,
@@ -54,7 +55,6 @@ logger = logging.getLogger(__name__)
 _LAST: dict[str | None, TrainingJob] = {}
 FLOAT_SETTINGS = tuple(k for k in HYPER if isinstance(getattr(DEFAULTS, k), float))
 INT_SETTINGS = tuple(k for k in HYPER if type(getattr(DEFAULTS, k)) is int)
-SERIES_COLORS = {"train": "#4c78a8", "eval": "#e45756"}  # blue and red, as the label says
 STATUS_FIELDS = (
     "run", "task", "state", "step", "total_steps", "epoch", "loss", "eval_loss", "eta_s", "tokens_per_s",
     "elapsed_s", "eval_loss_before", "eval_loss_after", "adapter_dir", "error", "error_code", "started_at",

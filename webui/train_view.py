@@ -13,6 +13,7 @@ from .dataset_tab import table
 from .i18n import error_message, t
 
 SERIES = ("train", "eval")  # the curves' names in the plot's data; never shown (the legend is the plot's label)
+SERIES_COLORS = {"train": "#4c78a8", "eval": "#e45756"}  # blue and red, as the plots' labels say
 EMPTY_X_MAX = 10  # the step axis before a run's length is known
 HISTORY_HEADERS = ["col_run", "col_state", "col_dataset", "col_step", "col_loss", "col_started", "col_adapter"]
 SAMPLE_HEADERS = ["col_step", "col_row", "col_prompt", "col_reference", "col_adapter_reply"]
@@ -84,6 +85,8 @@ def progress_text(snap: dict | None, lang: str) -> str:
         parts.append(t("adapter_saved", lang, path=paths.shown(snap["adapter_dir"])))
         if snap.get("evaluation"):
             parts.append(evaluation_text(snap["evaluation"], lang))
+            if not snap["evaluation"].get("error"):
+                parts[-1] += " " + t("eval_see_card", lang)
     elif state == State.STOPPED:
         parts.append(t("discarded", lang))
     if state == State.FAILED:
