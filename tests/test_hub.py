@@ -212,3 +212,25 @@ def test_a_merged_model_leaves_as_a_zip_or_a_push_only_when_it_fits_the_cap(loca
             leave()
         assert err.value.code == "merged_too_large" and "mine-merged" in err.value.message
     assert len(local_hub.pushes) == 1 and not (tmp_path / "out2").exists()
+
+
+def test_a_pushed_adapter_with_an_evaluation_card_carries_it_in_its_model_card(local_hub, tmp_path) -> None:
+    from test_report import card as evaluation_card
+    from tiny import tiny_peft_model
+
+    from lora_core.adapters import save_adapter
+    from lora_core.demo import build_tokenizer
+    from lora_core.evaluation import save_evaluation
+    from lora_core.manifest import Manifest, read_manifest
+
+    manifest = Manifest(status="completed", task="carded", loss_history=[[1, 3.0], [2, 2.0]], steps=2)
+    adapter = save_adapter(tiny_peft_model(), build_tokenizer(), manifest, tmp_path / "carded_1")
+    save_evaluation(adapter, evaluation_card())
+    assert read_manifest(adapter).evaluation["file"] == "eval.json"  # listed in the manifest
+    hub.push_adapter(adapter, "me/carded", token="hf_good_token")
+    [push] = local_hub.pushes
+    assert {"eval.json", "eval_card.png", "README.md", "loss_curve.png"} <= set(push["files"])
+    card = push["files"]["README.md"].decode()
+    assert "## Evaluation" in card and "![evaluation card](eval_card.png)" in card and "### Forgetting probe" in card
+    assert "| exact match | 0.000 | 0.500 |" in card
+    assert push["files"]["eval_card.png"].startswith(b"\x89PNG")
