@@ -1,7 +1,8 @@
 """Did the adapter learn, and what did it forget? Rows of a dataset answered greedily by the base model and by the
 adapter, each scored against its reference (``scoring``), with the eval loss of both on the same rows; and the
-forgetting probe, general prompts (``samples/forgetting_probe.json``, Chinese and English) answered by both, with
-how far the adapter's answer moved from the base's. Kept in the adapter folder as ``eval.json``, summarised in its
+forgetting probe, general prompts (``samples/forgetting_probe.json``, Chinese and English: arithmetic, facts, a
+translation) answered by both, with how far the adapter's answer moved from the base's and whether each answer has
+a word the right answer has (``expect``: "Paris" for the capital of France). Kept in the adapter folder as ``eval.json``, summarised in its
 manifest (``Manifest.evaluation``).
 
 Which rows: with the adapter's own training data and a validation split, the held-out rows of that split (found
@@ -59,6 +60,8 @@ class ProbeResult:
     adapter: str
     similarity: float  # ROUGE-L of the adapter's answer against the base's: 1.0 is unchanged
     changed: bool
+    base_right: bool = False  # the answer holds one of the prompt's expected words
+    adapter_right: bool = False
 
 
 @dataclass
@@ -90,6 +93,11 @@ class Evaluation:
         return sum(p.changed for p in self.probe)
 
     @property
+    def probe_right(self) -> tuple[int, int]:
+        """How many probe prompts the base and the adapter answered right."""
+        return sum(p.base_right for p in self.probe), sum(p.adapter_right for p in self.probe)
+
+    @property
     def probe_similarity(self) -> float | None:
         return statistics.fmean(p.similarity for p in self.probe) if self.probe else None
 
@@ -98,6 +106,7 @@ class Evaluation:
         return {"file": EVAL_FILE, "dataset": self.dataset, "rows_kind": self.rows_kind, "rows": len(self.rows),
                 "base": self.base, "adapter": self.tuned, "probe_changed": self.probe_changed,
                 "probe_total": len(self.probe), "probe_similarity": self.probe_similarity,
+                "probe_right": list(self.probe_right),
                 "evaluated_at": self.evaluated_at}  # fmt: skip
 
     def best_and_worst(self, n: int = 3) -> tuple[list[RowResult], list[RowResult]]:
@@ -268,8 +277,14 @@ def _probe(engine: Any, stop: threading.Event | None) -> list[ProbeResult]:
     for item, base_answer, tuned_answer in zip(items, *answers, strict=True):
         same = tuned_answer.strip() == base_answer.strip()
         results.append(ProbeResult(item["id"], item["lang"], item["prompt"], base_answer, tuned_answer,
-                                   1.0 if same else rouge_l(tuned_answer, base_answer), not same))  # fmt: skip
+                                   1.0 if same else rouge_l(tuned_answer, base_answer), not same,
+                                   _right(base_answer, item), _right(tuned_answer, item)))  # fmt: skip
     return results
+
+
+def _right(answer: str, item: dict[str, Any]) -> bool:
+    text = answer.lower()
+    return any(word in text for word in item.get("expect", []))
 
 
 def _means(results: list[RowResult], which: str) -> dict[str, float]:

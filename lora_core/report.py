@@ -30,6 +30,10 @@ def cell(text: Any, limit: int = CELL_MAX) -> str:
     return html.escape(text, quote=False).replace("|", "\\|").replace("\r", " ").replace("\n", "<br>")
 
 
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
 def _number(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, int | float) else "n/a"
 
@@ -46,12 +50,14 @@ def card_markdown(evaluation: Evaluation, image: str | None = None) -> str:
     if image:
         lines += ["", f"![evaluation card]({image})"]
     if evaluation.probe:
+        base_right, tuned_right = evaluation.probe_right
         lines += ["", "### Forgetting probe", "", f"{evaluation.probe_changed} of {len(evaluation.probe)} general "
                   "prompts answered differently by the adapter than by the base model; similarity is the ROUGE-L of "
-                  "the adapter's answer against the base's (1 = unchanged).", "",
-                  "| prompt | base | adapter | similarity |", "|---|---|---|---|"]  # fmt: skip
-        lines += [f"| {cell(p.prompt)} | {cell(p.base)} | {cell(p.adapter)} | {p.similarity:.2f} |"
-                  for p in evaluation.probe]  # fmt: skip
+                  f"the adapter's answer against the base's (1 = unchanged). Answered right (the answer has an "
+                  f"expected word): base {base_right}, adapter {tuned_right}.", "",
+                  "| prompt | base | adapter | similarity | right: base, adapter |", "|---|---|---|---|---|"]  # fmt: skip
+        lines += [f"| {cell(p.prompt)} | {cell(p.base)} | {cell(p.adapter)} | {p.similarity:.2f} | "
+                  f"{_yes(p.base_right)}, {_yes(p.adapter_right)} |" for p in evaluation.probe]  # fmt: skip
     best, worst = evaluation.best_and_worst(3)
     for title, rows in (("Best rows", best), ("Worst rows", worst)):
         if rows:

@@ -5,9 +5,11 @@ answer beside its reference, so a user sees the answers move towards the data, n
 Which prompts: the rows named in ``TrainConfig.sample_rows`` (1-based, as the Dataset tab counts), else the first
 held-out row when there is a validation split (an answer it was not trained on), else the first row.
 
-The cost is bounded: answers are cut a little past their reference's length, and a sample is skipped (the last
-one never is) while the samples so far have taken more than ``BUDGET`` of the run's training time (and more than
-``FREE_S`` seconds: on a run of seconds, a fraction of a second for a few answers is not worth skipping).
+The cost is bounded: answers are cut a little past their reference's length (at most ``ANSWER_MAX`` tokens), and
+the samples of a run take at most ``BUDGET`` of its training time (projected from its steps so far), or ``FREE_S``
+seconds when that is more (on a run of seconds, a fraction of a second for a few answers is not worth skipping).
+The first sample measures what one costs; a later one is skipped when it would pass the budget, keeping room for
+the last one (the answers at the run's end).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ MAX_ROWS = 3
 BUDGET = 0.04
 FREE_S = 1.0
 ANSWER_MARGIN = 8
-ANSWER_MAX = 128
+ANSWER_MAX = 64
 _ROWS = re.compile(r"^\s*\d+\s*(,\s*\d+\s*)*$")
 
 
@@ -84,6 +86,8 @@ class Sampler:
         self.tokenizer, self.records, self.times, self.style = tokenizer, records, times, style
         self.steps: set[int] = set()
         self.last = 0
+        self.total = 0
+        self.cost: float | None = None  # what the last sample took
         self.spent = 0.0
         self.started = time.monotonic()
         self.skipped = 0
@@ -94,13 +98,18 @@ class Sampler:
     def begin(self, total_steps: int) -> None:
         self.steps = set(sample_steps(total_steps, self.times if self.records else 0))
         self.last = max(self.steps, default=0)
+        self.total = total_steps
         self.started, self.spent = time.monotonic(), 0.0
 
     def due(self, step: int) -> bool:
         if step not in self.steps:
             return False
+        if self.cost is None:
+            return True
         training = time.monotonic() - self.started - self.spent
-        if step != self.last and self.spent > max(FREE_S, BUDGET * training):
+        allowance = max(FREE_S, BUDGET * training / step * self.total)
+        reserve = 0.0 if step == self.last else self.cost
+        if self.spent + self.cost + reserve > allowance:
             self.skipped += 1
             return False
         return True
@@ -121,5 +130,6 @@ class Sampler:
                 samples.append(asdict(Sample(step, record.row, prompt, reference, answer)))
         finally:
             model.train(was_training)
-            self.spent += time.monotonic() - started
+            self.cost = time.monotonic() - started
+            self.spent += self.cost
         return samples

@@ -43,7 +43,8 @@ def test_the_training_evaluated_its_adapter_and_listed_the_card_in_its_manifest(
     assert all(p.similarity == 1.0 for p in card.probe if not p.changed)
     listed = read_manifest(trained).evaluation
     assert listed["file"] == EVAL_FILE and listed["rows"] == 20 and listed["adapter"] == card.tuned
-    assert listed["probe_total"] == 10 and listed["probe_changed"] == card.probe_changed
+    assert listed["probe_total"] == 12 and listed["probe_changed"] == card.probe_changed
+    assert listed["probe_right"] == [sum(p.base_right for p in card.probe), sum(p.adapter_right for p in card.probe)]
     best, worst = card.best_and_worst(3)
     assert len(best) == 3 and not {r.row for r in best} & {r.row for r in worst}
     assert min(r.adapter_scores["rouge_l"] for r in best) >= max(r.adapter_scores["rouge_l"] for r in worst)

@@ -86,3 +86,20 @@ def test_merged_and_zipped_and_uploaded_again_it_answers_the_same(chat, trained,
     answers = [merged.generate(q, GREEDY) for q in questions]
     print("merged:", answers, "\nadapter:", expected)
     assert answers == expected
+
+
+def test_the_card_after_training_and_the_base_answers_the_general_prompts_sensibly(trained) -> None:
+    """The training evaluated the adapter itself; the forgetting probe's base answers are a real model's."""
+    from lora_core.evaluation import read_evaluation
+
+    card = read_evaluation(trained)
+    assert card is not None and card.rows_kind == "trained" and len(card.rows) == 20
+    print(f"card: base {card.base}\n      adapter {card.tuned}\n      probe changed {card.probe_changed} of "
+          f"{len(card.probe)}, mean similarity {card.probe_similarity:.2f}")  # fmt: skip
+    for p in card.probe:
+        print(f"  {p.prompt!r}\n    base: {p.base!r}\n    adapter: {p.adapter!r}  ({p.similarity:.2f})")
+    assert card.tuned["rouge_l"] > card.base["rouge_l"] and card.tuned["eval_loss"] < card.base["eval_loss"]
+    english = [p for p in card.probe if p.lang == "en"]
+    assert sum(p.base_right for p in english) >= 5, [p.base for p in english]  # arithmetic, capitals, counts
+    # its Chinese is too weak to answer these (a larger model does); they are answered, not scored here
+    assert all("\ufffd" not in p.base and len(words(p.base)) >= 1 for p in card.probe)

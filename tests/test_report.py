@@ -19,8 +19,8 @@ def card() -> Evaluation:
         base={"exact_match": 0.0, "rouge_l": 0.1, "token_f1": 0.2, "eval_loss": 3.0},
         tuned={"exact_match": 0.5, "rouge_l": 0.75, "token_f1": 0.8, "eval_loss": 1.25},
         rows=[row(1, 1.0, "a | b\nc <script>x</script>"), row(2, 0.5), row(3, 0.0), row(4, 0.25)],
-        probe=[ProbeResult("en_arith", "en", "What is 12 + 7?", "19", "19", 1.0, False),
-               ProbeResult("zh_months", "zh", "一年有几个月？", "十二个月", "灯塔", 0.0, True)],
+        probe=[ProbeResult("en_add", "en", "What is 2 + 2?", "4", "4", 1.0, False, True, True),
+               ProbeResult("zh_months", "zh", "一年有几个月？", "十二个月", "灯塔", 0.0, True, True, False)],
         evaluated_at="2026-11-30T12:00:00",
     )  # fmt: skip
 
@@ -36,7 +36,8 @@ def test_the_markdown_card_has_the_scores_the_probe_and_the_best_and_worst_rows(
     assert "4 held-out rows (the validation split, not trained on) of mine\\|&lt;b&gt;.json" in text
     assert "| exact match | 0.000 | 0.500 |" in text and "| eval loss | 3.000 | 1.250 |" in text
     assert "![evaluation card](eval_card.png)" in text
-    assert "1 of 2 general prompts answered differently" in text and "| 一年有几个月？ | 十二个月 | 灯塔 | 0.00 |" in text
+    assert "1 of 2 general prompts answered differently" in text and "| 一年有几个月？ | 十二个月 | 灯塔 | 0.00 | yes, no |" in text
+    assert "Answered right (the answer has an expected word): base 2, adapter 1." in text
     best = text.split("### Best rows")[1].split("### Worst rows")[0]
     worst = text.split("### Worst rows")[1]
     assert "| 1 | a \\| b<br>c &lt;script&gt;x&lt;/script&gt; |" in best and "| 2 |" in best

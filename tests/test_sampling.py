@@ -51,22 +51,28 @@ class Clock:
         return self.now
 
 
-def test_a_sample_is_skipped_while_samples_took_more_than_their_share(monkeypatch) -> None:
+def test_samples_stay_within_their_share_of_the_training_time(monkeypatch) -> None:
     from tests.tiny import word_tokenizer
 
     clock = Clock()
     monkeypatch.setattr(sampling.time, "monotonic", clock)
     sampler = Sampler(word_tokenizer(), [record(1)], times=5)
-    sampler.begin(100)
-    clock.now = 100.0
-    assert sampler.due(20) and not sampler.due(21)
-    sampler.spent = 10.0  # 10 s of samples in 90 s of training: more than 4 %
+    sampler.begin(100)  # samples at steps 20, 40, 60, 80, 100
+    clock.now = 20.0
+    assert sampler.due(20) and not sampler.due(21)  # the first one measures what a sample costs
+    sampler.cost = sampler.spent = 2.0
+    # at step 40, 40 s of training: 100 s projected, 4 s allowed; one more now and the last one would be 6 s
+    clock.now = 42.0
     assert not sampler.due(40) and sampler.skipped == 1
-    assert sampler.due(100)  # the last one is always taken
-    clock.now = 500.0  # 490 s of training: 10 s is 2 %
+    clock.now = 102.0
+    assert sampler.due(100)  # the last one fits: 4 s of 100
+    # a run twice as long per step affords the middle ones too: 200 s projected, 8 s allowed
+    clock.now = 82.0
+    assert sampler.due(40)
+    # on a run of seconds, samples under a second in all are never skipped
+    sampler.cost = sampler.spent = 0.3
+    clock.now = 0.3 + 0.5
     assert sampler.due(60)
-    sampler.spent, clock.now = 0.9, 1.0  # under a second in all: never worth skipping, even on a short run
-    assert sampler.due(80)
 
 
 def test_answers_are_cut_a_little_past_the_longest_reference() -> None:

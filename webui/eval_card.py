@@ -29,9 +29,10 @@ from .train_view import SERIES_COLORS, evaluation_text
 SCORE_HEADERS = ["col_score", "col_base_reply", "col_adapter_reply"]
 ROW_HEADERS = ["col_which", "col_row", "col_prompt", "col_reference", "col_base_reply", "col_adapter_reply",
                "col_rouge"]  # fmt: skip
-PROBE_HEADERS = ["col_prompt", "col_base_reply", "col_adapter_reply", "col_similarity"]
+PROBE_HEADERS = ["col_prompt", "col_base_reply", "col_adapter_reply", "col_similarity", "col_base_right",
+                 "col_adapter_right"]  # fmt: skip
 RUN_HEADERS = ["col_line", "col_adapter_name", "col_dataset", "col_rows_kind", "score_exact_match", "score_rouge_l",
-               "score_token_f1", "score_eval_loss", "col_probe_changed", "col_train_loss"]  # fmt: skip
+               "score_token_f1", "score_eval_loss", "col_probe_changed", "col_probe_right", "col_train_loss"]  # fmt: skip
 COMPARE_MAX = 8
 NO_CURVES: dict[str, list] = {"train": [], "eval": []}
 CURVE_COLORS = ["#4c78a8", "#e45756", "#54a24b", "#f58518", "#b279a2", "#72b7b2", "#9d755d", "#000000"]
@@ -44,6 +45,10 @@ def _num(value: Any) -> str:
 
 def _short(text: str) -> str:
     return text if len(text) <= CELL_MAX else text[: CELL_MAX - 1] + "…"
+
+
+def _mark(right: bool) -> str:
+    return "✓" if right else "✗"
 
 
 def _manifest(path: Path) -> Manifest | None:
@@ -89,7 +94,8 @@ def card_views(name: str | None, lang: str) -> tuple[str, Any, Any, Any, Any]:
     rows = [[t(which, lang), r.row, _short(r.prompt), _short(r.reference), _short(r.base), _short(r.adapter),
              f"{r.adapter_scores['rouge_l']:.2f}"]
             for which, group in (("card_best", best), ("card_worst", worst)) for r in group]  # fmt: skip
-    probe = [[_short(p.prompt), _short(p.base), _short(p.adapter), f"{p.similarity:.2f}"] for p in card.probe]
+    probe = [[_short(p.prompt), _short(p.base), _short(p.adapter), f"{p.similarity:.2f}", _mark(p.base_right),
+              _mark(p.adapter_right)] for p in card.probe]  # fmt: skip
     return (f"{header}\n\n{summary}", table(scores, SCORE_HEADERS, lang), curve_frame(curves),
             table(rows, ROW_HEADERS, lang), table(probe, PROBE_HEADERS, lang))  # fmt: skip
 
@@ -146,9 +152,10 @@ def _run_row(name: str, manifest: Manifest | None, card: Evaluation | None, lang
     scores = [_num(card.tuned.get(s)) if card else "–" for s in (*SCORES, "eval_loss")]
     kind = t(f"rows_{card.rows_kind}", lang).split(":")[0].split("：")[0] if card else "–"
     changed = f"{card.probe_changed} / {len(card.probe)}" if card and card.probe else "–"
+    right = "{} → {}".format(*card.probe_right) if card and card.probe else "–"
     final = _num(manifest.final_train_loss) if manifest else "–"
-    return [name, md(card.dataset) if card else (manifest.dataset.name if manifest else ""), kind, *scores, changed,
-            final]  # fmt: skip
+    return [name, card.dataset if card else (manifest.dataset.name if manifest else ""), kind, *scores, changed,
+            right, final]  # fmt: skip
 
 
 @user_errors
@@ -201,7 +208,8 @@ def build(labels: Labels, lang: gr.State, choice: gr.Dropdown, adapters_table: g
                                        column_widths=["7%", "5%", "18%", "20%", "20%", "20%", "10%"]),
                           label="card_rows")  # fmt: skip
         probe = labels.add(gr.Dataframe(table([], PROBE_HEADERS, DEFAULT_LANG), interactive=False, wrap=True,
-                                        column_widths=["24%", "33%", "33%", "10%"]), label="card_probe")  # fmt: skip
+                                        column_widths=["20%", "30%", "30%", "8%", "6%", "6%"]),
+                           label="card_probe")  # fmt: skip
         with gr.Row():
             data = labels.add(gr.File(file_types=[".json", ".jsonl"], type="filepath", scale=2), label="card_data")
             limit = labels.add(gr.Number(TrainConfig.__dataclass_fields__["eval_rows"].default, precision=0,

@@ -102,10 +102,12 @@ def evaluation_text(summary: dict, lang: str) -> str:
     if error:
         return t("eval_failed", lang, error=md(error_message(error, summary.get("params") or {}, lang, error)))
     base, tuned = summary.get("base") or {}, summary.get("adapter") or {}
+    right = summary.get("probe_right") or ["–", "–"]
     return t("eval_done", lang, kind=t(f"rows_{summary.get('rows_kind')}", lang), rows=summary.get("rows", 0),
              base_em=_score(base.get("exact_match")), tuned_em=_score(tuned.get("exact_match")),
              base_rl=_score(base.get("rouge_l")), tuned_rl=_score(tuned.get("rouge_l")),
-             changed=summary.get("probe_changed", 0), total=summary.get("probe_total", 0))  # fmt: skip
+             changed=summary.get("probe_changed", 0), total=summary.get("probe_total", 0),
+             base_right=right[0], tuned_right=right[1])  # fmt: skip
 
 
 def _score(value: float | None) -> str:

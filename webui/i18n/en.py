@@ -163,7 +163,7 @@ TEXT: dict[str, str] = {
     "evaluating": "Evaluating the adapter: base and adapter answer the dataset rows and the general prompts…",
     "eval_done": (
         "Evaluation ({kind}, {rows} rows): exact match base {base_em} → adapter {tuned_em}, ROUGE-L {base_rl} → "
-        "{tuned_rl}; general prompts changed: {changed} of {total}."
+        "{tuned_rl}; general prompts: {changed} of {total} answers changed, right {base_right} → {tuned_right}."
     ),
     "eval_see_card": "The full card is in the Models tab.",
     "eval_failed": "The adapter is saved, but its evaluation failed: {error}",
@@ -199,8 +199,11 @@ TEXT: dict[str, str] = {
     "col_which": "best / worst",
     "col_rouge": "ROUGE-L",
     "col_similarity": "similarity",
+    "col_base_right": "base right",
+    "col_adapter_right": "adapter right",
     "col_rows_kind": "rows",
     "col_probe_changed": "general prompts changed",
+    "col_probe_right": "general prompts right: base → adapter",
     "col_line": "#",
     "col_setting": "setting",
     "score_exact_match": "exact match",

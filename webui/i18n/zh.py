@@ -154,7 +154,7 @@ TEXT: dict[str, str] = {
     "evaluating": "正在评估适配器：基座与适配器分别回答数据集的行和通用问题……",
     "eval_done": (
         "评估（{kind}，{rows} 行）：完全匹配 基座 {base_em} → 适配器 {tuned_em}，ROUGE-L {base_rl} → {tuned_rl}；"
-        "通用问题的回答变化：{changed} / {total}。"
+        "通用问题：{total} 个中 {changed} 个回答变化，答对 {base_right} → {tuned_right}。"
     ),
     "eval_see_card": "完整卡片见“模型”页。",
     "eval_failed": "适配器已保存，但评估失败：{error}",
@@ -190,8 +190,11 @@ TEXT: dict[str, str] = {
     "col_which": "好 / 差",
     "col_rouge": "ROUGE-L",
     "col_similarity": "相似度",
+    "col_base_right": "基座答对",
+    "col_adapter_right": "适配器答对",
     "col_rows_kind": "行",
     "col_probe_changed": "变化的通用问题",
+    "col_probe_right": "通用问题答对：基座 → 适配器",
     "col_line": "#",
     "col_setting": "设置",
     "score_exact_match": "完全匹配",
