@@ -120,6 +120,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "eval_loss_before": snap["eval_loss_before"],
         "eval_loss_after": snap["eval_loss_after"],
         "seconds": round(snap["elapsed_s"], 1),
+        "evaluation": snap["evaluation"] or None,  # Evaluation.summary(): eval.json's mean scores and probe
     }
     if snap["state"] == State.FAILED:
         print(snap["error"], file=sys.stderr)
@@ -130,9 +131,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _print_progress(job: object, stop: object, every: float = 2.0) -> None:
     """Progress on stderr, as the UI sees it: the job's snapshot, polled."""
-    last = None
+    last, samples = None, 0
     while not stop.wait(every if last else 0.2):
         snap = job.snapshot()
+        for sample in snap["samples"][samples:]:  # what the adapter answers now, beside the reference
+            print(f"[sample] step {sample['step']} row {sample['row']}: {sample['answer']!r} (reference: "
+                  f"{sample['reference']!r})", file=sys.stderr, flush=True)  # fmt: skip
+        samples = len(snap["samples"])
         loss = f" loss {snap['loss'][-1][1]:.4f}" if snap["loss"] else ""
         eta = f" eta {snap['eta_s']:.0f}s" if snap["eta_s"] else ""
         line = f"[{snap['state']}] step {snap['step']}/{snap['total_steps']}{loss}{eta}"
@@ -198,10 +203,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate
 
     result = evaluate(args.adapter, args.data, base=args.base, fmt=args.format, limit=args.limit,
-                      max_new_tokens=args.max_new_tokens)  # fmt: skip
+                      max_new_tokens=args.max_new_tokens, probe=not args.no_probe)  # fmt: skip
     _print_json({"adapter": result.adapter, "dataset": result.dataset, "rows_kind": result.rows_kind,
                  "rows": len(result.rows), "base": result.base, "adapter_scores": result.tuned,
-                 "saved": str(Path(args.adapter) / "eval.json")})  # fmt: skip
+                 "probe_changed": result.probe_changed, "probe_total": len(result.probe),
+                 "probe_right": list(result.probe_right), "saved": str(Path(args.adapter) / "eval.json")})  # fmt: skip
     return 0
 
 
@@ -279,14 +285,23 @@ def _add_model_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base", help="base model folder (default: the one recorded in the adapter)")
     p.set_defaults(func=cmd_merge)
 
+    from .evaluation import DEFAULT_ROWS
+
     p = sub.add_parser("evaluate", help="score an adapter against its base on rows of a dataset; JSON summary, "
                        "all rows in the adapter's eval.json")  # fmt: skip
     p.add_argument("--adapter", required=True)
     p.add_argument("--data", required=True, help="dataset file (its held-out rows when it is the training data)")
     p.add_argument("--base", help="base model folder (default: the one recorded in the adapter)")
     p.add_argument("--format", default="auto", choices=FORMAT_CHOICES)
-    p.add_argument("--limit", type=_positive_int, default=50, help="rows to answer at most (default: 50)")
-    p.add_argument("--max-new-tokens", type=_positive_int, default=128)
+    p.add_argument("--limit", type=_positive_int, default=DEFAULT_ROWS,
+                   help=f"rows to answer at most (default: {DEFAULT_ROWS})")  # fmt: skip
+    p.add_argument(
+        "--max-new-tokens",
+        type=_positive_int,
+        default=None,
+        help="new tokens per answer (default: the longest reference's length and a margin)",
+    )
+    p.add_argument("--no-probe", action="store_true", help="leave out the forgetting probe's general prompts")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("download", help="fetch a base model from the Hub into Models/LLM (token: env HF_TOKEN)")

@@ -2,8 +2,8 @@
 adapter, each scored against its reference (``scoring``), with the eval loss of both on the same rows; and the
 forgetting probe, general prompts (``samples/forgetting_probe.json``, Chinese and English: arithmetic, facts, a
 translation) answered by both, with how far the adapter's answer moved from the base's and whether each answer has
-a word the right answer has (``expect``: "Paris" for the capital of France). Kept in the adapter folder as ``eval.json``, summarised in its
-manifest (``Manifest.evaluation``).
+a word the right answer has (``expect``: "Paris" for the capital of France). Kept in the adapter folder as
+``eval.json``, summarised in its manifest (``Manifest.evaluation``).
 
 Which rows: with the adapter's own training data and a validation split, the held-out rows of that split (found
 again from the manifest's settings: the same encoding, seed and share); with its own data and no split, the first
@@ -110,9 +110,11 @@ class Evaluation:
                 "evaluated_at": self.evaluated_at}  # fmt: skip
 
     def best_and_worst(self, n: int = 3) -> tuple[list[RowResult], list[RowResult]]:
-        """The rows the adapter answered best and worst (by ROUGE-L, then token F1); a row is in one list only."""
+        """The rows the adapter answered best and worst (by ROUGE-L, then token F1); a row is in one list only, and
+        a perfect answer is never among the worst."""
         ranked = sorted(self.rows, key=lambda r: (r.adapter_scores["rouge_l"], r.adapter_scores["token_f1"], -r.row))
-        worst = ranked[: min(n, len(ranked) // 2)]
+        imperfect = [r for r in ranked if r.adapter_scores["rouge_l"] < 1.0]
+        worst = imperfect[: min(n, len(ranked) // 2)]
         best = ranked[len(worst) :][::-1][:n]
         return best, worst
 
@@ -215,7 +217,8 @@ def evaluate(adapter: str | Path, data: str | Path, base: str | Path | None = No
             return None
         results = [RowResult(r.row, prompt, ref, base_answer, tuned_answer, scores(base_answer, ref),
                              scores(tuned_answer, ref))
-                   for r, (_, prompt, ref), base_answer, tuned_answer in zip(records, asked, *answers, strict=True)]  # fmt: skip
+                   for r, (_, prompt, ref), base_answer, tuned_answer
+                   in zip(records, asked, *answers, strict=True)]  # fmt: skip
         examples, _, _ = encode_records(records, engine.tokenizer, 4096, loaded.style)
         with engine._adapter_mode(None):
             base_loss = _mean_loss(engine.model, examples)

@@ -55,7 +55,8 @@ def card_markdown(evaluation: Evaluation, image: str | None = None) -> str:
                   "prompts answered differently by the adapter than by the base model; similarity is the ROUGE-L of "
                   f"the adapter's answer against the base's (1 = unchanged). Answered right (the answer has an "
                   f"expected word): base {base_right}, adapter {tuned_right}.", "",
-                  "| prompt | base | adapter | similarity | right: base, adapter |", "|---|---|---|---|---|"]  # fmt: skip
+                  "| prompt | base | adapter | similarity | right: base, adapter |",
+                  "|---|---|---|---|---|"]  # fmt: skip
         lines += [f"| {cell(p.prompt)} | {cell(p.base)} | {cell(p.adapter)} | {p.similarity:.2f} | "
                   f"{_yes(p.base_right)}, {_yes(p.adapter_right)} |" for p in evaluation.probe]  # fmt: skip
     best, worst = evaluation.best_and_worst(3)

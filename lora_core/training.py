@@ -282,7 +282,8 @@ class TrainingJob:
         cfg = self.config
         try:
             result = evaluate(adapter_dir, cfg.data, base=prepared.base, fmt=cfg.format, limit=cfg.eval_rows,
-                              stop=self._stop, trust_remote_code=cfg.trust_remote_code, during_training=True)  # fmt: skip
+                              stop=self._stop, trust_remote_code=cfg.trust_remote_code,
+                              during_training=True)  # fmt: skip
             summary = result.summary() if result is not None else {"error": "stopped"}
         except SimpleLoraError as exc:
             logger.warning("evaluation of %s: %s", adapter_dir.name, exc.message)
@@ -388,6 +389,8 @@ class TrainingJob:
 
         if not (self.config.samples and prepared.sample_records and self.is_main_process):
             return []
+        import transformers.generation.utils  # noqa: F401  (imported now, not inside the first sample's time)
+
         sampler = Sampler(prepared.tokenizer, prepared.sample_records, self.config.samples,
                           prompt_style(prepared.tokenizer).value)  # fmt: skip
         return [SampleCallback(self, sampler)]

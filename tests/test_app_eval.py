@@ -48,7 +48,8 @@ def test_the_card_of_a_trained_adapter(name, lang) -> None:
                                             ("exact_match", "rouge_l", "token_f1", "eval_loss")]  # fmt: skip
     assert set(curve["series"]) == {"train", "eval"} and (curve["series"] == "train").sum() == 20
     assert [r[0] for r in rows(best_worst)] == [t("card_best", lang)] * 3 + [t("card_worst", lang)] * 3
-    assert len(probe) == 12 and list(probe.columns)[-1] == t("col_similarity", lang)
+    assert len(probe) == 12
+    assert list(probe.columns)[3:] == [t(k, lang) for k in ("col_similarity", "col_base_right", "col_adapter_right")]
 
 
 def test_no_adapter_or_no_card_says_what_to_do(home, name) -> None:

@@ -309,7 +309,8 @@ def test_a_training_runs_to_completion_and_the_tab_shows_it(home: Path, sample) 
     # evaluated after the run (its held-out rows), said in the progress line and kept beside the adapter
     assert any("Evaluating the adapter" in text for text in texts)
     assert re.search(r"Evaluation \(held-out rows, \d+ rows\): exact match base 0\.00 → adapter \d\.\d\d, "
-                     r"ROUGE-L .*general prompts: \d+ of 12 answers changed, right \d+ → \d+\.", progress), progress  # fmt: skip
+                     r"ROUGE-L .*general prompts: \d+ of 12 answers changed, right \d+ → \d+\.",
+                     progress), progress  # fmt: skip
     assert (adapter / "eval.json").is_file() and snap["evaluation"]["rows_kind"] == "held_out"
     # samples: the first held-out row answered at up to 5 steps spread over the run (one skipped when samples took
     # more than their share of the time), always at its end; newest first

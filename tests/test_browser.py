@@ -201,6 +201,16 @@ def test_the_demo_clicked_through_in_a_browser(browser, url, home, shots, tmp_pa
         points = page.evaluate(LOSS_LINE_JS)
         assert points[-1][0] > points[0][0] and points[-1][1] > points[0][1], points
         expect(train.get_by_role("button", name=t("start", "en"))).to_be_enabled()
+        # samples during the run: the first row's answer at its last step is the reference, word for word
+        samples = page.locator("#samples")
+        expect(samples).to_contain_text(t("samples_table", "en"))
+        # step, row, prompt, reference, answer (the cells' text runs together): at the last step the answer is the
+        # reference again; the first sample, at step 72, is further down
+        latest = re.compile(rf"360\s*1\s*{re.escape(QUESTION)}\s*{re.escape(answer)}\s*{re.escape(answer)}")
+        expect(samples).to_contain_text(latest)
+        expect(samples).to_contain_text(re.compile(rf"72\s*1\s*{re.escape(QUESTION)}"))
+        # the evaluation after the run, summed up
+        expect(train).to_contain_text(re.compile(r"exact match base 0\.00 → adapter (0\.[89]\d|1\.00)"))
         expect_no_error(page)
         page.screenshot(path=shots / "2-train.png", full_page=True)
 
@@ -214,8 +224,18 @@ def test_the_demo_clicked_through_in_a_browser(browser, url, home, shots, tmp_pa
         models.get_by_role("button", name=t("activate", "en"), exact=True).click()
         active = f"Chat uses base model {DEMO_MODEL_NAME} with adapter {adapter.name}."
         expect(models).to_contain_text(active, timeout=60_000)
+        # its evaluation card: the scores of base and adapter, its loss curves, the probe's twelve prompts
+        card = page.locator("#eval-card")
+        expect(card).to_contain_text(f"{adapter.name} on demo_alpaca.json, evaluated")
+        expect(card).to_contain_text(re.compile(r"exact match base 0\.00 → adapter (0\.[89]\d|1\.00)"))
+        from lora_core.evaluation import probe_prompts
+
+        for item in probe_prompts():
+            expect(page.locator("#card-probe")).to_contain_text(item["prompt"])
+        expect(card.locator(".vega-embed .mark-line path").first).to_be_visible()
         expect_no_error(page)
         page.screenshot(path=shots / "3-models.png", full_page=True)
+        card.screenshot(path=shots / "7-card.png")
 
         # 4. Chat: the adapter answers a sample question word for word; Compare shows the base model's noise.
         page.click("#tab-chat-button")
@@ -602,3 +622,43 @@ def test_a_reload_during_a_training_shows_its_settings_and_dataset(browser, url,
         train.get_by_role("button", name=t("stop_discard", "en")).click()
         expect(train).to_contain_text("reloaded: stopped", timeout=60_000)
         expect(train.get_by_label(t("max_steps", "en"), exact=True)).to_be_enabled()
+
+
+# The points of each line of the comparison plot, by its colour.
+COMPARE_LINES_JS = """() => [...document.querySelectorAll('#compare-curves .vega-embed .mark-line path')]
+    .map(path => ({stroke: path.getAttribute('stroke'),
+                   points: (path.getAttribute('d') || '').split(/[ML]/).filter(Boolean).length}))
+    .filter(line => line.points > 1)"""
+
+
+def test_two_runs_side_by_side_in_a_browser(browser, url, home, shots, tmp_path, monkeypatch):
+    """Two adapters of different learning rates chosen: one plot with their two loss lines, one table with both,
+    and the setting in which they differ."""
+    from lora_core.training import State, TrainConfig, TrainingJob
+
+    monkeypatch.setenv("SIMPLE_LORA_HOME", str(home))
+    names = []
+    for task, lr, steps in (("side_fast", 2e-3, 30), ("side_slow", 5e-4, 20)):
+        config = TrainConfig(base=str(home / "Models" / "LLM" / DEMO_MODEL_NAME), data=str(SAMPLE_DATASET), task=task,
+                             max_steps=steps, learning_rate=lr, batch_size=8, max_length=128, eval_rows=4)  # fmt: skip
+        snap = TrainingJob(config).run()
+        assert snap["state"] == State.COMPLETED, snap["error"]
+        names.append(Path(snap["adapter_dir"]).name)
+    with opened(browser, url, "en-US", tmp_path / "side.png") as page:
+        page.click("#tab-models-button")
+        models = page.locator("#tab-models")
+        models.get_by_role("button", name=t("scan", "en"), exact=True).click()
+        expect(models).to_contain_text(names[1], timeout=30_000)
+        page.locator("#compare-runs").get_by_text(t("compare_title", "en")).click()
+        chooser = page.locator("#compare-runs").get_by_role("combobox")
+        for name in names:
+            pick(page, chooser, name)
+        page.locator("#compare-runs").get_by_role("button", name=t("compare", "en"), exact=True).click()
+        both = re.compile(rf"1\s*{names[0]}\s*demo_alpaca\.json.*2\s*{names[1]}\s*demo_alpaca\.json")
+        expect(page.locator("#compare-scores")).to_contain_text(both, timeout=30_000)
+        expect(page.locator("#compare-runs")).to_contain_text(re.compile(r"learning_rate\s*0\.002\s*0\.0005"))
+        page.wait_for_function(f"({COMPARE_LINES_JS})().length === 2", timeout=30_000)
+        lines = page.evaluate(COMPARE_LINES_JS)
+        assert sorted(line["points"] for line in lines) == [20, 30] and lines[0]["stroke"] != lines[1]["stroke"]
+        expect_no_error(page)
+        page.locator("#compare-runs").screenshot(path=shots / "8-compare.png")

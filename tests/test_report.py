@@ -36,7 +36,8 @@ def test_the_markdown_card_has_the_scores_the_probe_and_the_best_and_worst_rows(
     assert "4 held-out rows (the validation split, not trained on) of mine\\|&lt;b&gt;.json" in text
     assert "| exact match | 0.000 | 0.500 |" in text and "| eval loss | 3.000 | 1.250 |" in text
     assert "![evaluation card](eval_card.png)" in text
-    assert "1 of 2 general prompts answered differently" in text and "| 一年有几个月？ | 十二个月 | 灯塔 | 0.00 | yes, no |" in text
+    assert "1 of 2 general prompts answered differently" in text
+    assert "| 一年有几个月？ | 十二个月 | 灯塔 | 0.00 | yes, no |" in text
     assert "Answered right (the answer has an expected word): base 2, adapter 1." in text
     best = text.split("### Best rows")[1].split("### Worst rows")[0]
     worst = text.split("### Worst rows")[1]
@@ -59,8 +60,9 @@ def test_the_png_and_the_export(tmp_path) -> None:
 
 def test_the_settings_diff_shows_only_what_differs() -> None:
     def manifest(lr: float, rank: int, data: str) -> Manifest:
+        hyper = {"learning_rate": lr, "rank": rank, "seed": 42, "data_name": data}
         return Manifest(base_model_name="demo", dataset=DatasetInfo(name=data), target_modules=["q_proj"], steps=10,
-                        hyperparameters={"learning_rate": lr, "rank": rank, "seed": 42, "data_name": data})  # fmt: skip
+                        hyperparameters=hyper)  # fmt: skip
 
     diff = dict(settings_diff({"a": manifest(1e-3, 8, "x.json"), "b": manifest(1e-3, 16, "y.json"),
                                "c": manifest(2e-3, 8, "x.json")}))  # fmt: skip

@@ -60,14 +60,17 @@ def test_samples_stay_within_their_share_of_the_training_time(monkeypatch) -> No
     sampler.begin(100)  # samples at steps 20, 40, 60, 80, 100
     clock.now = 20.0
     assert sampler.due(20) and not sampler.due(21)  # the first one measures what a sample costs
-    sampler.cost = sampler.spent = 2.0
-    # at step 40, 40 s of training: 100 s projected, 4 s allowed; one more now and the last one would be 6 s
-    clock.now = 42.0
+    sampler.cost = sampler.spent = 1.0
+    # at step 40, 40 s of training: 100 s projected, 2 s allowed; one more now and the last one would make 3 s
+    clock.now = 41.0
     assert not sampler.due(40) and sampler.skipped == 1
-    clock.now = 102.0
-    assert sampler.due(100)  # the last one fits: 4 s of 100
-    # a run twice as long per step affords the middle ones too: 200 s projected, 8 s allowed
-    clock.now = 82.0
+    clock.now = 101.0
+    assert sampler.due(100)  # the last one fits: 2 s of 100 (and is taken anyway: the answers at the run's end)
+    sampler.spent = 50.0
+    assert sampler.due(100) and not sampler.due(60)
+    sampler.spent = 1.0
+    # a run twice as long per step affords the middle ones too: 200 s projected, 4 s allowed
+    clock.now = 81.0
     assert sampler.due(40)
     # on a run of seconds, samples under a second in all are never skipped
     sampler.cost = sampler.spent = 0.3

@@ -32,7 +32,8 @@ ROW_HEADERS = ["col_which", "col_row", "col_prompt", "col_reference", "col_base_
 PROBE_HEADERS = ["col_prompt", "col_base_reply", "col_adapter_reply", "col_similarity", "col_base_right",
                  "col_adapter_right"]  # fmt: skip
 RUN_HEADERS = ["col_line", "col_adapter_name", "col_dataset", "col_rows_kind", "score_exact_match", "score_rouge_l",
-               "score_token_f1", "score_eval_loss", "col_probe_changed", "col_probe_right", "col_train_loss"]  # fmt: skip
+               "score_token_f1", "score_eval_loss", "col_probe_changed", "col_probe_right",
+               "col_train_loss"]  # fmt: skip
 COMPARE_MAX = 8
 NO_CURVES: dict[str, list] = {"train": [], "eval": []}
 CURVE_COLORS = ["#4c78a8", "#e45756", "#54a24b", "#f58518", "#b279a2", "#72b7b2", "#9d755d", "#000000"]
@@ -196,7 +197,7 @@ def adapter_names() -> Any:
 def build(labels: Labels, lang: gr.State, choice: gr.Dropdown, adapters_table: gr.Dataframe) -> None:
     from lora_core.config import TrainConfig
 
-    with labels.add(gr.Accordion(open=True), label="card_title"):
+    with labels.add(gr.Accordion(open=True, elem_id="eval-card"), label="card_title"):
         card_status = gr.Markdown()
         with gr.Row():
             scores = labels.add(gr.Dataframe(table([], SCORE_HEADERS, DEFAULT_LANG), interactive=False, scale=1),
@@ -208,7 +209,7 @@ def build(labels: Labels, lang: gr.State, choice: gr.Dropdown, adapters_table: g
                                        column_widths=["7%", "5%", "18%", "20%", "20%", "20%", "10%"]),
                           label="card_rows")  # fmt: skip
         probe = labels.add(gr.Dataframe(table([], PROBE_HEADERS, DEFAULT_LANG), interactive=False, wrap=True,
-                                        column_widths=["20%", "30%", "30%", "8%", "6%", "6%"]),
+                                        column_widths=["20%", "30%", "30%", "8%", "6%", "6%"], elem_id="card-probe"),
                            label="card_probe")  # fmt: skip
         with gr.Row():
             data = labels.add(gr.File(file_types=[".json", ".jsonl"], type="filepath", scale=2), label="card_data")
@@ -216,17 +217,20 @@ def build(labels: Labels, lang: gr.State, choice: gr.Dropdown, adapters_table: g
                                          scale=1), label="card_rows_n")  # fmt: skip
             evaluate = labels.add(gr.Button(variant="primary", scale=1), value="card_evaluate")
             export = labels.add(gr.Button(scale=1), value="card_export")
-        exported = labels.add(gr.File(file_count="multiple", interactive=False), label="card_files")
-    with labels.add(gr.Accordion(open=False), label="compare_title"):
+        exported = labels.add(gr.File(file_count="multiple", interactive=False, height=110), label="card_files")
+    with labels.add(gr.Accordion(open=False, elem_id="compare-runs"), label="compare_title"):
         with gr.Row():
-            pick = labels.add(gr.Dropdown([], multiselect=True, allow_custom_value=True, scale=4), label="compare_pick")
+            pick = labels.add(
+                gr.Dropdown([], multiselect=True, allow_custom_value=True, scale=4), label="compare_pick"
+            )
             compare = labels.add(gr.Button(variant="primary", scale=1), value="compare")
         diff = labels.add(gr.Dataframe(interactive=False, wrap=True), label="compare_diff")
+        colors = dict(zip(map(line_name, range(COMPARE_MAX)), CURVE_COLORS, strict=True))
         overlay = labels.add(gr.LinePlot(compare_frame([]), x="step", y="loss", color="series", y_title=" ",
-                                         x_title="step", color_map=dict(zip(map(line_name, range(COMPARE_MAX)),
-                                                                            CURVE_COLORS, strict=True))),
+                                         x_title="step", color_map=colors, elem_id="compare-curves"),
                              label="compare_curves")  # fmt: skip
-        run_scores = labels.add(gr.Dataframe(table([], RUN_HEADERS, DEFAULT_LANG), interactive=False, wrap=True),
+        run_scores = labels.add(gr.Dataframe(table([], RUN_HEADERS, DEFAULT_LANG), interactive=False, wrap=True,
+                                             elem_id="compare-scores"),
                                 label="compare_scores")  # fmt: skip
         compare_status = gr.Markdown()
     views = [card_status, scores, curve, rows, probe]

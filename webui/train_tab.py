@@ -47,7 +47,15 @@ from .train_view import (
     y_range,
 )
 
-__all__ = ["HISTORY_HEADERS", "SAMPLE_HEADERS", "SERIES", "history_rows", "history_table", "loss_frame", "progress_text"]
+__all__ = [
+    "HISTORY_HEADERS",
+    "SAMPLE_HEADERS",
+    "SERIES",
+    "history_rows",
+    "history_table",
+    "loss_frame",
+    "progress_text",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -392,7 +400,14 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
         x_title="plot_step",
     )
     samples_view = labels.add(
-        gr.Dataframe(samples_table(None, DEFAULT_LANG), interactive=False, wrap=True, show_label=True),
+        gr.Dataframe(
+            samples_table(None, DEFAULT_LANG),
+            interactive=False,
+            wrap=True,
+            show_label=True,
+            column_widths=["6%", "5%", "25%", "32%", "32%"],
+            elem_id="samples",
+        ),
         label="samples_table",
     )
     history = labels.add(

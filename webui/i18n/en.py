@@ -189,7 +189,6 @@ TEXT: dict[str, str] = {
     "card_worst": "worst",
     "compare_title": "Runs side by side",
     "compare_pick": "Adapters to compare (2 or more)",
-    "compare": "Compare",
     "compare_choose": "Choose 2 to {max} adapters to compare.",
     "compare_no_manifest": "**{name}** has no training record (training_meta.json) to compare.",
     "compare_diff": "Settings that differ",

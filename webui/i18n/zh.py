@@ -180,7 +180,6 @@ TEXT: dict[str, str] = {
     "card_worst": "最差",
     "compare_title": "多次训练对比",
     "compare_pick": "要对比的适配器（2 个或更多）",
-    "compare": "对比",
     "compare_choose": "请选择 2 到 {max} 个适配器进行对比。",
     "compare_no_manifest": "**{name}** 没有训练记录（training_meta.json），无法对比。",
     "compare_diff": "不同的设置",
