@@ -26,6 +26,7 @@ from typing import Any
 from . import adapters, paths
 from .errors import AdapterError, TrainingError
 from .files import write_json
+from .sampling import answer_budget, split_last_reply
 from .scoring import rouge_l, scores
 
 logger = logging.getLogger(__name__)
@@ -158,12 +159,6 @@ def _rows_to_score(adapter: Path, data: Path, fmt: str, tokenizer: Any, limit: i
     return [r for r in records if r.row in wanted][:limit], "held_out", report
 
 
-def answer_budget(tokenizer: Any, references: list[str]) -> int:
-    """New tokens enough for the longest reference and a margin: a greedy answer that runs on is cut there."""
-    longest = max((len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in references), default=0)
-    return max(ANSWER_MARGIN, min(ANSWER_MAX, longest + ANSWER_MARGIN))
-
-
 def _mean_loss(model: Any, examples: list[Any]) -> float | None:
     """The mean token loss of the trained tokens of ``examples``."""
     import torch
@@ -209,8 +204,9 @@ def evaluate(adapter: str | Path, data: str | Path, base: str | Path | None = No
         records, kind, report = _rows_to_score(adapter, Path(data), fmt, engine.tokenizer, int(limit))
         if not records:
             raise TrainingError("nothing_to_evaluate", file=report.name)
-        asked = [_conversation(r) for r in records]
-        budget = int(max_new_tokens) if max_new_tokens else answer_budget(engine.tokenizer, [a[2] for a in asked])
+        asked = [split_last_reply(r) for r in records]
+        references = [a[2] for a in asked]
+        budget = int(max_new_tokens or answer_budget(engine.tokenizer, references, ANSWER_MARGIN, ANSWER_MAX))
         answers = _both(engine, [a[0] for a in asked], GenerationSettings(max_new_tokens=budget), stop)
         probed = _probe(engine, stop) if probe else []
         if answers is None or (stop is not None and stop.is_set()):
@@ -247,13 +243,6 @@ def save_evaluation(adapter: Path, evaluation: Evaluation) -> None:
         manifest = adapters.read_manifest(adapter)
         manifest.evaluation = evaluation.summary()
         write_manifest(adapter, manifest)
-
-
-def _conversation(record: Any) -> tuple[list[dict], str, str]:
-    """A row's conversation up to its last reply, its last prompt and that reply (the reference)."""
-    messages = [{"role": m.role, "content": m.content} for m in record.messages]
-    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-    return messages[:last], messages[last - 1]["content"], messages[last]["content"]
 
 
 def _both(engine: Any, conversations: list[list[dict]], settings: Any,

@@ -74,11 +74,18 @@ def sample_steps(total: int, times: int) -> list[int]:
     return sorted({max(1, round(total * k / times)) for k in range(1, times + 1)})
 
 
-def _messages(record: Any) -> tuple[list[dict], str, str]:
-    """The conversation up to the last reply, its last prompt and that reply."""
+def split_last_reply(record: Any) -> tuple[list[dict], str, str]:
+    """A row's conversation up to its last reply, its last prompt and that reply (the reference)."""
     messages = [{"role": m.role, "content": m.content} for m in record.messages]
     last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
     return messages[:last], messages[last - 1]["content"], messages[last]["content"]
+
+
+def answer_budget(tokenizer: Any, references: list[str], margin: int, cap: int) -> int:
+    """New tokens enough for the longest reference and ``margin`` (at most ``cap``): a greedy answer that runs on is
+    cut there."""
+    longest = max((len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in references), default=0)
+    return max(margin, min(cap, longest + margin))
 
 
 class Sampler:
@@ -93,9 +100,8 @@ class Sampler:
         self.spent = 0.0
         self.started = time.monotonic()
         self.skipped = 0
-        references = [_messages(r)[2] for r in records]
-        longest = max((len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in references), default=0)
-        self.max_new_tokens = max(ANSWER_MARGIN, min(ANSWER_MAX, longest + ANSWER_MARGIN))
+        references = [split_last_reply(r)[2] for r in records]
+        self.max_new_tokens = answer_budget(tokenizer, references, ANSWER_MARGIN, ANSWER_MAX)
 
     def begin(self, total_steps: int) -> None:
         self.steps = set(sample_steps(total_steps, self.times if self.records else 0))
@@ -129,7 +135,7 @@ class Sampler:
         try:
             samples = []
             for record in self.records:
-                messages, prompt, reference = _messages(record)
+                messages, prompt, reference = split_last_reply(record)
                 answer = generate(model, self.tokenizer, messages, settings, self.style)
                 samples.append(asdict(Sample(step, record.row, prompt, reference, answer)))
         finally:
