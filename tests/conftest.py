@@ -1,5 +1,6 @@
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,8 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# A test that names no data home of its own writes into a fresh one, never into the checkout.
+os.environ.setdefault("SIMPLE_LORA_HOME", tempfile.mkdtemp(prefix="simple-lora-tests-home-"))
 
 
 @pytest.fixture(scope="module")
