@@ -37,17 +37,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .errors import DatasetError
 
     try:
-        report = load_records(args.file, args.format)
+        report = load_records(args.file, args.format, columns=args.columns, sheet=args.sheet)
     except DatasetError as exc:
         _print_json({"file": str(args.file), "valid": False, "error": {"code": exc.code, "message": exc.message}})
         print(exc.message, file=sys.stderr)
         return 1
     _print_json(report.to_json())
+    _say_guess(report)
     if not report.ok:
         first = report.problems[0].message
         more = len(report.problems) - 1
         print(first + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""), file=sys.stderr)
     return 0 if report.ok else 1
+
+
+def _say_guess(report: object) -> None:
+    if getattr(report, "guessed", False):
+        print(f"{report.name}: columns mapped by their names: {report.columns} (--columns chooses others)",
+              file=sys.stderr)  # fmt: skip
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
@@ -56,7 +63,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from .models import check_model_dir, default_max_length, load_tokenizer
 
     base = check_model_dir(args.base)
-    records = load_records(args.file, args.format).usable(skip_invalid=args.skip_invalid)
+    report = load_records(args.file, args.format, columns=args.columns, sheet=args.sheet)
+    _say_guess(report)
+    records = report.usable(skip_invalid=args.skip_invalid)
     if args.limit is not None:
         records = records[: args.limit]
     tokenizer = load_tokenizer(base, trust_remote_code=args.trust_remote_code)
@@ -88,10 +97,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .models import check_model_dir
     from .training import State, TrainConfig, TrainingJob
 
-    config = TrainConfig(**{f: getattr(args, f) for f in TrainConfig.__dataclass_fields__})
+    per_data = ("columns", "sheet", "datasets")  # options of each --data, in args.sources
+    given = {f: getattr(args, f) for f in TrainConfig.__dataclass_fields__ if f not in per_data}
+    sources = args.sources
+    if len(sources) == 1 and set(sources[0]) <= {"path", "columns", "sheet"}:
+        given.update(columns=sources[0].get("columns", ""), sheet=sources[0].get("sheet", ""))
+    else:  # several datasets, or a limit or weight: a mix
+        given["datasets"] = [{"format": args.format, **s} for s in sources]
+    config = TrainConfig(**given)
     config.check()
     check_model_dir(config.base)  # a wrong folder or file is said before a run is recorded
-    read_bytes(Path(config.data), None)
+    for source in config.sources():
+        read_bytes(Path(source.path), None)
     job = TrainingJob(config)
 
     def on_interrupt(signum: int, frame: object) -> None:  # first Ctrl-C: stop and save; second: abort
@@ -185,6 +202,20 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fetch_dataset(args: argparse.Namespace) -> int:
+    from .hub_datasets import fetch_dataset
+
+    def progress(done: int, total: int) -> None:
+        print(f"downloaded {done / 1024**2:.1f} of {total / 1024**2:.1f} MB", file=sys.stderr, flush=True)
+
+    token = os.environ.get("HF_TOKEN") or None  # used for this download only, never stored
+    fetched = fetch_dataset(args.repo_id, args.config or "", args.split, args.revision, token, progress)
+    print(f"{fetched.name}: {fetched.rows} rows of {', '.join(fetched.files)} at {fetched.commit[:12]}",
+          file=sys.stderr)  # fmt: skip
+    print(fetched.path)
+    return 0
+
+
 def cmd_import_gguf(args: argparse.Namespace) -> int:
     from .gguf_import import import_gguf
 
@@ -203,7 +234,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate
 
     result = evaluate(args.adapter, args.data, base=args.base, fmt=args.format, limit=args.limit,
-                      max_new_tokens=args.max_new_tokens, probe=not args.no_probe)  # fmt: skip
+                      max_new_tokens=args.max_new_tokens, probe=not args.no_probe, columns=args.columns,
+                      sheet=args.sheet)  # fmt: skip
     _print_json({"adapter": result.adapter, "dataset": result.dataset, "rows_kind": result.rows_kind,
                  "rows": len(result.rows), "base": result.base, "adapter_scores": result.tuned,
                  "probe_changed": result.probe_changed, "probe_total": len(result.probe),
@@ -234,8 +266,9 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_demo_model)
 
     p = sub.add_parser("validate", help="validate a dataset; JSON report; exit 0 valid, 1 invalid")
-    p.add_argument("file")
+    p.add_argument("file", help="JSON, JSONL, CSV, TSV, Parquet or Excel (.xlsx) file")
     p.add_argument("--format", default="auto", choices=FORMAT_CHOICES)
+    _add_column_options(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("encode", help="tokenize a dataset; JSONL of input_ids and labels")
@@ -244,6 +277,7 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", default="auto", choices=FORMAT_CHOICES)
     p.add_argument("--max-length", type=_positive_int, default=None)
     p.add_argument("--limit", type=_positive_int, default=None, help="encode only the first N valid rows")
+    _add_column_options(p)
     p.add_argument("--skip-invalid", action="store_true", help="skip invalid rows instead of refusing the file")
     p.add_argument("--trust-remote-code", action="store_true")
     p.set_defaults(func=cmd_encode)
@@ -259,8 +293,16 @@ def _add_model_commands(sub: argparse._SubParsersAction) -> None:
     """train, scan, generate, merge."""
     p = sub.add_parser("train", help="train a LoRA adapter; progress on stderr, JSON summary last on stdout")
     p.add_argument("--base", required=True, help="base model folder")
-    p.add_argument("--data", required=True, help="dataset file")
+    p.add_argument("--data", required=True, action=_DataFile, dest="data",
+                   help="dataset file; give --data again to mix several, each followed by its own --columns, "
+                   "--sheet, --limit and --weight")  # fmt: skip
     p.add_argument("--task", required=True, help="task name (the adapter folder is <task>_<timestamp>)")
+    p.add_argument("--columns", action=_DataOption, help=COLUMNS_HELP + " (of the --data before it)")
+    p.add_argument("--sheet", action=_DataOption, help="the Excel sheet (of the --data before it; default: the first)")
+    p.add_argument("--limit", action=_DataOption, type=_positive_int,
+                   help="use the first N valid rows (of the --data before it)")  # fmt: skip
+    p.add_argument("--weight", action=_DataOption, type=float,
+                   help="use each row of the --data before it this many times: 2 twice, 0.5 a half")  # fmt: skip
     _add_train_options(p)
     p.set_defaults(func=cmd_train)
 
@@ -302,6 +344,7 @@ def _add_model_commands(sub: argparse._SubParsersAction) -> None:
         help="new tokens per answer (default: the longest reference's length and a margin)",
     )
     p.add_argument("--no-probe", action="store_true", help="leave out the forgetting probe's general prompts")
+    _add_column_options(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("download", help="fetch a base model from the Hub into Models/LLM (token: env HF_TOKEN)")
@@ -310,6 +353,14 @@ def _add_model_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="the model folder's name (default: the repository's name)")
     p.add_argument("--trust-remote-code", action="store_true")
     p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("fetch-dataset", help="fetch a dataset's split from the Hub into the stored uploads; prints "
+                       "its file (token: env HF_TOKEN)")  # fmt: skip
+    p.add_argument("repo_id", help="owner/name")
+    p.add_argument("--config", help="the dataset's configuration (default: its default or first)")
+    p.add_argument("--split", default="train", help="the split (default: train)")
+    p.add_argument("--revision", help="a branch, tag or commit (default: main)")
+    p.set_defaults(func=cmd_fetch_dataset)
 
     p = sub.add_parser("import-gguf", help="turn a GGUF file into a base model folder in Models/LLM; prints it")
     p.add_argument("file", help="the .gguf file")
@@ -325,7 +376,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 
     defaults = TrainConfig(base="", data="", task="")
     for f in fields(TrainConfig):
-        if f.name in ("base", "data", "task"):
+        if f.name in ("base", "data", "task", "columns", "sheet", "datasets"):
             continue
         flag, default, helps = f"--{f.name.replace('_', '-')}", getattr(defaults, f.name), f.metadata["help"]
         if f.name == "format":
@@ -336,6 +387,37 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, action="store_true", help=helps)
         else:
             p.add_argument(flag, type=type(default), default=default, help=f"{helps} (default: {default})")
+
+
+COLUMNS_HELP = "column mapping, e.g. instruction=question,output=answer or conversation=dialog (default: by the names)"
+
+
+def _add_column_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--columns", default=None, help=COLUMNS_HELP)
+    p.add_argument("--sheet", default="", help="the Excel sheet to read (default: the first)")
+
+
+class _DataFile(argparse.Action):
+    """``--data FILE``, again for each dataset of a mix; ``args.sources`` lists them with their own options."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, value: object,
+                 option_string: str | None = None) -> None:  # fmt: skip
+        sources = [*(getattr(namespace, "sources", None) or []), {"path": str(value)}]
+        namespace.sources = sources
+        namespace.data = sources[0]["path"]
+
+
+class _DataOption(argparse.Action):
+    """``--columns``, ``--sheet``, ``--limit``, ``--weight``: an option of the ``--data`` given before it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, value: object,
+                 option_string: str | None = None) -> None:  # fmt: skip
+        sources = getattr(namespace, "sources", None)
+        if not sources:
+            parser.error(f"{option_string} applies to the --data before it; give --data first")
+        if self.dest in sources[-1]:
+            parser.error(f"{option_string} is given twice for --data {sources[-1]['path']}")
+        sources[-1][self.dest] = value
 
 
 def _positive_int(text: str) -> int:

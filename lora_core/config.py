@@ -47,12 +47,18 @@ class TrainConfig:
     """Everything a training run needs. Defaults suit a small instruction dataset on a real model."""
 
     base: str = _help("base model folder (HF layout, safetensors)", "run")
-    data: str = _help("dataset file: Alpaca, ShareGPT or OpenAI messages; JSON or JSONL", "run")
+    data: str = _help("dataset file: Alpaca, ShareGPT or OpenAI messages, or mapped columns; JSON, JSONL, CSV, TSV, "
+                      "Parquet or Excel", "run")  # fmt: skip
     task: str = _help(f"task name (up to {TASK_MAX_CHARS} characters); the adapter folder is "
                       "<task>_<YYYYMMDD_HHMMSS>", "run")  # fmt: skip
     format: str = _help("dataset format: auto, alpaca, sharegpt or messages", "run", choices=FORMATS, default="auto")
     data_name: str = _help("the dataset's name for the run and the adapter's manifest (default: the file's name)",
                            "run", default="")  # fmt: skip
+    columns: str = _help("column mapping, e.g. instruction=question,output=answer (empty: the three formats, else "
+                         "guessed from the column names)", "run", default="")  # fmt: skip
+    sheet: str = _help("the Excel sheet to read (default: the first)", "run", default="")
+    datasets: list = _help("several datasets mixed: each {path, name, format, columns, sheet, limit, weight} "
+                           "(empty: just data)", "run", default_factory=list)  # fmt: skip
     epochs: float = _help("passes over the dataset", low=0, high=1000, default=3.0)
     max_steps: int = _help("stop after this many optimizer steps (0: use epochs)", low=0, high=1_000_000, default=0)
     learning_rate: float = _help("peak learning rate of the LoRA weights", low=1e-8, high=0.5, default=2e-4)
@@ -97,16 +103,26 @@ class TrainConfig:
             raise TrainingError("bad_task_name", max=TASK_MAX_CHARS)
         if len(self.data_name) > DATA_NAME_MAX_CHARS:
             raise TrainingError("bad_data_name", max=DATA_NAME_MAX_CHARS)
+        from .columns import parse as parse_columns
+
+        parse_columns(self.columns)
+        self.sources()
         from .sampling import parse_rows
 
         parse_rows(self.sample_rows)
 
     @property
     def dataset_name(self) -> str:
-        """The dataset as the user knows it: its given name, else its file's name."""
-        from pathlib import Path
+        """The dataset as the user knows it: its given name, else its file's name (several: joined by +)."""
+        return " + ".join(s.label for s in self.sources())
 
-        return self.data_name or Path(self.data).name
+    def sources(self) -> list:
+        """The datasets to train on (``mixing.DataSource``): ``datasets`` when given, else ``data`` as it is."""
+        from .mixing import DataSource, check_sources
+
+        if self.datasets:
+            return check_sources(self.datasets)
+        return [DataSource(self.data, self.data_name, self.format, self.columns, self.sheet)]
 
     def checkpointing(self, quantization: str, device: str) -> bool:
         return uses_checkpointing(self.gradient_checkpointing, quantization, device)

@@ -1,6 +1,7 @@
-"""Load and validate instruction datasets: Alpaca, ShareGPT or OpenAI messages, as JSON or JSON Lines.
+"""Load and validate instruction datasets: Alpaca, ShareGPT or OpenAI messages, as JSON or JSON Lines, or any
+columns of a JSON, CSV / TSV, Parquet or Excel file mapped to those (``columns.py``).
 
-Two steps, like every loader here: bytes -> rows (``parsing.py``; file-level problems raise ``DatasetError``), then
+Two steps, like every loader here: bytes -> rows (``tables.py``; file-level problems raise ``DatasetError``), then
 row -> ``Record`` of normalised messages (row-level problems are collected as ``RowProblem``, every one
 of them, so a person can fix a file in one pass). Whether a file is a JSON array or JSON Lines is decided
 by its content, never by its extension. The loader only reads.
@@ -8,17 +9,27 @@ by its content, never by its extension. The loader only reads.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import columns as colmap
 from .errors import DatasetError
-from .parsing import decode_text, detect_row_format, parse_rows, read_bytes, type_name
+from .parsing import detect_row_format, read_bytes, type_name
+from .tables import Table, read_table
 
-__all__ = ["FORMATS", "DatasetReport", "Message", "Record", "RowProblem", "detect_row_format", "load_records"]
+__all__ = [
+    "FORMATS",
+    "DatasetReport",
+    "Message",
+    "Record",
+    "RowProblem",
+    "detect_row_format",
+    "load_records",
+    "read_bytes",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +74,10 @@ class DatasetReport:
     total_rows: int
     records: list[Record] = field(default_factory=list)
     problems: list[RowProblem] = field(default_factory=list)
+    kind: str = "json"  # tables.KINDS: how the file was read
+    columns: str = ""  # the column mapping used (columns.ColumnMap.spec()), "" for one of the three formats
+    guessed: bool = False  # the mapping was guessed from the columns' names
+    sheet: str = ""  # the Excel sheet read
 
     @property
     def valid_rows(self) -> int:
@@ -84,6 +99,8 @@ class DatasetReport:
             "valid_rows": self.valid_rows,
             "invalid_rows": self.invalid_rows,
             "valid": self.ok,
+            **({"columns": self.columns, "columns_guessed": self.guessed} if self.columns else {}),
+            **({"sheet": self.sheet} if self.sheet else {}),
             "errors": [{"row": p.row, "field": p.field, "code": p.code, "message": p.message} for p in self.problems],
         }
 
@@ -108,29 +125,76 @@ class DatasetReport:
         return list(self.records)
 
 
-def load_records(path: str | Path, fmt: str = "auto", *, max_bytes: int | None = None) -> DatasetReport:
+def load_records(
+    path: str | Path,
+    fmt: str = "auto",
+    *,
+    max_bytes: int | None = None,
+    columns: str | colmap.ColumnMap | None = None,
+    sheet: str = "",
+    guess: bool = True,
+) -> DatasetReport:
     """Read ``path``, detect (or take) its format and validate every row.
 
-    File-level problems raise ``DatasetError``; row-level problems are listed in the report.
+    ``columns``: a column mapping (``columns.parse``) for a file in none of the three formats; without one, such a
+    file's columns are mapped by their names when ``guess`` and the names make it likely. ``sheet``: the Excel
+    sheet to read (default: the first). File-level problems raise ``DatasetError``; row-level problems are listed
+    in the report.
     """
     path = Path(path)
     fmt = check_format_option(fmt, path.name)
-    data = read_bytes(path, max_bytes)
-    rows = parse_rows(decode_text(data, path.name), path.name)
-    if not rows:
-        raise DatasetError("no_rows", file=path.name)
+    mapping = colmap.parse(columns)
+    table = read_table(path, max_bytes, sheet)
+    guessed = False
+    if mapping is None and needs_columns(table):
+        mapping = colmap.guess(table.columns, table.rows) if guess else None
+        guessed = mapping is not None
+        if mapping is None and table.kind != "json":
+            raise DatasetError("needs_columns", file=path.name, columns=table.columns[:20] or ["none"])
+    if mapping is not None:
+        colmap.check_against(mapping, table.columns, path.name)
+        if fmt not in ("auto", mapping.format):
+            raise DatasetError("columns_format", file=path.name, format=fmt, columns=mapping.spec()[:200])
+        fmt = mapping.format
+    report = validate_rows(table, fmt, mapping)
+    report.path, report.kind, report.sheet, report.guessed = str(path), table.kind, table.sheet, guessed
+    report.columns = mapping.spec() if mapping else ""
+    logger.info("Loaded %s: %s, %d rows, %d invalid", path.name, report.format, report.total_rows, report.invalid_rows)
+    return report
+
+
+def needs_columns(table: Table) -> bool:
+    """Whether no row of the file is in one of the three formats (its columns must be mapped to train on it)."""
+    return not any(detect_row_format(row) for row in table.rows)
+
+
+def validate_rows(table: Table, fmt: str, mapping: colmap.ColumnMap | None) -> DatasetReport:
+    rows = table.rows
+    if mapping is not None:
+        mapped = [colmap.apply(mapping, row) for row in rows]
+        rows, names = [m[0] for m in mapped], [m[1] for m in mapped]
     kinds = [detect_row_format(row) for row in rows] if fmt == "auto" else [fmt] * len(rows)
-    file_fmt = majority_format(kinds, rows, path.name) if fmt == "auto" else fmt
-    report = DatasetReport(str(path), path.name, hashlib.sha256(data).hexdigest(), file_fmt, len(rows))
+    file_fmt = majority_format(kinds, rows, table.name) if fmt == "auto" else fmt
+    report = DatasetReport(table.name, table.name, table.sha256, file_fmt, len(rows))
     for n, (row, kind) in enumerate(zip(rows, kinds, strict=True), start=1):
         problems = Problems(n)
         messages = validate_row(row, kind, file_fmt, problems)
+        if problems.found and mapping is not None:
+            problems.found = [renamed(p, colmap.rename_field(p.field, names[n - 1])) for p in problems.found]
         if problems.found:
             report.problems.extend(problems.found)
         else:
             report.records.append(Record(n, messages))
-    logger.info("Loaded %s: %s, %d rows, %d invalid", path.name, file_fmt, len(rows), report.invalid_rows)
     return report
+
+
+def renamed(problem: RowProblem, field: str) -> RowProblem:
+    """The problem naming the file's own column (``answer``) in place of the mapped field (``output``)."""
+    if field == problem.field:
+        return problem
+    params = {**problem.params, "field": field}
+    return RowProblem(problem.row, field, problem.code, ROW_MESSAGES[problem.template].format(**params), params,
+                      problem.template)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------

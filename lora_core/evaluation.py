@@ -136,14 +136,22 @@ def probe_prompts() -> list[dict[str, str]]:
     return json.loads(PROBE_FILE.read_text(encoding="utf-8"))
 
 
-def _rows_to_score(adapter: Path, data: Path, fmt: str, tokenizer: Any, limit: int) -> tuple[list[Any], str, Any]:
-    """The records to answer, what kind of rows they are, and the dataset report."""
-    from .data import load_records
+def _rows_to_score(adapter: Path, data: Any, fmt: str, columns: str, sheet: str, tokenizer: Any,
+                   limit: int) -> tuple[list[Any], str, Any]:  # fmt: skip
+    """The records to answer, what kind of rows they are, and the dataset report (``data``: a file, or the report
+    of the rows a training used)."""
+    from .data import DatasetReport, load_records
     from .masking import encode_records, split_dataset, to_dataset
 
     manifest = adapters.read_manifest(adapter) if adapters.has_manifest(adapter) else None
     hyper = manifest.hyperparameters if manifest else {}
-    report = load_records(data, hyper.get("format", fmt) if manifest else fmt)
+    if isinstance(data, DatasetReport):
+        report = data
+    else:
+        own_file = manifest is not None and not columns and not sheet and _sha256(data) == manifest.dataset.sha256
+        if own_file:  # read as the training read it
+            fmt, columns, sheet = hyper.get("format", fmt), hyper.get("columns", ""), hyper.get("sheet", "")
+        report = load_records(data, fmt, columns=columns or None, sheet=sheet)
     records = report.usable(skip_invalid=True)
     own = manifest is not None and manifest.dataset.sha256 == report.sha256
     if not own:
@@ -157,6 +165,16 @@ def _rows_to_score(adapter: Path, data: Path, fmt: str, tokenizer: Any, limit: i
         return records[:limit], "trained", report
     wanted = set(held_out["row"])
     return [r for r in records if r.row in wanted][:limit], "held_out", report
+
+
+def _sha256(path: Any) -> str:
+    import hashlib
+
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError:
+        return ""  # load_records says what is wrong with it
 
 
 def _mean_loss(model: Any, examples: list[Any]) -> float | None:
@@ -178,14 +196,16 @@ def _mean_loss(model: Any, examples: list[Any]) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def evaluate(adapter: str | Path, data: str | Path, base: str | Path | None = None, fmt: str = "auto",
+def evaluate(adapter: str | Path, data: Any, base: str | Path | None = None, fmt: str = "auto",
              limit: int = DEFAULT_ROWS, max_new_tokens: int | None = None, save: bool = True, probe: bool = True,
-             stop: threading.Event | None = None, trust_remote_code: bool = False,
-             during_training: bool = False) -> Evaluation | None:  # fmt: skip
+             stop: threading.Event | None = None, trust_remote_code: bool = False, during_training: bool = False,
+             columns: str = "", sheet: str = "") -> Evaluation | None:  # fmt: skip
     """Score the adapter against its base on rows of ``data`` and on the forgetting probe (see the module's
     docstring); written to the adapter's ``eval.json`` (and summarised in its manifest) unless ``save`` is False.
     None, with nothing written, when ``stop`` is set before it is done. ``during_training``: called by the training
-    that made the adapter, which holds the training lock (a GPU is then not refused to it)."""
+    that made the adapter, which holds the training lock (a GPU is then not refused to it). ``data``: a dataset
+    file (read with ``fmt``, ``columns`` and ``sheet``; the adapter's own file as its training read it), or the
+    ``data.DatasetReport`` of the rows its training used."""
     from .chat import ChatEngine, GenerationSettings
     from .masking import encode_records
     from .runs import now
@@ -201,7 +221,7 @@ def evaluate(adapter: str | Path, data: str | Path, base: str | Path | None = No
     try:
         engine.load_base(base_dir, trust_remote_code, during_training=during_training)
         loaded = engine.activate(adapter)
-        records, kind, report = _rows_to_score(adapter, Path(data), fmt, engine.tokenizer, int(limit))
+        records, kind, report = _rows_to_score(adapter, data, fmt, columns, sheet, engine.tokenizer, int(limit))
         if not records:
             raise TrainingError("nothing_to_evaluate", file=report.name)
         asked = [split_last_reply(r) for r in records]

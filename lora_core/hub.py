@@ -64,17 +64,32 @@ def checked_repo_id(repo_id: str) -> str:
     return repo_id
 
 
+def hub_failures() -> tuple[type[BaseException], ...]:
+    """What ``huggingface_hub`` raises when the Hub cannot be reached or answers with an error (its HTTP client's
+    connection errors are not OSErrors)."""
+    import contextlib
+    import importlib
+
+    from huggingface_hub.errors import HfHubHTTPError
+
+    failures: list[type[BaseException]] = [HfHubHTTPError, OSError, ValueError]
+    for module in ("httpx2", "httpx"):
+        with contextlib.suppress(ImportError, AttributeError):
+            failures.append(importlib.import_module(module).HTTPError)
+    return tuple(failures)
+
+
 def plan_download(repo_id: str, revision: str | None = None, token: str | None = None,
                   trust_remote_code: bool = False) -> Plan:  # fmt: skip
     """What a download of ``repo_id`` would fetch, or the sentence that refuses it (nothing is fetched)."""
-    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
     repo_id = checked_repo_id(repo_id)
     try:
         info = _api(token).model_info(repo_id, revision=revision, files_metadata=True)
     except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
         raise HubError("hub_not_found", repo=repo_id) from exc
-    except (HfHubHTTPError, OSError, ValueError) as exc:
+    except hub_failures() as exc:
         raise HubError("hub_unreachable", repo=repo_id, detail=first_line(exc)) from exc
     sizes = {s.rfilename: int(s.size or 0) for s in info.siblings or []}
     wanted = {name: size for name, size in sizes.items() if "/" not in name and _matches(name, WANTED)}
@@ -195,6 +210,10 @@ def model_card(adapter: Path, repo_id: str) -> str:
         before = f"{m.eval_loss_before:.4f}" if m.eval_loss_before is not None else "n/a"
         after = f"{m.eval_loss_after:.4f}" if m.eval_loss_after is not None else "n/a"
         lines += ["## Training", "", "| | |", "|---|---|", f"| dataset | {d.name} (sha256 `{d.sha256}`) |",
+                  *([f"| columns | `{d.columns}` |"] if d.columns else []),
+                  *[f"| part {i} | {p.get('name')} (sha256 `{p.get('sha256')}`): {p.get('rows_used')} rows used"
+                    f"{', columns `' + p['columns'] + '`' if p.get('columns') else ''} |"
+                    for i, p in enumerate(d.parts, start=1) if len(d.parts) > 1],
                   f"| rows | {d.rows_total} in the file, {d.rows_invalid_skipped} invalid skipped, "
                   f"{d.train_examples} trained, {d.eval_examples} held out |",
                   f"| steps | {m.steps} ({m.status}) |", f"| final training loss | {m.final_train_loss} |",

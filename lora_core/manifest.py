@@ -32,6 +32,8 @@ class DatasetInfo:
     examples_truncated: int = 0
     train_examples: int = 0
     eval_examples: int = 0
+    columns: str = ""  # the column mapping used (columns.ColumnMap.spec()), "" for one of the three formats
+    parts: list[dict[str, Any]] = field(default_factory=list)  # each dataset of the run (mixing.load_mix)
 
 
 @dataclass

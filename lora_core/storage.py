@@ -19,6 +19,7 @@ from .errors import PathError, StorageError
 
 MERGED_MARK = "simple_lora_merged.json"
 UPLOAD_QUOTA_MB = 1024
+MAX_UPLOAD_MB = 100
 MERGED_QUOTA_MB = 20 * 1024
 
 
@@ -33,6 +34,12 @@ def folder_size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def max_upload_bytes() -> int:
+    """The largest dataset file read from the page or fetched from the Hub: ``SIMPLE_LORA_MAX_UPLOAD_MB`` (default
+    100)."""
+    return int(float(os.environ.get("SIMPLE_LORA_MAX_UPLOAD_MB") or MAX_UPLOAD_MB) * 1024 * 1024)
 
 
 def quota_bytes(kind: str) -> int:
@@ -77,11 +84,40 @@ def _named(items: list[Stored], name: str) -> Stored | None:
 
 
 def delete_upload(name: str) -> None:
-    """Delete a stored upload of the current workspace."""
+    """Delete a stored upload of the current workspace (and what is recorded of it)."""
     found = _named(uploads(), name)
     if found is None:
         raise PathError("no_such_upload", name=paths.cut(str(name)))
     os.unlink(found.path)
+    meta_path(found.path).unlink(missing_ok=True)
+
+
+# --- what is recorded of an upload, beside it: its name as the user knows it, its column mapping, its Excel sheet,
+# where it came from (a Hub dataset) -------------------------------------------------------------------------------
+
+
+def meta_path(stored: Path) -> Path:
+    return Path(stored).with_name(f".{Path(stored).name}.meta.json")
+
+
+def upload_meta(stored: str | Path) -> dict:
+    """The record beside a stored upload; {} when there is none or it is unreadable."""
+    import json
+
+    try:
+        meta = json.loads(meta_path(Path(stored)).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def save_upload_meta(stored: str | Path, **values: object) -> None:
+    """Add ``values`` to the record beside a stored upload (private, like the upload)."""
+    from .files import write_json
+
+    path = meta_path(Path(stored))
+    write_json(path, {**upload_meta(stored), **values})
+    keep_private(path)
 
 
 def merged_model(name: str) -> Stored:

@@ -84,6 +84,7 @@ class Prepared:
     dataset: DatasetInfo
     resume: Path | None
     sample_records: list[Any] = field(default_factory=list)
+    report: Any = None  # data.DatasetReport of the rows used (the evaluation answers its held-out rows)
 
 
 class Stopped(Exception):
@@ -281,7 +282,7 @@ class TrainingJob:
         self._detail(phase="evaluating")
         cfg = self.config
         try:
-            result = evaluate(adapter_dir, cfg.data, base=prepared.base, fmt=cfg.format, limit=cfg.eval_rows,
+            result = evaluate(adapter_dir, prepared.report, base=prepared.base, limit=cfg.eval_rows,
                               stop=self._stop, trust_remote_code=cfg.trust_remote_code,
                               during_training=True)  # fmt: skip
             summary = result.summary() if result is not None else {"error": "stopped"}
@@ -296,9 +297,9 @@ class TrainingJob:
 
     def _prepare_data(self) -> Prepared:
         """Check the names, read and encode the dataset, split off the validation rows."""
-        from .data import load_records
         from .estimate import check_fits
         from .masking import encode_records, split_dataset, to_dataset
+        from .mixing import load_mix, repeat_rows
         from .models import check_model_dir, load_tokenizer
         from .sampling import choose
 
@@ -312,8 +313,8 @@ class TrainingJob:
         resume = latest_checkpoint(cfg.task) if cfg.resume else None
         if cfg.resume and resume is None:
             raise TrainingError("no_checkpoint", task=cfg.task)
-        report = load_records(cfg.data, cfg.format)
-        records = report.usable(skip_invalid=cfg.skip_invalid)
+        mix = load_mix(cfg.sources(), cfg.seed, cfg.skip_invalid)
+        report, records = mix.report, list(mix.report.records)
         tokenizer = load_tokenizer(base, trust_remote_code=cfg.trust_remote_code)
         examples, rows, stats = encode_records(records, tokenizer, cfg.max_length)
         if not examples:
@@ -321,14 +322,17 @@ class TrainingJob:
         train_set, eval_set = split_dataset(to_dataset(examples, rows), cfg.val_split, cfg.seed)
         held_out = list(eval_set["row"]) if eval_set is not None else []
         chosen = choose(records, list(train_set["row"]), held_out, cfg.sample_rows, report.name)
+        train_set = repeat_rows(train_set, mix.copies)
         dataset = DatasetInfo(
             name=cfg.dataset_name, sha256=report.sha256, format=report.format, rows_total=report.total_rows,
-            rows_invalid_skipped=report.invalid_rows, examples_used=len(examples),
+            rows_invalid_skipped=sum(p["rows_total"] - p["rows_valid"] for p in mix.parts),
+            examples_used=len(examples),
             examples_dropped=sum(stats.dropped.values()), examples_truncated=stats.truncated,
             train_examples=len(train_set), eval_examples=len(eval_set) if eval_set is not None else 0,
+            columns=mix.parts[0]["columns"] if len(mix.parts) == 1 else "", parts=mix.parts,
         )  # fmt: skip
         self._detail(dataset=asdict(dataset), device=device, quantization=quantization)
-        return Prepared(base, device, quantization, tokenizer, train_set, eval_set, dataset, resume, chosen)
+        return Prepared(base, device, quantization, tokenizer, train_set, eval_set, dataset, resume, chosen, report)
 
     def _build_model(self, prepared: Prepared) -> tuple[Any, Any]:
         """The base model with fresh LoRA layers on the chosen targets."""
@@ -431,7 +435,9 @@ class TrainingJob:
         snap = self.snapshot()
         source = models.source_of(prepared.base)
         settings = asdict(self.config)
-        hyper = {k: v for k, v in settings.items() if k not in ("base", "data", "task", "resume", "trust_remote_code")}
+        # the files' places stay on this machine: the dataset's parts name each one and its sha256
+        private = ("base", "data", "datasets", "task", "resume", "trust_remote_code")
+        hyper = {k: v for k, v in settings.items() if k not in private}
         hyper["gradient_checkpointing"] = self._checkpointing  # what was used, also when left to the default
         detail = snap["detail"]
         return Manifest(

@@ -1,9 +1,11 @@
 """A Hub of our own on 127.0.0.1 that speaks enough of the Hugging Face Hub's HTTP API for ``huggingface_hub``'s
-real client code: model info with its files and sizes, file downloads (HEAD and GET, with ranges, so that a broken
-download resumes), gated repositories that want a token, and a log of every file fetched.
+real client code: model and dataset info with their files and sizes (at ``main`` or the repository's commit),
+file downloads (HEAD and GET, with ranges, so that a broken download resumes), gated repositories that want a
+token, and a log of every file fetched.
 
     with LocalHub() as hub:
         hub.add("owner/name", {"config.json": b"...", "model.safetensors": b"..."})
+        hub.add("owner/data", {"data/train-00000-of-00001.parquet": b"..."}, repo_type="dataset")
         os.environ["HF_ENDPOINT"] = hub.url
 """
 
@@ -16,6 +18,7 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import unquote
 
 
 @dataclass
@@ -33,16 +36,20 @@ class Repo:
 
 @dataclass
 class LocalHub:
-    repos: dict[str, Repo] = field(default_factory=dict)
-    fetched: list[str] = field(default_factory=list)  # "repo/file" of every GET of a file, in order
+    repos: dict[str, Repo] = field(default_factory=dict)  # model repositories
+    datasets: dict[str, Repo] = field(default_factory=dict)  # dataset repositories
+    fetched: list[str] = field(default_factory=list)  # "repo/file" ("datasets/repo/file") of every GET of a file
     drop_once: set[str] = field(default_factory=set)  # "repo/file": the first GET breaks off half way
     tokens: set[str] = field(default_factory=lambda: {"hf_good_token"})
     pushes: list[dict] = field(default_factory=list)  # every commit pushed: repo, message, {path: bytes}
     created: dict[str, bool] = field(default_factory=dict)  # repositories created: repo id -> private
 
-    def add(self, repo_id: str, files: dict[str, bytes], gated: bool = False) -> Repo:
-        self.repos[repo_id] = Repo(dict(files), gated)
-        return self.repos[repo_id]
+    def add(self, repo_id: str, files: dict[str, bytes], gated: bool = False, repo_type: str = "model") -> Repo:
+        """A model repository, or a dataset repository with ``repo_type="dataset"`` (file names may hold folders:
+        ``data/train-00000-of-00001.parquet``)."""
+        repos = self.datasets if repo_type == "dataset" else self.repos
+        repos[repo_id] = Repo(dict(files), gated)
+        return repos[repo_id]
 
     def add_folder(self, repo_id: str, folder: Path, gated: bool = False) -> Repo:
         return self.add(repo_id, {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}, gated)
@@ -55,7 +62,7 @@ class LocalHub:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()  # quick to stop
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -65,6 +72,8 @@ class LocalHub:
 
 INFO = re.compile(r"^/api/models/([^/?]+/[^/?]+)(?:/revision/([^/?]+))?/?(?:\?.*)?$")
 RESOLVE = re.compile(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
+DATASET_INFO = re.compile(r"^/api/datasets/([^/?]+/[^/?]+)(?:/revision/([^/?]+))?/?(?:\?.*)?$")
+DATASET_RESOLVE = re.compile(r"^/datasets/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -92,6 +101,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
         if match := INFO.match(self.path):
             return self._info(match.group(1))
+        if match := DATASET_INFO.match(self.path):
+            return self._dataset_info(match.group(1), match.group(2))
+        if match := DATASET_RESOLVE.match(self.path.split("?")[0]):
+            return self._dataset_file(match.group(1), match.group(2), match.group(3))
         if match := RESOLVE.match(self.path.split("?")[0]):
             return self._file(match.group(1), match.group(3))
         self._json(404, {"error": "not found"}, {"X-Error-Code": "EntryNotFound"})
@@ -149,8 +162,32 @@ class _Handler(BaseHTTPRequestHandler):
                          "gated": "manual" if repo.gated else False, "private": False, "disabled": False,
                          "tags": [], "downloads": 0, "likes": 0})  # fmt: skip
 
-    def _file(self, repo_id: str, filename: str) -> None:
-        repo = self.owner.repos.get(repo_id)
+    def _dataset(self, repo_id: str, revision: str | None) -> Repo | None:
+        """The dataset repository at ``revision`` (main or its commit), or None once the error is answered."""
+        repo = self.owner.datasets.get(repo_id)
+        if repo is None:
+            self._json(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
+            return None
+        if revision is not None and unquote(revision) not in ("main", repo.commit):
+            self._json(404, {"error": f"Invalid rev id: {unquote(revision)}"}, {"X-Error-Code": "RevisionNotFound"})
+            return None
+        return repo
+
+    def _dataset_info(self, repo_id: str, revision: str | None) -> None:
+        repo = self._dataset(repo_id, revision)
+        if repo is None:
+            return
+        siblings = [{"rfilename": name, "size": len(data)} for name, data in sorted(repo.files.items())]
+        self._json(200, {"id": repo_id, "author": repo_id.split("/")[0], "sha": repo.commit, "siblings": siblings,
+                         "gated": "manual" if repo.gated else False, "private": False, "disabled": False,
+                         "tags": [], "downloads": 0, "likes": 0})  # fmt: skip
+
+    def _dataset_file(self, repo_id: str, revision: str, filename: str) -> None:
+        if self._dataset(repo_id, revision) is not None:
+            self._file(repo_id, unquote(filename), self.owner.datasets, "datasets/")
+
+    def _file(self, repo_id: str, filename: str, repos: dict[str, Repo] | None = None, kind: str = "") -> None:
+        repo = (self.owner.repos if repos is None else repos).get(repo_id)
         if repo is None:
             return self._json(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
         if not self._authorized(repo):
@@ -173,7 +210,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD":
             return
-        key = f"{repo_id}/{filename}"
+        key = f"{kind}{repo_id}/{filename}"
         self.owner.fetched.append(key)
         if key in self.owner.drop_once and not start:
             self.owner.drop_once.discard(key)

@@ -349,10 +349,10 @@ UTF16_TEXT = '[{"instruction": "a", "output": "b"}]'
         ("empty_array.json", b"[ ]", "no_rows", "contains no rows", {}),
         (
             "prompts.jsonl",
-            jsonl({"prompt": "x", "answer": "y"}, {"q": 1}),
+            jsonl({"title": "x", "body": "y"}, {"q": 1}),  # no column name says instruction and output
             "unknown_format",
             "has no row in a known format (expected Alpaca 'instruction' + 'output', ShareGPT 'conversations' or "
-            "OpenAI 'messages'); row 1 has keys prompt, answer.",
+            "OpenAI 'messages'); row 1 has keys title, body.",
             {},
         ),
         ("strings.json", b'["a", "b"]', "rows_not_objects", "row 1 is a string", {}),

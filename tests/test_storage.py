@@ -34,7 +34,8 @@ def gradio_copy(tmp_path: Path, monkeypatch) -> Path:
 
 def test_an_upload_is_stored_once_privately_and_gradios_copy_is_removed(home, tmp_path, monkeypatch) -> None:
     copy = gradio_copy(tmp_path, monkeypatch)
-    stored = dataset_tab.store_upload(copy, load_records(copy))
+    report = load_records(copy)
+    stored = dataset_tab.store_upload(copy, report.sha256, report.name)
     assert stored.parent == home / "Uploads" and stored.read_bytes() == SAMPLE_DATASET.read_bytes()
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600 and stat.S_IMODE(stored.parent.stat().st_mode) == 0o700
     assert not copy.exists() and not copy.parent.exists()  # no second copy left in Gradio's cache
@@ -45,7 +46,7 @@ def test_an_upload_over_the_quota_is_refused_and_nothing_is_written(home, tmp_pa
     monkeypatch.setenv("SIMPLE_LORA_UPLOADS_QUOTA_MB", "0.001")  # about 1 KB
     copy = gradio_copy(tmp_path, monkeypatch)
     with pytest.raises(StorageError) as err:
-        dataset_tab.store_upload(copy, load_records(copy))
+        dataset_tab.store_upload(copy, load_records(copy).sha256, copy.name)
     assert err.value.code == "uploads_quota" and "1.0 KB quota" in err.value.message
     assert not (home / "Uploads").exists() or not any((home / "Uploads").iterdir())
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,13 +14,14 @@ import gradio as gr
 
 from lora_core import paths, storage
 from lora_core.config import TrainConfig, setting_range
-from lora_core.data import FORMAT_NAMES, DatasetReport, load_records
+from lora_core.data import FORMAT_NAMES, DatasetReport, load_records, needs_columns
 from lora_core.demo import SAMPLE_DATASET
 from lora_core.errors import PathError
 from lora_core.files import write_json
 from lora_core.masking import encode_records, trained_spans
 from lora_core.models import list_base_models, load_tokenizer
 from lora_core.prompts import prompt_style
+from lora_core.tables import read_table
 
 from .common import (
     Labels,
@@ -38,7 +38,7 @@ from .common import (
 from .i18n import DEFAULT_LANG, normalize_lang, problem_text, t
 
 # The upload cap (Gradio refuses a bigger upload; the core refuses a bigger file), 100 MB unless set.
-MAX_UPLOAD_BYTES = int(float(os.environ.get("SIMPLE_LORA_MAX_UPLOAD_MB") or 100) * 1024 * 1024)
+MAX_UPLOAD_BYTES = storage.max_upload_bytes()
 PREVIEW_ROWS = 5
 PREVIEW_CHARS = 2000  # a longer message is cut in the preview (one row may hold megabytes)
 HIGHLIGHT_EXAMPLES = 3
@@ -54,19 +54,35 @@ CJK_FONT_NAMES = (
 CJK_FONT_FILES = ("notosanscjk", "sourcehansans", "wqy", "msyh", "simhei", "pingfang", "droidsansfallback")
 
 
+# What an upload may be (the browser's file dialog offers these; the core reads a file by its content).
+UPLOAD_TYPES = [".json", ".jsonl", ".csv", ".tsv", ".txt", ".parquet", ".xlsx"]
+
+
 @dataclass(frozen=True)
 class LoadedDataset:
-    """What the other tabs need of the current dataset: where the app stored it, and its report."""
+    """What the other tabs need of the current dataset: where the app stored it, and its report (of the rows of
+    every dataset, when several are mixed: ``sources``)."""
 
     path: str
     report: DatasetReport
+    sources: tuple = ()  # mixing.DataSource of each dataset of a mix
+
+    def config(self) -> dict[str, Any]:
+        """The ``TrainConfig`` fields that name this data."""
+        if self.sources:
+            from lora_core.mixing import as_dicts
+
+            return {"data": self.sources[0].path, "datasets": as_dicts(list(self.sources))}
+        return {"data": self.path, "format": self.report.format, "data_name": self.report.name,
+                "columns": self.report.columns, "sheet": self.report.sheet}  # fmt: skip
 
 
-def store_upload(src: str | Path, report: DatasetReport) -> Path:
-    """Keep an uploaded file under a name the app chooses (its content hash), never the user's file name, readable
-    by the app's user only, within the workspace's quota; Gradio's own temporary copy is removed."""
-    suffix = ".jsonl" if Path(report.name).suffix.lower() == ".jsonl" else ".json"
-    dest = paths.uploads_dir() / f"{report.sha256[:20]}{suffix}"
+def store_upload(src: str | Path, sha256: str, name: str) -> Path:
+    """Keep an uploaded file under a name the app chooses (its content hash and its kind's suffix), never the
+    user's file name, readable by the app's user only, within the workspace's quota; Gradio's own temporary copy is
+    removed. The name the user gave it is recorded beside it."""
+    suffix = Path(name).suffix.lower()
+    dest = paths.uploads_dir() / f"{sha256[:20]}{suffix if suffix in UPLOAD_TYPES else '.json'}"
     if not dest.exists():
         storage.check_quota("uploads", Path(src).stat().st_size)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -76,6 +92,7 @@ def store_upload(src: str | Path, report: DatasetReport) -> Path:
         storage.keep_private(tmp)
         tmp.replace(dest)
     forget_gradio_copy(src)
+    storage.save_upload_meta(dest, name=name[:255])
     return dest
 
 
@@ -127,6 +144,10 @@ def table(rows: list[list], header_keys: list[str], lang: str) -> Any:
 
 def report_views(report: DatasetReport, lang: str) -> tuple[str, list[list], list[list]]:
     fmt = FORMAT_NAMES.get(report.format, report.format)
+    if report.columns:
+        fmt = t("mapped_format", lang, fmt=fmt, columns=md(report.columns))
+    if report.format == "mix":
+        fmt = t("mix_format", lang)
     if report.ok:
         summary = t("report_ok", lang, name=md(report.name), fmt=fmt, rows=report.total_rows)
     else:
@@ -167,13 +188,66 @@ def dataset_views(loaded: LoadedDataset | None, lang: str) -> tuple[str, Any, An
 
 @user_errors
 def on_dataset(lang: str, file: str | None, fmt: str) -> tuple[str, Any, Any, LoadedDataset | None]:
+    """A new upload (or the sample): read, stored, validated; see ``read_upload``."""
+    return read_upload(lang, file, fmt)[:4]
+
+
+def read_upload(lang: str, file: str | None, fmt: str, sheet: str = "") -> tuple:
+    """Read a file (refused whole when it cannot be read: nothing is stored), keep it, and validate its rows; a file
+    whose columns are none of the three formats waits for its mapping (``pending``: what the Columns box shows)."""
     if not file:
-        return (*dataset_views(None, lang), None)
-    report = load_records(file, fmt, max_bytes=MAX_UPLOAD_BYTES)
-    stored = store_upload(file, report) if Path(file).resolve() != SAMPLE_DATASET else SAMPLE_DATASET
+        return (*dataset_views(None, lang), None, None)
+    table = read_table(file, MAX_UPLOAD_BYTES, sheet)
+    source = Path(file).resolve()
+    if source == SAMPLE_DATASET or source.parent == paths.uploads_dir().resolve():
+        stored, name = source, storage.upload_meta(source).get("name") or source.name
+    else:
+        stored, name = store_upload(file, table.sha256, Path(file).name), Path(file).name
+    pending = pending_of(stored, name, table)
+    if pending["needs"]:
+        summary = t("needs_mapping" if pending["guess"] else "needs_mapping_unguessed", lang, name=md(name),
+                    rows=len(table.rows), columns=md(", ".join(table.columns[:20])))  # fmt: skip
+        _, problems, preview = dataset_views(None, lang)
+        return summary, problems, preview, None, pending
+    report = replace(load_records(stored, fmt, max_bytes=MAX_UPLOAD_BYTES, sheet=table.sheet), name=name)
     loaded = LoadedDataset(str(stored), report)
     remember_dataset(loaded)
-    return (*dataset_views(loaded, lang), loaded)
+    return (*dataset_views(loaded, lang), loaded, pending)
+
+
+on_upload = user_errors(read_upload)
+
+
+def pending_of(stored: Path, name: str, table: Any) -> dict[str, Any]:
+    """What the Columns box needs of a file: its columns with their first values, the guessed mapping, its sheets."""
+    from lora_core import columns as colmap
+
+    needs = needs_columns(table)
+    guess = colmap.guess(table.columns, table.rows) if needs else None
+    return {"path": str(stored), "name": name, "sheet": table.sheet, "sheets": table.sheets, "needs": needs,
+            "columns": table.columns[:MAX_MAPPED_COLUMNS], "values": column_values(table),
+            "guess": guess.spec() if guess else ""}  # fmt: skip
+
+
+MAX_MAPPED_COLUMNS = 200
+VALUES_SHOWN = 3
+VALUE_CHARS = 80
+
+
+def column_values(table: Any) -> list[list[str]]:
+    """Each column with its first few non-empty values, cut short (shown as text)."""
+    out = []
+    for column in table.columns[:MAX_MAPPED_COLUMNS]:
+        values = []
+        for row in table.rows:
+            value = row.get(column) if isinstance(row, dict) else None
+            if value not in (None, ""):
+                text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+                values.append(text if len(text) <= VALUE_CHARS else text[: VALUE_CHARS - 1] + "…")
+            if len(values) == VALUES_SHOWN:
+                break
+        out.append([column, " | ".join(" ".join(v.splitlines()) for v in values)])
+    return out
 
 
 # --- the last dataset of a workspace, offered again to a page opened later (a reload) -----------------------------
@@ -186,7 +260,8 @@ def _last_file() -> Path:
 
 
 def remember_dataset(loaded: LoadedDataset) -> None:
-    write_json(_last_file(), {"path": loaded.path, "name": loaded.report.name})
+    write_json(_last_file(), {"path": loaded.path, "name": loaded.report.name, "columns": loaded.report.columns,
+                              "sheet": loaded.report.sheet})  # fmt: skip
 
 
 def last_dataset() -> dict | None:
@@ -195,10 +270,12 @@ def last_dataset() -> dict | None:
     try:
         record = json.loads(_last_file().read_text(encoding="utf-8"))
         path, name = Path(str(record["path"])).resolve(), str(record["name"])[:255]
-    except (OSError, ValueError, KeyError, TypeError):
+        columns, sheet = str(record.get("columns") or "")[:2000], str(record.get("sheet") or "")[:255]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     stored = {s.path.resolve() for s in storage.uploads()} | {SAMPLE_DATASET.resolve()}
-    return {"path": path, "name": name} if path in stored and path.is_file() else None
+    found = path in stored and path.is_file()
+    return {"path": path, "name": name, "columns": columns, "sheet": sheet} if found else None
 
 
 def last_offer(lang: str) -> Any:
@@ -214,7 +291,9 @@ def on_last(lang: str, fmt: str) -> tuple[str, Any, Any, LoadedDataset | None]:
     last = last_dataset()
     if last is None:
         raise gr.Error(t("no_last_dataset", lang), print_exception=False)
-    report = replace(load_records(last["path"], fmt, max_bytes=MAX_UPLOAD_BYTES), name=last["name"])
+    report = load_records(last["path"], fmt, max_bytes=MAX_UPLOAD_BYTES, columns=last["columns"] or None,
+                          sheet=last["sheet"], guess=False)  # fmt: skip
+    report = replace(report, name=last["name"])
     loaded = LoadedDataset(str(last["path"]), report)
     return (*dataset_views(loaded, lang), loaded)
 
@@ -222,7 +301,7 @@ def on_last(lang: str, fmt: str) -> tuple[str, Any, Any, LoadedDataset | None]:
 def forget_dataset(lang: str) -> tuple:
     """After a file was refused (the error says why): no dataset, rather than the last one under an error badge."""
     _, problems, preview = dataset_views(None, lang)
-    return f"{reason_markdown(last_reason())}\n\n{t('dataset_refused', lang)}", problems, preview, None
+    return f"{reason_markdown(last_reason())}\n\n{t('dataset_refused', lang)}", problems, preview, None, None
 
 
 def clear_tokens() -> tuple:
@@ -230,11 +309,11 @@ def clear_tokens() -> tuple:
     return gr.update(value=None, color_map={}), None, "", None
 
 
-def on_format(lang: str, file: str | None, fmt: str, loaded: LoadedDataset | None) -> tuple:
-    """Another format chosen: read the file again; the sample dataset has no upload, so it is taken from state."""
-    if not file and loaded is not None and Path(loaded.path) == SAMPLE_DATASET:
-        file = loaded.path
-    return on_dataset(lang, file, fmt)
+def on_format(lang: str, fmt: str, pending: dict | None) -> tuple:
+    """Another format (or sheet) chosen: read the stored file again."""
+    if not pending:
+        return (*dataset_views(None, lang), None, None)
+    return on_upload(lang, pending["path"], fmt, pending.get("sheet", ""))
 
 
 @functools.cache
@@ -330,13 +409,18 @@ def on_tokens(lang: str, loaded: LoadedDataset | None, base_name: str | None, ma
 
 def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
     """Lay out the tab; returns the components other tabs use (the loaded dataset, the base model choice)."""
+    from . import data_sources
+
     loaded = gr.State(None)
+    pending = gr.State(None)  # the file read last: its columns, guessed mapping, sheets (``pending_of``)
     labels.add(gr.Markdown(), value="dataset_intro")
     with gr.Row():
         with gr.Column(scale=2):
-            upload = labels.add(gr.File(file_types=[".json", ".jsonl"], type="filepath"), label="upload")
+            upload = labels.add(gr.File(file_types=UPLOAD_TYPES, type="filepath"), label="upload")
         with gr.Column(scale=1):
             fmt = labels.add(gr.Dropdown(["auto", "alpaca", "sharegpt", "messages"], value="auto"), label="format")
+            sheet = labels.add(gr.Dropdown([], visible=False, allow_custom_value=True, elem_id="sheet"),
+                               label="sheet")  # fmt: skip
             sample = labels.add(gr.Button(variant="secondary"), value="use_sample")
             last = gr.Button(variant="secondary", visible=False)  # named by last_offer, in the page's language
     summary = gr.Markdown()
@@ -366,23 +450,34 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
 
     stored = stored_items_section(labels, lang, "uploads", storage.uploads, storage.delete_upload)
     shown = gr.State(None)  # (base, max length) of the tokens on screen, to redo them in another language
-    dataset_outputs = [summary, problems, preview, loaded]
+    dataset_outputs = [summary, problems, preview, loaded, pending]
     token_outputs = [highlight, histogram, token_summary]
     dataset_events = [
-        upload.change(on_dataset, [lang, upload, fmt], dataset_outputs, api_name="validate_dataset"),
-        fmt.change(on_format, [lang, upload, fmt, loaded], dataset_outputs, api_visibility="private"),
+        upload.change(on_upload, [lang, upload, fmt], dataset_outputs, api_name="validate_dataset"),
+        fmt.change(on_format, [lang, fmt, pending], dataset_outputs, api_visibility="private"),
         sample.click(
-            lambda lang_, fmt_: on_dataset(lang_, str(SAMPLE_DATASET), fmt_),
+            lambda lang_, fmt_: on_upload(lang_, str(SAMPLE_DATASET), fmt_),
             [lang, fmt],
             dataset_outputs,
             api_visibility="private",
         ),
-        last.click(on_last, [lang, fmt], dataset_outputs, api_visibility="private"),
+        last.click(on_last, [lang, fmt], dataset_outputs[:4], api_visibility="private"),
     ]
-    for event in dataset_events:
+
+    def after(event: Any, forget: bool = True) -> None:
         # Tokens of the previous dataset would be misleading; a file that failed must not stay usable.
         event.then(clear_tokens, None, [*token_outputs, shown], api_visibility="private")
-        event.failure(forget_dataset, lang, dataset_outputs, api_visibility="private")
+        if forget:
+            event.failure(forget_dataset, lang, dataset_outputs, api_visibility="private")
+        else:  # a mapping refused: the file and its Columns box stay, to choose again
+            event.failure(lambda: (f"{reason_markdown(last_reason())}", None), None, [summary, loaded],
+                          api_visibility="private")  # fmt: skip
+        event.success(*stored, api_visibility="private")  # a new upload is listed
+
+    for event in dataset_events:
+        after(event)
+    data_sources.build(labels, lang, {"fmt": fmt, "pending": pending, "sheet": sheet, "loaded": loaded,
+                                      "dataset_outputs": dataset_outputs, "after": after})  # fmt: skip
     refresh.click(refresh_bases, base, base, api_visibility="private")
     tokens = analyze.click(on_tokens, [lang, loaded, base, max_length], token_outputs, api_name="show_tokens")
     tokens.success(lambda *args: args, [base, max_length], shown, api_visibility="private")
@@ -391,8 +486,6 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
     lang.change(
         on_language, [lang, loaded, shown], [summary, problems, preview, *token_outputs], api_visibility="private"
     )
-    for event in dataset_events:
-        event.success(*stored, api_visibility="private")  # a new upload is listed
     lang.change(last_offer, lang, last, api_visibility="private", show_progress="hidden")
     return {"loaded": loaded, "base": base, "max_length": max_length, "stored_uploads": stored,
             "last_offer": (last_offer, lang, last)}  # fmt: skip

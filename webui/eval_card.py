@@ -18,6 +18,7 @@ import gradio as gr
 import pandas as pd
 
 from lora_core import adapters, evaluation, report, runs
+from lora_core.errors import SimpleLoraError
 from lora_core.evaluation import SCORES, Evaluation, read_evaluation
 from lora_core.manifest import Manifest
 
@@ -106,14 +107,23 @@ def on_card(lang: str, name: str | None) -> tuple:
     return card_views(name, lang)
 
 
-def own_dataset(path: Path) -> str | None:
-    """The file the adapter was trained on, when its run's record is here and the file still is."""
+def own_dataset(path: Path) -> Any:
+    """The file the adapter was trained on (or the rows of its datasets mixed), when its run's record is here and
+    the files still are."""
+    from lora_core.mixing import load_mix
+
     manifest = _manifest(path)
     if manifest is None:
         return None
     for record in runs.list_runs():
         if record.get("run") == manifest.run:
-            data = (record.get("config") or {}).get("data")
+            config = record.get("config") or {}
+            if config.get("datasets"):
+                try:
+                    return load_mix(config["datasets"], int(config.get("seed") or 0), skip_invalid=True).report
+                except SimpleLoraError:
+                    return None
+            data = config.get("data")
             return data if data and Path(data).is_file() else None
     return None
 

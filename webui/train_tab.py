@@ -129,11 +129,9 @@ def on_start(
         values = _settings(hyper)
         config = TrainConfig(
             base=str(base),
-            data=loaded.path,
-            task=(task or "").strip() or loaded.report.name.rsplit(".", 1)[0],
-            format=loaded.report.format,
-            data_name=loaded.report.name,
+            task=(task or "").strip() or loaded.report.name.rsplit(".", 1)[0][:64],
             targets=_targets_spec(base, preset, targets),
+            **loaded.config(),
             **values,
         )
         config.check()

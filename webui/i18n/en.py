@@ -15,10 +15,71 @@ TEXT: dict[str, str] = {
     # dataset tab
     "tab_dataset": "1. Dataset",
     "dataset_intro": (
-        "Upload an instruction dataset (Alpaca, ShareGPT or OpenAI messages; JSON or JSONL). Every row is checked, "
-        "and you see exactly which tokens will be trained."
+        "Upload an instruction dataset: Alpaca, ShareGPT or OpenAI messages as JSON or JSONL, or any table (CSV, TSV, "
+        "Parquet, Excel .xlsx, JSON with other keys) whose columns you map below. Every row is checked, and you see "
+        "exactly which tokens will be trained."
     ),
-    "upload": "Dataset file (.json / .jsonl)",
+    "upload": "Dataset file (.json / .jsonl / .csv / .tsv / .parquet / .xlsx)",
+    "sheet": "Sheet",
+    "needs_mapping": (
+        "**{name}**: {rows} rows in columns that are none of the three formats ({columns}). The mapping below is "
+        "guessed from their names: check it, then press **Use these columns**."
+    ),
+    "needs_mapping_unguessed": (
+        "**{name}**: {rows} rows in columns that are none of the three formats ({columns}). Choose below which "
+        "column holds the instruction and which the output (or the conversation), then press **Use these columns**."
+    ),
+    "mapped_format": "{fmt} format from the columns {columns}",
+    "mix_format": "several datasets mixed",
+    "columns_intro": (
+        "### Columns\nWhich column holds what. Instruction and output are needed (input and system are optional), or "
+        "one conversation column holding a list of turns with a role and a text; role names other than user / human "
+        "and assistant / gpt are listed below, separated by |."
+    ),
+    "column_values": "Columns and their first values",
+    "col_column": "column",
+    "col_values": "first values",
+    "map_instruction": "Instruction",
+    "map_input": "Input (optional)",
+    "map_output": "Output",
+    "map_system": "System (optional)",
+    "map_conversation": "Conversation (instead of instruction / output)",
+    "map_user": "Role names meaning user",
+    "map_assistant": "Role names meaning assistant",
+    "apply_columns": "Use these columns",
+    "hub_data_header": "A dataset from the Hugging Face Hub",
+    "hub_data_intro": (
+        "A dataset id such as owner/name, with its configuration (empty: its default) and split. Its files are "
+        "fetched into your stored datasets, then read like an upload. An access token, when needed, is the server's "
+        "HF_TOKEN."
+    ),
+    "hub_dataset": "Dataset id",
+    "hub_config": "Configuration",
+    "hub_split": "Split",
+    "fetch_dataset": "Fetch",
+    "fetching": "Fetching the dataset",
+    "mix_header": "Several datasets in one training",
+    "mix_intro": (
+        "Add the dataset shown above to the mix, with a row limit (its first valid rows; 0: all) and a weight (2: "
+        "each row twice; 0.5: a random half). Then load another dataset and add it too. While the mix has datasets, "
+        "the Train tab trains on all of them."
+    ),
+    "mix_limit": "Row limit (0: all)",
+    "mix_weight": "Weight",
+    "mix_add": "Add to the mix",
+    "mix_clear": "Clear the mix",
+    "mix_table": "The mix",
+    "col_mix_dataset": "dataset",
+    "col_mix_valid": "valid rows",
+    "col_limit": "limit",
+    "col_weight": "weight",
+    "col_used": "rows used",
+    "mix_empty": "The mix is empty: the Train tab trains on the dataset shown above.",
+    "mix_summary": "The Train tab will train on these {n} datasets mixed: {rows} rows.",
+    "mix_needs_dataset": "Load a dataset whose rows are all valid above first, then add it to the mix.",
+    "mix_full": "A mix holds at most {max} datasets.",
+    "mix_bad_numbers": "The row limit must be a whole number from 0 to {max_limit}, the weight above 0 and at most "
+    "{max_weight}.",
     "format": "Format",
     "use_sample": "Use the bundled sample dataset",
     "report": "Validation",

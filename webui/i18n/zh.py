@@ -13,10 +13,66 @@ TEXT: dict[str, str] = {
     # dataset tab
     "tab_dataset": "1. 数据集",
     "dataset_intro": (
-        "上传指令数据集（Alpaca、ShareGPT 或 OpenAI messages 格式；JSON 或 JSONL）。每一行都会被检查，并显示哪些 tok"
-        "en 会被训练。"
+        "上传指令数据集：JSON 或 JSONL 格式的 Alpaca、ShareGPT 或 OpenAI messages，或者任何表格（CSV、TSV、Parquet、"
+        "Excel .xlsx、其他键的 JSON），在下面把它的列对应起来。每一行都会被检查，并显示哪些 token 会被训练。"
     ),
-    "upload": "数据集文件（.json / .jsonl）",
+    "upload": "数据集文件（.json / .jsonl / .csv / .tsv / .parquet / .xlsx）",
+    "sheet": "工作表",
+    "needs_mapping": (
+        "**{name}**：共 {rows} 行，它的列不属于三种格式中的任何一种（{columns}）。下面的映射是根据列名猜测的："
+        "请检查，然后点击 **使用这些列**。"
+    ),
+    "needs_mapping_unguessed": (
+        "**{name}**：共 {rows} 行，它的列不属于三种格式中的任何一种（{columns}）。请在下面选择哪一列是指令、"
+        "哪一列是输出（或哪一列是对话），然后点击 **使用这些列**。"
+    ),
+    "mapped_format": "{fmt} 格式（由列 {columns} 映射）",
+    "mix_format": "多个数据集混合",
+    "columns_intro": (
+        "### 列\n每一列是什么。需要指令和输出（输入和系统提示可选），或者一个对话列，其中每一轮都有角色和文本；"
+        "user / human 和 assistant / gpt 以外的角色名写在下面，用 | 分隔。"
+    ),
+    "column_values": "各列及其前几个值",
+    "col_column": "列",
+    "col_values": "前几个值",
+    "map_instruction": "指令",
+    "map_input": "输入（可选）",
+    "map_output": "输出",
+    "map_system": "系统提示（可选）",
+    "map_conversation": "对话（代替指令 / 输出）",
+    "map_user": "表示用户的角色名",
+    "map_assistant": "表示助手的角色名",
+    "apply_columns": "使用这些列",
+    "hub_data_header": "来自 Hugging Face Hub 的数据集",
+    "hub_data_intro": (
+        "数据集 ID（如 owner/name），以及它的配置（留空：默认配置）和划分。文件会下载到你保存的数据集中，"
+        "然后像上传的文件一样读取。需要访问令牌时，使用服务器的 HF_TOKEN。"
+    ),
+    "hub_dataset": "数据集 ID",
+    "hub_config": "配置",
+    "hub_split": "划分",
+    "fetch_dataset": "获取",
+    "fetching": "正在获取数据集",
+    "mix_header": "一次训练使用多个数据集",
+    "mix_intro": (
+        "把上面显示的数据集加入混合，可设置行数上限（取前面的有效行；0：全部）和权重（2：每行用两次；0.5：随机取一半）。"
+        "然后加载另一个数据集并同样加入。混合中有数据集时，训练页会在它们全部之上训练。"
+    ),
+    "mix_limit": "行数上限（0：全部）",
+    "mix_weight": "权重",
+    "mix_add": "加入混合",
+    "mix_clear": "清空混合",
+    "mix_table": "混合",
+    "col_mix_dataset": "数据集",
+    "col_mix_valid": "有效行",
+    "col_limit": "上限",
+    "col_weight": "权重",
+    "col_used": "使用的行",
+    "mix_empty": "混合为空：训练页在上面显示的数据集上训练。",
+    "mix_summary": "训练页将在这 {n} 个数据集的混合上训练：共 {rows} 行。",
+    "mix_needs_dataset": "请先在上面加载一个所有行都有效的数据集，再把它加入混合。",
+    "mix_full": "混合最多包含 {max} 个数据集。",
+    "mix_bad_numbers": "行数上限必须是 0 到 {max_limit} 之间的整数，权重必须大于 0 且不超过 {max_weight}。",
     "format": "格式",
     "use_sample": "使用内置示例数据集",
     "report": "校验结果",
@@ -389,6 +445,29 @@ ERRORS: dict[str, str] = {
         "请修正，或选择“跳过无效行”。"
     ),
     "no_valid_rows": "“{file}”中没有可用的行（共 {total_rows} 行，{invalid_rows} 行无效）。",
+    # CSV, Parquet and Excel files, column mappings
+    "csv_ragged": "文件“{file}”第 {line} 行有 {found} 个单元格，但表头有 {expected} 列。",
+    "csv_invalid": "文件“{file}”第 {line} 行不是有效的 CSV：{reason}。",
+    "duplicate_column": "文件“{file}”有两列都叫“{column}”（第 {first} 列和第 {second} 列，第 {line} 行）。",
+    "too_many_columns": "文件“{file}”有 {count} 列，最多只读取 {max} 列。",
+    "parquet_unreadable": "文件“{file}”无法作为 Parquet 读取（文件不完整或已损坏？）：{detail}",
+    "not_excel": "文件“{file}”不是 Excel 工作簿（.xlsx）：{detail}。",
+    "excel_old": "文件“{file}”是旧版 Excel .xls 工作簿，请另存为 .xlsx 或 CSV。",
+    "excel_no_sheet": "文件“{file}”中没有工作表“{sheet}”，它的工作表有：{sheets}。",
+    "excel_ragged": "文件“{file}”工作表“{sheet}”第 {line} 行在 {expected} 个有名字的列之外还有内容。",
+    "sheet_not_excel": "选择了工作表“{sheet}”，但“{file}”不是 Excel 工作簿。",
+    "unpacks_too_large": "文件“{file}”解压后有 {size:bytes}，超过了可读取的 {max_bytes:bytes}。",
+    "needs_columns": (
+        "文件“{file}”不属于三种格式中的任何一种（它的列：{columns}），请把列对应到指令和输出，或对应到一个对话列。"
+    ),
+    "columns_bad": "列映射中的“{part}”不是“键=列名”的形式，键应为以下之一：{expected}。",
+    "columns_key_twice": "列映射中“{key}”出现了两次。",
+    "columns_twice": "列“{column}”被映射了两次：{first} 和 {second}。",
+    "columns_mixed": "列映射只能使用一个对话列，或者指令 / 输入 / 输出列，不能同时使用。",
+    "columns_no_output": "列映射中没有输出：请把一列映射到输出（或映射一个对话列）。",
+    "columns_no_instruction": "列映射中有输出但没有指令：请把一列映射到指令。",
+    "columns_missing": "文件“{file}”中没有列“{column}”，它的列有：{columns}。",
+    "columns_format": "列映射“{columns}”得到的行不是为“{file}”选择的“{format}”格式。",
     # prompts and masking
     "no_template": "该分词器没有聊天模板，但适配器是用聊天模板训练的。",
     "template_failed": "分词器的聊天模板无法渲染这段对话：{detail}",
@@ -429,6 +508,8 @@ ERRORS: dict[str, str] = {
     "setting_choice": "设置 {setting} 必须是 {choices} 之一，当前为“{value}”。",
     "setting_not_number": "设置 {setting} 需要一个有限的数字（计数类设置需为整数），当前为“{value}”。",
     "nothing_to_evaluate": "“{file}”中没有可用于评估的有效行。",
+    "bad_mix_entry": "混合中的每个数据集都应是一个带 path 的对象，可用的键为 {keys}。",
+    "too_many_datasets": "选择了 {count} 个数据集，一次训练最多混合 {max} 个。",
     "bad_data_name": "数据集名称最多 {max} 个字符。",
     "bad_sample_rows": "示例行“{value}”不是最多 {max} 个行号的列表（例如 3, 7）。",
     "sample_row_missing": "示例行 {row} 不是“{file}”中可用的行。",
@@ -495,6 +576,11 @@ ERRORS: dict[str, str] = {
     "hub_interrupted": "下载 {repo} 时在 {file} 处中断（{detail}）；再次开始即可继续下载。",
     "hub_push_token": "推送到 {repo} 需要有写入权限的访问令牌。",
     "hub_push_failed": "推送到 {repo} 失败：{detail}",
+    # datasets from the Hub
+    "hub_dataset_not_found": "Hub 上没有数据集仓库 {repo}（或没有该版本）。",
+    "hub_dataset_no_config": "{repo} 没有配置“{config}”；它的配置有：{configs}。",
+    "hub_no_split": "{repo} 没有划分“{split}”的数据文件（配置“{config}”）；它的数据文件有：{files}。",
+    "hub_dataset_too_large": "{repo}（{split}）大小为 {size:bytes}，超过了 {max_bytes:bytes} 的上限。",
     # adapters as zip files
     "not_a_zip": "“{file}”不是 zip 文件。",
     "zip_link": "“{file}”中的“{entry}”是链接或设备，而不是文件；未解压任何内容。",

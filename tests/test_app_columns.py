@@ -1,0 +1,153 @@
+"""The Dataset tab's Columns box, Hub fetch and mix, through their handlers: a table file waits for its mapping (the
+guess preselected), is validated with it, keeps it with the upload and across a reload; a bad mapping or a hostile
+column name is said as text; several datasets mixed become the Train tab's data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+from lora_core import demo, storage
+from lora_core.config import TrainConfig
+from webui import data_sources as ds
+from webui import dataset_tab as tab
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture(autouse=True)
+def use_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIMPLE_LORA_HOME", str(home))
+
+
+def csv_file(tmp_path: Path, text: str, name: str = "qa.csv") -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def picks_of(views: tuple) -> list[str]:
+    return [update["value"] for update in views[2:7]]
+
+
+def test_a_csv_waits_for_its_mapping_with_the_guess_preselected_then_trains_with_it(tmp_path, home):
+    path = csv_file(tmp_path, "question,answer,notes\nWho keeps the lighthouse?,Ada.,x\nWhat colour?,Teal.,y\n")
+    summary, _, _, loaded, pending = tab.on_upload("en", path, "auto")
+    assert loaded is None and pending["needs"] and pending["guess"] == "instruction=question,output=answer"
+    assert "**qa.csv**: 2 rows in columns that are none of the three formats" in summary
+    assert not Path(path).exists() or Path(path).parent == tmp_path  # stored under the app's own name
+    stored = Path(pending["path"])
+    assert stored.parent == home / "Uploads" and stored.suffix == ".csv"
+    views = ds.columns_views(pending, "en")
+    assert views[0]["visible"] is True
+    assert picks_of(views) == ["question", "", "answer", "", ""]
+    assert views[1].values.tolist()[0] == ["question", "Who keeps the lighthouse? | What colour?"]
+    summary, _, preview, loaded = ds.on_columns("en", pending, *picks_of(views), "", "")
+    assert loaded.report.columns == "instruction=question,output=answer" and loaded.report.ok
+    assert "from the columns instruction=question,output=answer" in summary
+    assert preview.values.tolist()[:2] == [[1, "user", "Who keeps the lighthouse?"], [1, "assistant", "Ada."]]
+    assert storage.upload_meta(stored) == {"name": "qa.csv", "columns": "instruction=question,output=answer",
+                                           "sheet": ""}  # fmt: skip
+    config = TrainConfig(base="b", task="t", **loaded.config())
+    assert (config.columns, config.format, config.data_name, config.data) == (
+        "instruction=question,output=answer",
+        "alpaca",
+        "qa.csv",
+        str(stored),
+    )
+    # a reload offers it again, with its mapping
+    again = tab.on_last("en", "auto")[3]
+    assert again.report.columns == loaded.report.columns and again.report.name == "qa.csv"
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_a_mapping_that_leaves_no_output_is_one_sentence_and_keeps_the_file(tmp_path, lang):
+    path = csv_file(tmp_path, "question,answer\nhi,yo\n")
+    pending = tab.on_upload(lang, path, "auto")[4]
+    with pytest.raises(gr.Error) as info:
+        ds.on_columns(lang, pending, "question", "answer", "", "", "", "", "")
+    assert info.value.__cause__.code == "columns_no_output"
+    assert "\n" not in info.value.message and (lang == "en") == ("leaves no output" in info.value.message)
+    with pytest.raises(gr.Error) as info:
+        ds.on_columns(lang, pending, "question", "", "question", "", "", "", "")
+    assert info.value.__cause__.code == "columns_twice"
+    assert Path(pending["path"]).is_file()  # still there, to map again
+
+
+def test_hostile_column_names_are_shown_as_text_and_mapped_as_given(tmp_path):
+    hostile = "<img src=x onerror=alert(1)>"
+    path = csv_file(tmp_path, f'"{hostile}",answer\n"**bold** [link](http://x)",ok\n')
+    summary, *_, pending = tab.on_upload("en", path, "auto")
+    assert "<img" not in summary and "&lt;img" in summary  # escaped in the Markdown
+    with pytest.raises(gr.Error):  # '=' cannot be written in a mapping: refused, not misread
+        ds.on_columns("en", pending, hostile, "", "answer", "", "", "", "")
+    path = csv_file(tmp_path, '"<b>q</b>",answer\n"<script>alert(1)</script>",ok\n', "b.csv")
+    pending = tab.on_upload("en", path, "auto")[4]
+    loaded = ds.on_columns("en", pending, "<b>q</b>", "", "answer", "", "", "", "")[3]
+    assert loaded.report.records[0].messages[0].content == "<script>alert(1)</script>"  # kept as the user's text
+
+
+def test_a_workbook_offers_its_sheets(tmp_path):
+    openpyxl = pytest.importorskip("openpyxl")
+    book = openpyxl.Workbook()
+    book.active.title = "Notes"
+    book.active.append(["title"])
+    book.active.append(["x"])
+    sheet = book.create_sheet("QA")
+    sheet.append(["prompt", "response"])
+    sheet.append(["hi", "yo"])
+    path = tmp_path / "book.xlsx"
+    book.save(path)
+    pending = tab.on_upload("en", str(path), "auto")[4]
+    views = ds.columns_views(pending, "en")
+    assert views[-1]["choices"] == ["Notes", "QA"] and views[-1]["visible"] is True and not pending["guess"]
+    *_, pending = ds.on_sheet("en", "QA", "auto", pending)
+    assert pending["sheet"] == "QA" and pending["guess"] == "instruction=prompt,output=response"
+
+
+def test_two_datasets_mixed_become_the_train_tabs_data(tmp_path):
+    first = tab.on_dataset("en", str(demo.SAMPLE_DATASET), "auto")[3]
+    summary, _, _, loaded, mix, mix_summary, shown = ds.on_mix_add("en", first, [], 10, 1)
+    assert len(mix) == 1 and loaded.sources and "1 datasets mixed: 10 rows" in mix_summary
+    path = csv_file(tmp_path, "question,answer\nhi,yo\nhello,hey\n")
+    pending = tab.on_upload("en", path, "auto")[4]
+    second = ds.on_columns("en", pending, "question", "", "answer", "", "", "", "")[3]
+    *_, loaded, mix, mix_summary, shown = ds.on_mix_add("en", second, mix, 0, 2)
+    assert "2 datasets mixed: 14 rows" in mix_summary
+    assert shown.values.tolist() == [["demo_alpaca.json", 48, 10, 1.0, 10], ["qa.csv", 2, "–", 2.0, 4]]
+    config = TrainConfig(base="b", task="t", **loaded.config())
+    config.check()
+    assert [s.columns for s in config.sources()] == ["", "instruction=question,output=answer"]
+    assert [s.limit for s in config.sources()] == [10, 0]
+    for limit, weight in ((-1, 1), (1.5, 1), (0, 0), (0, 1e9), ("x", 1)):
+        with pytest.raises(gr.Error, match="row limit"):
+            ds.on_mix_add("en", second, [], limit, weight)
+    with pytest.raises(gr.Error, match="rows are all valid"):
+        ds.on_mix_add("en", loaded, mix, 0, 1)  # the mix itself cannot join a mix
+    assert ds.on_mix_clear("en")[3] is None
+
+
+def test_a_hub_dataset_is_fetched_and_read_like_an_upload(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+    from hub_server import LocalHub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the fetch is asked for
+    rows = [{"query": "hi", "response": "yo"}, {"query": "hello", "response": "hey"}]
+    data = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    with LocalHub() as hub:
+        hub.add("acme/qa", {"data/train.jsonl": data}, repo_type="dataset")
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        summary, _, _, loaded, pending = ds.on_fetch(
+            "en", "acme/qa", "", "train", "auto", progress=lambda *a, **k: None
+        )
+        assert loaded is None and pending["guess"] == "instruction=query,output=response" and "acme/qa" in summary
+        with pytest.raises(gr.Error, match="no dataset repository acme/missing"):
+            ds.on_fetch("en", "acme/missing", "", "train", "auto", progress=lambda *a, **k: None)
+        with pytest.raises(gr.Error, match="not a repository id"):
+            ds.on_fetch("en", "../../etc/passwd", "", "train", "auto", progress=lambda *a, **k: None)
