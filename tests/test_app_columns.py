@@ -50,7 +50,10 @@ def test_a_csv_waits_for_its_mapping_with_the_guess_preselected_then_trains_with
     assert views[1].values.tolist()[0] == ["question", "Who keeps the lighthouse? | What colour?"]
     summary, _, preview, loaded = ds.on_columns("en", pending, *picks_of(views), "", "")
     assert loaded.report.columns == "instruction=question,output=answer" and loaded.report.ok
-    assert "from the columns instruction=question,output=answer" in summary
+    assert summary.endswith(
+        "all valid. Next: choose a base model and open the Train tab. Columns used: "
+        "instruction=question,output=answer."
+    )
     assert preview.values.tolist()[:2] == [[1, "user", "Who keeps the lighthouse?"], [1, "assistant", "Ada."]]
     assert storage.upload_meta(stored) == {"name": "qa.csv", "columns": "instruction=question,output=answer",
                                            "sheet": ""}  # fmt: skip
@@ -151,3 +154,14 @@ def test_a_hub_dataset_is_fetched_and_read_like_an_upload(tmp_path, monkeypatch)
             ds.on_fetch("en", "acme/missing", "", "train", "auto", progress=lambda *a, **k: None)
         with pytest.raises(gr.Error, match="not a repository id"):
             ds.on_fetch("en", "../../etc/passwd", "", "train", "auto", progress=lambda *a, **k: None)
+
+
+def test_a_file_waiting_for_its_columns_says_so_in_the_other_language(tmp_path):
+    path = csv_file(tmp_path, "问题,回答\n你好,您好\n")
+    pending = tab.on_upload("en", path, "auto")[4]
+    summary, _, _, *tokens, values = tab.on_language("zh", None, None, pending)
+    assert summary.startswith("**qa.csv**：共 1 行") and "根据列名猜测" in summary
+    assert values.columns.tolist() == ["列", "前几个值"] and values.values.tolist() == [
+        ["问题", "你好"],
+        ["回答", "您好"],
+    ]

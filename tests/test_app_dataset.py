@@ -248,7 +248,7 @@ def test_tokens_need_a_dataset_and_a_max_length(sample, loaded, max_length, key,
 
 
 def test_language_switch_redoes_the_computed_texts(sample) -> None:
-    summary, problems, preview, highlight, figure, token_summary = tab.on_language(
+    summary, problems, preview, highlight, figure, token_summary, _ = tab.on_language(
         "zh-CN", sample, (demo.DEMO_MODEL_NAME, 512)
     )
     assert "全部有效" in summary and table(preview)[0] == ["行", "角色", "内容"]

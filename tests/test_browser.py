@@ -662,3 +662,51 @@ def test_two_runs_side_by_side_in_a_browser(browser, url, home, shots, tmp_path,
         assert sorted(line["points"] for line in lines) == [20, 30] and lines[0]["stroke"] != lines[1]["stroke"]
         expect_no_error(page)
         page.locator("#compare-runs").screenshot(path=shots / "8-compare.png")
+
+
+def test_a_csv_of_questions_and_answers_is_mapped_shown_and_trained(browser, url, home, shots, tmp_path):
+    """A spreadsheet's export: its columns guessed from their names, accepted, its trained tokens shown, and the demo
+    model trained on it; the adapter's manifest records the mapping."""
+    import csv
+
+    rows = json.loads(SAMPLE_DATASET.read_text(encoding="utf-8"))[:8]
+    dataset_file = tmp_path / "lighthouse_qa.csv"
+    with dataset_file.open("w", encoding="utf-8-sig", newline="") as f:
+        writer = csv.writer(f, delimiter=";")
+        writer.writerow(["question", "answer", "source"])
+        writer.writerows([row["instruction"], row["output"], "sample"] for row in rows)
+    with opened(browser, url, "en-US", failure_shot=tmp_path / "failure.png") as page:
+        dataset = page.locator("#tab-dataset")
+        dataset.locator("input[type=file][accept*=parquet]").set_input_files(str(dataset_file))
+        expect(dataset).to_contain_text("lighthouse_qa.csv: 8 rows in columns that are none of the three formats")
+        box = page.locator("#columns-box").first  # Gradio gives a group's id to its wrapper too
+        expect(box).to_be_visible()
+        expect(box.locator("#map-instruction input")).to_have_value("question")  # guessed from the names
+        expect(box.locator("#map-output input")).to_have_value("answer")
+        expect(box.locator("#map-input input")).to_have_value("")
+        expect(box.locator("#column-values")).to_contain_text(rows[0]["instruction"])
+        expect_no_error(page)
+        page.screenshot(path=shots / "9-columns.png", full_page=True)
+        box.locator("#apply-columns").click()
+        expect(dataset).to_contain_text("Alpaca format, 8 rows, all valid")
+        expect(dataset).to_contain_text("Columns used: instruction=question,output=answer.")
+        dataset.get_by_role("button", name=t("analyze", "en")).click()
+        tokens = dataset.locator("[data-testid=highlighted-text] .token")
+        expect(tokens.filter(has_text=rows[0]["output"])).to_have_css("background-color", "rgba(44, 160, 44, 0.5)")
+        expect(tokens.filter(has_text=rows[0]["instruction"])).to_have_css("background-color",
+                                                                            "rgba(208, 208, 208, 0.5)")  # fmt: skip
+
+        page.click("#tab-train-button")
+        train = page.locator("#tab-train")
+        train.get_by_role("button", name=t("demo_settings", "en")).click()
+        train.get_by_label(t("max_steps", "en"), exact=True).fill("6")
+        train.get_by_label(t("task_name", "en")).fill("csv_qa")
+        train.get_by_role("button", name=t("start", "en")).click()
+        expect(train).to_contain_text(re.compile(r"csv_qa: (completed|stopped|failed)"), timeout=TRAINING_TIMEOUT_MS)
+        progress = train.inner_text()
+        assert "csv_qa: completed" in progress, progress
+        saved = re.search(r"Adapter saved in (\S+)\. ", progress)
+        manifest = json.loads((home / saved.group(1) / "training_meta.json").read_text(encoding="utf-8"))
+        assert manifest["dataset"]["columns"] == "instruction=question,output=answer"
+        assert manifest["dataset"]["name"] == "lighthouse_qa.csv" and manifest["dataset"]["rows_total"] == 8
+        expect_no_error(page)

@@ -169,11 +169,20 @@ def on_mix_clear(lang: str) -> tuple:
 # --- layout ------------------------------------------------------------------------------------------------------
 
 
-def build(labels: Labels, lang: gr.State, parts: dict[str, Any]) -> None:
-    """The Columns box, the Hub fetch and the mix, wired to the tab's ``parts`` (its upload, format, pending file,
-    dataset outputs and token outputs)."""
-    fmt, pending, sheet = parts["fmt"], parts["pending"], parts["sheet"]
-    dataset_outputs, after = parts["dataset_outputs"], parts["after"]
+def hub_section(labels: Labels) -> dict[str, Any]:
+    """A dataset id, its configuration and split, and Fetch (beside the upload: another way in)."""
+    with labels.add(gr.Accordion(open=False), label="hub_data_header"):
+        labels.add(gr.Markdown(), value="hub_data_intro")
+        with gr.Row():
+            repo = labels.add(gr.Textbox(max_length=200, scale=3, elem_id="hub-dataset"), label="hub_dataset")
+            config = labels.add(gr.Textbox(max_length=200, scale=1), label="hub_config")
+            split = labels.add(gr.Textbox("train", max_length=200, scale=1), label="hub_split")
+            fetch = labels.add(gr.Button(scale=1), value="fetch_dataset")
+    return {"repo": repo, "config": config, "split": split, "fetch": fetch}
+
+
+def columns_box(labels: Labels) -> dict[str, Any]:
+    """The Columns box (under the summary that asks for it), hidden until a file needs a mapping."""
     with gr.Group(visible=False, elem_id="columns-box") as box:
         labels.add(gr.Markdown(), value="columns_intro")
         values = labels.add(gr.Dataframe(table([], COLUMN_HEADERS, DEFAULT_LANG), interactive=False, wrap=True,
@@ -185,13 +194,11 @@ def build(labels: Labels, lang: gr.State, parts: dict[str, Any]) -> None:
             user = labels.add(gr.Textbox(max_length=ROLE_CHARS, elem_id="map-user"), label="map_user")
             assistant = labels.add(gr.Textbox(max_length=ROLE_CHARS, elem_id="map-assistant"), label="map_assistant")
             apply = labels.add(gr.Button(variant="primary", elem_id="apply-columns"), value="apply_columns")
-    with labels.add(gr.Accordion(open=False), label="hub_data_header"):
-        labels.add(gr.Markdown(), value="hub_data_intro")
-        with gr.Row():
-            repo = labels.add(gr.Textbox(max_length=200, scale=3, elem_id="hub-dataset"), label="hub_dataset")
-            config = labels.add(gr.Textbox(max_length=200, scale=1), label="hub_config")
-            split = labels.add(gr.Textbox("train", max_length=200, scale=1), label="hub_split")
-            fetch = labels.add(gr.Button(scale=1), value="fetch_dataset")
+    return {"box": box, "values": values, "picks": picks, "user": user, "assistant": assistant, "apply": apply}
+
+
+def mix_section(labels: Labels) -> dict[str, Any]:
+    """Several datasets in one training: the dataset shown added with a row limit and a weight, the mix listed."""
     mix = gr.State([])
     with labels.add(gr.Accordion(open=False, elem_id="mix"), label="mix_header"):
         labels.add(gr.Markdown(), value="mix_intro")
@@ -200,20 +207,32 @@ def build(labels: Labels, lang: gr.State, parts: dict[str, Any]) -> None:
             weight = labels.add(Number(value=1, scale=1), label="mix_weight")
             add = labels.add(gr.Button(variant="secondary", scale=1, elem_id="mix-add"), value="mix_add")
             clear = labels.add(gr.Button(variant="secondary", scale=1), value="mix_clear")
-        mix_summary = gr.Markdown()
-        mix_table = labels.add(gr.Dataframe(table([], MIX_HEADERS, DEFAULT_LANG), interactive=False,
-                                            elem_id="mix-table"), label="mix_table")  # fmt: skip
+        summary = gr.Markdown()
+        shown = labels.add(gr.Dataframe(table([], MIX_HEADERS, DEFAULT_LANG), interactive=False,
+                                        elem_id="mix-table"), label="mix_table")  # fmt: skip
+    return {"mix": mix, "limit": limit, "weight": weight, "add": add, "clear": clear, "summary": summary,
+            "shown": shown}  # fmt: skip
 
-    column_outputs = [box, values, *picks, user, assistant, sheet]
+
+def wire(lang: gr.State, parts: dict[str, Any], hub: dict[str, Any], cols: dict[str, Any],
+         mix: dict[str, Any]) -> None:  # fmt: skip
+    """The events of the three sections, with the tab's ``parts`` (format, pending file, sheet, loaded dataset,
+    dataset outputs, and ``after``: what every dataset event does next)."""
+    fmt, pending, sheet = parts["fmt"], parts["pending"], parts["sheet"]
+    dataset_outputs, after = parts["dataset_outputs"], parts["after"]
+    picks = cols["picks"]
+    column_outputs = [cols["box"], cols["values"], *picks, cols["user"], cols["assistant"], sheet]
     pending.change(lambda lang_, p: columns_views(p, lang_), [lang, pending], column_outputs,
                    api_visibility="private")  # fmt: skip
-    mapped = apply.click(on_columns, [lang, pending, *picks, user, assistant], dataset_outputs[:4],
-                         api_visibility="private")  # fmt: skip
-    fetched = fetch.click(on_fetch, [lang, repo, config, split, fmt], dataset_outputs, api_name="fetch_dataset")
+    mapped = cols["apply"].click(on_columns, [lang, pending, *picks, cols["user"], cols["assistant"]],
+                                 dataset_outputs[:4], api_visibility="private")  # fmt: skip
+    fetched = hub["fetch"].click(on_fetch, [lang, hub["repo"], hub["config"], hub["split"], fmt], dataset_outputs,
+                                 api_name="fetch_dataset")  # fmt: skip
     picked = sheet.input(on_sheet, [lang, sheet, fmt, pending], dataset_outputs, api_visibility="private")
-    mix_outputs = [*dataset_outputs[:4], mix, mix_summary, mix_table]
-    added = add.click(on_mix_add, [lang, parts["loaded"], mix, limit, weight], mix_outputs, api_visibility="private")
-    cleared = clear.click(on_mix_clear, lang, mix_outputs, api_visibility="private")
+    mix_outputs = [*dataset_outputs[:4], mix["mix"], mix["summary"], mix["shown"]]
+    added = mix["add"].click(on_mix_add, [lang, parts["loaded"], mix["mix"], mix["limit"], mix["weight"]],
+                             mix_outputs, api_visibility="private")  # fmt: skip
+    cleared = mix["clear"].click(on_mix_clear, lang, mix_outputs, api_visibility="private")
     after(mapped, forget=False)
     for event in (fetched, picked, added, cleared):
         after(event)

@@ -144,8 +144,6 @@ def table(rows: list[list], header_keys: list[str], lang: str) -> Any:
 
 def report_views(report: DatasetReport, lang: str) -> tuple[str, list[list], list[list]]:
     fmt = FORMAT_NAMES.get(report.format, report.format)
-    if report.columns:
-        fmt = t("mapped_format", lang, fmt=fmt, columns=md(report.columns))
     if report.format == "mix":
         fmt = t("mix_format", lang)
     if report.ok:
@@ -160,6 +158,8 @@ def report_views(report: DatasetReport, lang: str) -> tuple[str, list[list], lis
             invalid=report.invalid_rows,
             valid=report.valid_rows,
         )
+    if report.columns:
+        summary += " " + t("mapped_columns", lang, columns=md(report.columns))
     problems = [[p.row, p.field, problem_text(p, lang)] for p in report.problems[:PROBLEM_ROWS_SHOWN]]
     preview = [
         [record.row, t(f"role_{message.role}", lang), _cut(message.content)]
@@ -205,10 +205,8 @@ def read_upload(lang: str, file: str | None, fmt: str, sheet: str = "") -> tuple
         stored, name = store_upload(file, table.sha256, Path(file).name), Path(file).name
     pending = pending_of(stored, name, table)
     if pending["needs"]:
-        summary = t("needs_mapping" if pending["guess"] else "needs_mapping_unguessed", lang, name=md(name),
-                    rows=len(table.rows), columns=md(", ".join(table.columns[:20])))  # fmt: skip
         _, problems, preview = dataset_views(None, lang)
-        return summary, problems, preview, None, pending
+        return pending_summary(pending, lang), problems, preview, None, pending
     report = replace(load_records(stored, fmt, max_bytes=MAX_UPLOAD_BYTES, sheet=table.sheet), name=name)
     loaded = LoadedDataset(str(stored), report)
     remember_dataset(loaded)
@@ -218,13 +216,20 @@ def read_upload(lang: str, file: str | None, fmt: str, sheet: str = "") -> tuple
 on_upload = user_errors(read_upload)
 
 
+def pending_summary(pending: dict, lang: str) -> str:
+    """What a file waiting for its columns says: its rows and columns, and whether the mapping shown is a guess."""
+    return t("needs_mapping" if pending["guess"] else "needs_mapping_unguessed", lang, name=md(pending["name"]),
+             rows=pending["rows"], columns=md(", ".join(pending["columns"][:20])))  # fmt: skip
+
+
 def pending_of(stored: Path, name: str, table: Any) -> dict[str, Any]:
     """What the Columns box needs of a file: its columns with their first values, the guessed mapping, its sheets."""
     from lora_core import columns as colmap
 
     needs = needs_columns(table)
     guess = colmap.guess(table.columns, table.rows) if needs else None
-    return {"path": str(stored), "name": name, "sheet": table.sheet, "sheets": table.sheets, "needs": needs,
+    return {"path": str(stored), "name": name, "rows": len(table.rows), "sheet": table.sheet, "sheets": table.sheets,
+            "needs": needs,
             "columns": table.columns[:MAX_MAPPED_COLUMNS], "values": column_values(table),
             "guess": guess.spec() if guess else ""}  # fmt: skip
 
@@ -423,7 +428,9 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
                                label="sheet")  # fmt: skip
             sample = labels.add(gr.Button(variant="secondary"), value="use_sample")
             last = gr.Button(variant="secondary", visible=False)  # named by last_offer, in the page's language
+    hub = data_sources.hub_section(labels)
     summary = gr.Markdown()
+    columns = data_sources.columns_box(labels)
     # Headers are sent with the tables' values (see ``table``), which follow the language switch below.
     problems = labels.add(
         gr.Dataframe(table([], PROBLEM_HEADERS, DEFAULT_LANG), interactive=False, wrap=True, visible=False),
@@ -449,6 +456,7 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
     histogram = labels.add(gr.Plot(), label="histogram")
 
     stored = stored_items_section(labels, lang, "uploads", storage.uploads, storage.delete_upload)
+    mix = data_sources.mix_section(labels)
     shown = gr.State(None)  # (base, max length) of the tokens on screen, to redo them in another language
     dataset_outputs = [summary, problems, preview, loaded, pending]
     token_outputs = [highlight, histogram, token_summary]
@@ -476,22 +484,23 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
 
     for event in dataset_events:
         after(event)
-    data_sources.build(labels, lang, {"fmt": fmt, "pending": pending, "sheet": sheet, "loaded": loaded,
-                                      "dataset_outputs": dataset_outputs, "after": after})  # fmt: skip
+    parts = {"fmt": fmt, "pending": pending, "sheet": sheet, "loaded": loaded, "dataset_outputs": dataset_outputs,
+             "after": after}  # fmt: skip
+    data_sources.wire(lang, parts, hub, columns, mix)
     refresh.click(refresh_bases, base, base, api_visibility="private")
     tokens = analyze.click(on_tokens, [lang, loaded, base, max_length], token_outputs, api_name="show_tokens")
     tokens.success(lambda *args: args, [base, max_length], shown, api_visibility="private")
     tokens.failure(lambda: None, None, shown, api_visibility="private")
     keep_reason(tokens, markdown=[token_summary])
-    lang.change(
-        on_language, [lang, loaded, shown], [summary, problems, preview, *token_outputs], api_visibility="private"
-    )
+    lang.change(on_language, [lang, loaded, shown, pending], [summary, problems, preview, *token_outputs,
+                columns["values"]], api_visibility="private")  # fmt: skip
     lang.change(last_offer, lang, last, api_visibility="private", show_progress="hidden")
     return {"loaded": loaded, "base": base, "max_length": max_length, "stored_uploads": stored,
             "last_offer": (last_offer, lang, last)}  # fmt: skip
 
 
-def on_language(lang: str, loaded: LoadedDataset | None, shown: tuple | None) -> tuple:
+def on_language(lang: str, loaded: LoadedDataset | None, shown: tuple | None, pending: dict | None = None,
+                columns: Any = None) -> tuple:  # fmt: skip
     """Texts computed by the handlers (summaries, table headers, chart) in the new language."""
     lang = normalize_lang(lang)
     tokens: tuple = (gr.update(), gr.update(), gr.update())
@@ -499,4 +508,8 @@ def on_language(lang: str, loaded: LoadedDataset | None, shown: tuple | None) ->
         # e.g. the model folder is gone: keep what is shown; Show tokens will say why
         with contextlib.suppress(gr.Error):
             tokens = on_tokens(lang, loaded, *shown)
-    return (*dataset_views(loaded, lang), *tokens)
+    summary, problems, preview = dataset_views(loaded, lang)
+    if loaded is None and pending and pending.get("needs"):  # a file waiting for its columns
+        summary = pending_summary(pending, lang)
+    values = table(pending["values"], ["col_column", "col_values"], lang) if pending else gr.update()
+    return summary, problems, preview, *tokens, values

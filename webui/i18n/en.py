@@ -29,8 +29,8 @@ TEXT: dict[str, str] = {
         "**{name}**: {rows} rows in columns that are none of the three formats ({columns}). Choose below which "
         "column holds the instruction and which the output (or the conversation), then press **Use these columns**."
     ),
-    "mapped_format": "{fmt} format from the columns {columns}",
-    "mix_format": "several datasets mixed",
+    "mapped_columns": "Columns used: {columns}.",
+    "mix_format": "mixed",
     "columns_intro": (
         "### Columns\nWhich column holds what. Instruction and output are needed (input and system are optional), or "
         "one conversation column holding a list of turns with a role and a text; role names other than user / human "

@@ -26,8 +26,8 @@ TEXT: dict[str, str] = {
         "**{name}**：共 {rows} 行，它的列不属于三种格式中的任何一种（{columns}）。请在下面选择哪一列是指令、"
         "哪一列是输出（或哪一列是对话），然后点击 **使用这些列**。"
     ),
-    "mapped_format": "{fmt} 格式（由列 {columns} 映射）",
-    "mix_format": "多个数据集混合",
+    "mapped_columns": "使用的列：{columns}。",
+    "mix_format": "混合",
     "columns_intro": (
         "### 列\n每一列是什么。需要指令和输出（输入和系统提示可选），或者一个对话列，其中每一轮都有角色和文本；"
         "user / human 和 assistant / gpt 以外的角色名写在下面，用 | 分隔。"
