@@ -148,9 +148,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _print_progress(job: object, stop: object, every: float = 2.0) -> None:
     """Progress on stderr, as the UI sees it: the job's snapshot, polled."""
-    last, samples = None, 0
+    last, samples, said = None, 0, False
     while not stop.wait(every if last else 0.2):
         snap = job.snapshot()
+        parts = ((snap.get("detail") or {}).get("dataset") or {}).get("parts") or []
+        if parts and not said:  # a mapping guessed from the names, said once the data is read
+            said = True
+            for part in parts:
+                if part.get("columns_guessed"):
+                    print(f"{part['name']}: columns mapped by their names: {part['columns']} (--columns chooses "
+                          "others)", file=sys.stderr, flush=True)  # fmt: skip
         for sample in snap["samples"][samples:]:  # what the adapter answers now, beside the reference
             print(f"[sample] step {sample['step']} row {sample['row']}: {sample['answer']!r} (reference: "
                   f"{sample['reference']!r})", file=sys.stderr, flush=True)  # fmt: skip

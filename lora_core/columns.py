@@ -178,7 +178,7 @@ def turns(value: Any) -> Any:
     if isinstance(value, str) and value.lstrip().startswith("["):
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply to read: the row check says so
             return value
     return value
 
@@ -188,7 +188,7 @@ def apply(mapping: ColumnMap, row: Any) -> tuple[Any, dict[str, str]]:
     if not isinstance(row, dict):
         return row, {}
     if not mapping.conversation:
-        mapped = {key: row.get(getattr(mapping, key)) for key in FIELDS if getattr(mapping, key)}
+        mapped = {key: cell(row.get(getattr(mapping, key))) for key in FIELDS if getattr(mapping, key)}
         for key in FIELDS:  # a required column that is absent from this row stays absent (missing, not empty)
             if getattr(mapping, key) and getattr(mapping, key) not in row:
                 mapped.pop(key)
@@ -202,8 +202,9 @@ def apply(mapping: ColumnMap, row: Any) -> tuple[Any, dict[str, str]]:
     first = next((t for t in value if isinstance(t, dict)), {}) if isinstance(value, list) else {}
     names["role"] = role_key or ("role" if "role" in first or "from" not in first else "from")
     names["content"] = text_key or ("content" if "content" in first or "value" not in first else "value")
-    if mapping.system and row.get(mapping.system) not in (None, ""):
-        mapped["messages"] = [{"role": "system", "content": row[mapping.system]}, *(mapped.get("messages") or [])]
+    system = cell(row.get(mapping.system)) if mapping.system else ""
+    if system != "" and isinstance(mapped.get("messages"), list):
+        mapped["messages"] = [{"role": "system", "content": system}, *(mapped.get("messages") or [])]
         names["system_first"] = mapping.system
     return mapped, names
 
@@ -221,9 +222,19 @@ def _turns(value: list, mapping: ColumnMap, role_key: str, text_key: str) -> lis
             role = turn[rk]
             mapped["role"] = (mapping.role_of(role) or role) if isinstance(role, str) else role
         if tk in turn:
-            mapped["content"] = turn[tk]
+            mapped["content"] = cell(turn[tk]) if turn[tk] is not None else None
         out.append(mapped)
     return out
+
+
+def cell(value: Any) -> Any:
+    """A mapped cell as the row check reads it: an empty cell (null, NaN) is empty text, a number its text (as a
+    spreadsheet shows it); a list or an object stays what it is (and is refused as not text)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+    return value
 
 
 def rename_field(field: str, names: dict[str, str]) -> str:

@@ -142,9 +142,17 @@ def load_records(
     in the report.
     """
     path = Path(path)
+    check_format_option(fmt, path.name)
+    colmap.parse(columns)  # a bad mapping is said before the file is read
+    return records_of(read_table(path, max_bytes, sheet), path, fmt, columns=columns, guess=guess)
+
+
+def records_of(table: Table, path: str | Path, fmt: str = "auto", *, columns: str | colmap.ColumnMap | None = None,
+               guess: bool = True) -> DatasetReport:  # fmt: skip
+    """``load_records`` of a file already read (``tables.read_table``): the same checks, the same report."""
+    path = Path(path)
     fmt = check_format_option(fmt, path.name)
     mapping = colmap.parse(columns)
-    table = read_table(path, max_bytes, sheet)
     guessed = False
     if mapping is None and needs_columns(table):
         mapping = colmap.guess(table.columns, table.rows) if guess else None
@@ -164,8 +172,9 @@ def load_records(
 
 
 def needs_columns(table: Table) -> bool:
-    """Whether no row of the file is in one of the three formats (its columns must be mapped to train on it)."""
-    return not any(detect_row_format(row) for row in table.rows)
+    """Whether the file has rows with fields, none of them in one of the three formats (its columns must be mapped to
+    train on it)."""
+    return any(isinstance(row, dict) for row in table.rows) and not any(detect_row_format(row) for row in table.rows)
 
 
 def validate_rows(table: Table, fmt: str, mapping: colmap.ColumnMap | None) -> DatasetReport:

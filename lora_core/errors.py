@@ -50,6 +50,7 @@ ERRORS: dict[str, str] = {
     "not_excel": "File '{file}' is not an Excel workbook (.xlsx): {detail}.",
     "excel_old": "File '{file}' is an old Excel .xls workbook; save it as .xlsx or CSV.",
     "excel_no_sheet": "File '{file}' has no sheet '{sheet}'; its sheets are {sheets}.",
+    "excel_too_many_rows": "Sheet '{sheet}' of '{file}' has more than {max} rows; split it or save it as CSV.",
     "excel_ragged": "File '{file}' has cells beyond its {expected} named columns in sheet '{sheet}', row {line}.",
     "sheet_not_excel": "A sheet ('{sheet}') was chosen, but '{file}' is not an Excel workbook.",
     "unpacks_too_large": "File '{file}' unpacks to {size:bytes}, more than the {max_bytes:bytes} that is read.",
@@ -62,6 +63,8 @@ ERRORS: dict[str, str] = {
     "columns_no_output": "The column mapping leaves no output: map a column to output (or a conversation column).",
     "columns_no_instruction": "The column mapping has an output but no instruction: map a column to instruction.",
     "columns_missing": "File '{file}' has no column '{column}'; its columns are {columns}.",
+    "column_unmappable": "The column name '{column}' holds ',', '=' or '|', which a column mapping cannot name; "
+    "rename the column in the file.",
     "columns_format": "The column mapping '{columns}' makes rows of another format than the '{format}' chosen for "
     "'{file}'.",
     # --- prompts and masking ---
@@ -109,6 +112,7 @@ ERRORS: dict[str, str] = {
     "bad_data_name": "A dataset's name has at most {max} characters.",
     "bad_mix_entry": "Each dataset of a mix is an object with a path and some of the keys {keys}.",
     "too_many_datasets": "{count} datasets were chosen; a run mixes at most {max}.",
+    "mix_twice": "{name} is in the mix already (as {first}); give it a weight instead of adding it twice.",
     "bad_sample_rows": "Sample rows '{value}' is not a list of up to {max} row numbers like 3, 7.",
     "sample_row_missing": "Sample row {row} is not a usable row of '{file}'.",
     "no_length": "Set epochs or max steps above 0 (epochs = {epochs}, max steps = {max_steps}).",

@@ -145,15 +145,26 @@ def _rows_to_score(adapter: Path, data: Any, fmt: str, columns: str, sheet: str,
 
     manifest = adapters.read_manifest(adapter) if adapters.has_manifest(adapter) else None
     hyper = manifest.hyperparameters if manifest else {}
+    parts = manifest.dataset.parts if manifest else []
     if isinstance(data, DatasetReport):
         report = data
     else:
-        own_file = manifest is not None and not columns and not sheet and _sha256(data) == manifest.dataset.sha256
-        if own_file:  # read as the training read it
-            fmt, columns, sheet = hyper.get("format", fmt), hyper.get("columns", ""), hyper.get("sheet", "")
+        # the training's own file, read as the training read it (its format, columns and sheet); its own rows only
+        # when it was the run's one dataset, used whole (a part of a mix, or a limited one, is not held out)
+        sha = _sha256(data) if manifest is not None and not columns and not sheet else ""
+        part = next((p for p in parts if p.get("sha256") == sha), None) if sha else None
+        if part is not None:
+            fmt, columns, sheet = part.get("format") or fmt, part.get("columns") or "", part.get("sheet") or ""
+        elif sha and sha == manifest.dataset.sha256:  # a manifest from before parts were recorded
+            fmt = hyper.get("format", fmt)
         report = load_records(data, fmt, columns=columns or None, sheet=sheet)
     records = report.usable(skip_invalid=True)
-    own = manifest is not None and manifest.dataset.sha256 == report.sha256
+    reading = (report.columns, report.sheet)
+    own = (
+        manifest is not None
+        and manifest.dataset.sha256 == report.sha256
+        and (not parts or len(parts) > 1 or reading == (parts[0].get("columns") or "", parts[0].get("sheet") or ""))
+    )
     if not own:
         return records[:limit], "other", report
     val_split = float(hyper.get("val_split") or 0)

@@ -15,6 +15,7 @@ import fnmatch
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -209,16 +210,16 @@ def model_card(adapter: Path, repo_id: str) -> str:
         d = m.dataset
         before = f"{m.eval_loss_before:.4f}" if m.eval_loss_before is not None else "n/a"
         after = f"{m.eval_loss_after:.4f}" if m.eval_loss_after is not None else "n/a"
-        lines += ["## Training", "", "| | |", "|---|---|", f"| dataset | {d.name} (sha256 `{d.sha256}`) |",
-                  *([f"| columns | `{d.columns}` |"] if d.columns else []),
-                  *[f"| part {i} | {p.get('name')} (sha256 `{p.get('sha256')}`): {p.get('rows_used')} rows used"
-                    f"{', columns `' + p['columns'] + '`' if p.get('columns') else ''} |"
+        lines += ["## Training", "", "| | |", "|---|---|", f"| dataset | {_cell(d.name)} (sha256 `{d.sha256}`) |",
+                  *([f"| columns | {_cell(d.columns)} |"] if d.columns else []),
+                  *[f"| part {i} | {_cell(p.get('name'))} (sha256 `{p.get('sha256')}`): {p.get('rows_used')} rows "
+                    f"used{', columns ' + _cell(p['columns']) if p.get('columns') else ''} |"
                     for i, p in enumerate(d.parts, start=1) if len(d.parts) > 1],
                   f"| rows | {d.rows_total} in the file, {d.rows_invalid_skipped} invalid skipped, "
                   f"{d.train_examples} trained, {d.eval_examples} held out |",
                   f"| steps | {m.steps} ({m.status}) |", f"| final training loss | {m.final_train_loss} |",
                   f"| eval loss: base before, adapter after | {before}, {after} |", "",
-                  "| setting | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in m.hyperparameters.items()],
+                  "| setting | value |", "|---|---|", *[f"| {k} | {_cell(v)} |" for k, v in m.hyperparameters.items()],
                   "", f"![loss curve]({CURVE_FILE})", ""]  # fmt: skip
     evaluation = read_evaluation(adapter)
     if evaluation is not None:
@@ -231,6 +232,12 @@ def model_card(adapter: Path, repo_id: str) -> str:
               "With Simple LoRA: download this repository's files into `Models/LoRA/<name>/` (or upload them as a",
               ".zip in the Models tab), put its base model in `Models/LLM/`, and activate it.", ""]  # fmt: skip
     return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    """A value (a file name, a column mapping: anyone's text) as the text of one Markdown table cell."""
+    text = " ".join(str(value).splitlines())
+    return re.sub(r"([\\`*_{}\[\]<>()#+!|~])", r"\\\1", text)
 
 
 def push_adapter(adapter: str | Path, repo_id: str, token: str, private: bool = True) -> str:

@@ -18,6 +18,7 @@ import fnmatch
 import hashlib
 import json
 import logging
+import math
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -42,6 +43,7 @@ SPLIT_WORDS = {
     "test": ("test", "testing", "eval", "evaluation"),
 }
 README = "README.md"
+README_MAX_BYTES = 1024 * 1024  # a card's front matter is small; a bigger one is not read (nor its YAML aliases)
 DEFAULT_CONFIG = "default"
 FILES_SHOWN = 8  # file names an error lists
 PARTIAL_PREFIX = ".hub-"
@@ -118,7 +120,7 @@ def fetch_dataset(repo_id: str, config: str = "", split: str = "train", revision
         defaults = config == _default_config(configs) and split == "train"
         name = repo_id if defaults else f"{repo_id} ({config}, {split})"
         stored = _store(rows, name, {"hub": repo_id, "config": config, "split": split, "commit": commit,
-                                     "files": files})  # fmt: skip
+                                     "files": files}, max_bytes)  # fmt: skip
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -163,9 +165,24 @@ def _download_rows(repo_id: str, split: str, commit: str, token: str | None, fil
     return rows
 
 
-def _store(rows: list[Any], name: str, source: dict[str, Any]) -> Path:
-    """Store ``rows`` as a JSON Lines upload named by its content's hash, with its record; the path."""
-    data = "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows).encode("utf-8")
+def _plain(value: Any) -> Any:
+    """A value JSON can hold: NaN and infinities (pandas' empty cells) become null, other values text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value if value is None or isinstance(value, str | int | float | bool) else str(value)
+
+
+def _store(rows: list[Any], name: str, source: dict[str, Any], max_bytes: int) -> Path:
+    """Store ``rows`` as a JSON Lines upload named by its content's hash, with its record; the path. What would be
+    larger than an upload may be is refused before it is written."""
+    data = "".join(json.dumps(_plain(row), ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
+    if len(data) > max_bytes:
+        raise HubError("hub_dataset_too_large", repo=source["hub"], split=source["split"], size=len(data),
+                       max_bytes=max_bytes)  # fmt: skip
     dest = paths.uploads_dir() / f"{hashlib.sha256(data).hexdigest()[:20]}.jsonl"
     created = not dest.exists()
     if created:
@@ -196,6 +213,8 @@ def _readme_configs(repo_id: str, commit: str, token: str | None, scratch: Path)
 
     path = _download(repo_id, README, commit, token, scratch)
     try:
+        if path.stat().st_size > README_MAX_BYTES:
+            raise ValueError(f"README.md is larger than {README_MAX_BYTES} bytes")
         text = path.read_text(encoding="utf-8-sig")
         path.unlink()
         lines = text.splitlines()

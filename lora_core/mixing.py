@@ -4,7 +4,8 @@ A ``DataSource`` is a file with how to read it (format, column mapping, Excel sh
 ``limit`` keeps its first N valid rows (0: all), then ``weight`` scales what is left: 2 uses every row twice, 0.5
 a seeded half of them, 1.5 every row once and a seeded half of them once more. Rows are numbered across the mix in
 order (the second file's row 1 follows the first file's last row), so a row number names one row of one file.
-Repeats are applied to the training rows after the validation split, so no copy of a held-out row is trained on.
+Repeats are applied to the training rows after the validation split, so no copy of a held-out row is trained on;
+for the same reason one dataset (the same file, mapping and sheet) is in a mix once, its weight saying how much.
 The manifest records each part: its name, sha256, mapping, and rows used.
 """
 
@@ -87,8 +88,13 @@ def load_mix(sources: list[DataSource], seed: int, skip_invalid: bool = False,
         report.usable(skip_invalid)
         return Mix(report, {}, [_part(sources[0], report, len(report.records), len(report.records))])
     offset, records, copies, parts, digest = 0, [], {}, [], hashlib.sha256()
+    seen: dict[tuple[str, str, str], str] = {}
     for source in sources:
         report = _load(source, max_bytes)
+        same = (report.sha256, report.columns, report.sheet)
+        if same in seen:  # its copies would be split apart: a held-out row trained on as the other copy
+            raise TrainingError("mix_twice", name=source.label, first=seen[same])
+        seen[same] = source.label
         usable = report.usable(skip_invalid)
         chosen = usable[: source.limit] if source.limit else usable
         times = _times(len(chosen), source.weight, random.Random(f"{seed}:{report.sha256}"))

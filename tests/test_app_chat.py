@@ -10,11 +10,12 @@ import pytest
 from tiny import launched_app
 
 from lora_core import assistants
+from lora_core.data import load_records
 from lora_core.demo import DEMO_TRAINING, SAMPLE_DATASET, sample_rows
 from lora_core.sessions import unload_all
 from lora_core.training import State, TrainConfig, TrainingJob
 from webui import chat_sessions, chat_tab, models_tab
-from webui.dataset_tab import LoadedDataset, load_records
+from webui.dataset_tab import LoadedDataset
 from webui.i18n import LANGS, TEXT
 
 QUESTION = sample_rows()[0]["instruction"]

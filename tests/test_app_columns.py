@@ -48,7 +48,7 @@ def test_a_csv_waits_for_its_mapping_with_the_guess_preselected_then_trains_with
     assert views[0]["visible"] is True
     assert picks_of(views) == ["question", "", "answer", "", ""]
     assert views[1].values.tolist()[0] == ["question", "Who keeps the lighthouse? | What colour?"]
-    summary, _, preview, loaded = ds.on_columns("en", pending, *picks_of(views), "", "")
+    summary, _, preview, loaded = ds.on_columns("en", pending, *picks_of(views), "", "", "", "")
     assert loaded.report.columns == "instruction=question,output=answer" and loaded.report.ok
     assert summary.endswith(
         "all valid. Next: choose a base model and open the Train tab. Columns used: "
@@ -74,11 +74,11 @@ def test_a_mapping_that_leaves_no_output_is_one_sentence_and_keeps_the_file(tmp_
     path = csv_file(tmp_path, "question,answer\nhi,yo\n")
     pending = tab.on_upload(lang, path, "auto")[4]
     with pytest.raises(gr.Error) as info:
-        ds.on_columns(lang, pending, "question", "answer", "", "", "", "", "")
+        ds.on_columns(lang, pending, "question", "answer", "", "", "", "", "", "", "")
     assert info.value.__cause__.code == "columns_no_output"
     assert "\n" not in info.value.message and (lang == "en") == ("leaves no output" in info.value.message)
     with pytest.raises(gr.Error) as info:
-        ds.on_columns(lang, pending, "question", "", "question", "", "", "", "")
+        ds.on_columns(lang, pending, "question", "", "question", "", "", "", "", "", "")
     assert info.value.__cause__.code == "columns_twice"
     assert Path(pending["path"]).is_file()  # still there, to map again
 
@@ -89,10 +89,10 @@ def test_hostile_column_names_are_shown_as_text_and_mapped_as_given(tmp_path):
     summary, *_, pending = tab.on_upload("en", path, "auto")
     assert "<img" not in summary and "&lt;img" in summary  # escaped in the Markdown
     with pytest.raises(gr.Error):  # '=' cannot be written in a mapping: refused, not misread
-        ds.on_columns("en", pending, hostile, "", "answer", "", "", "", "")
+        ds.on_columns("en", pending, hostile, "", "answer", "", "", "", "", "", "")
     path = csv_file(tmp_path, '"<b>q</b>",answer\n"<script>alert(1)</script>",ok\n', "b.csv")
     pending = tab.on_upload("en", path, "auto")[4]
-    loaded = ds.on_columns("en", pending, "<b>q</b>", "", "answer", "", "", "", "")[3]
+    loaded = ds.on_columns("en", pending, "<b>q</b>", "", "answer", "", "", "", "", "", "")[3]
     assert loaded.report.records[0].messages[0].content == "<script>alert(1)</script>"  # kept as the user's text
 
 
@@ -117,12 +117,12 @@ def test_a_workbook_offers_its_sheets(tmp_path):
 def test_two_datasets_mixed_become_the_train_tabs_data(tmp_path):
     first = tab.on_dataset("en", str(demo.SAMPLE_DATASET), "auto")[3]
     summary, _, _, loaded, mix, mix_summary, shown = ds.on_mix_add("en", first, [], 10, 1)
-    assert len(mix) == 1 and loaded.sources and "1 datasets mixed: 10 rows" in mix_summary
+    assert len(mix) == 1 and loaded.sources and "the mix: 1 dataset(s), 10 rows in all" in mix_summary
     path = csv_file(tmp_path, "question,answer\nhi,yo\nhello,hey\n")
     pending = tab.on_upload("en", path, "auto")[4]
-    second = ds.on_columns("en", pending, "question", "", "answer", "", "", "", "")[3]
+    second = ds.on_columns("en", pending, "question", "", "answer", "", "", "", "", "", "")[3]
     *_, loaded, mix, mix_summary, shown = ds.on_mix_add("en", second, mix, 0, 2)
-    assert "2 datasets mixed: 14 rows" in mix_summary
+    assert "the mix: 2 dataset(s), 14 rows in all" in mix_summary
     assert shown.values.tolist() == [["demo_alpaca.json", 48, 10, 1.0, 10], ["qa.csv", 2, "–", 2.0, 4]]
     config = TrainConfig(base="b", task="t", **loaded.config())
     config.check()
@@ -147,13 +147,13 @@ def test_a_hub_dataset_is_fetched_and_read_like_an_upload(tmp_path, monkeypatch)
         hub.add("acme/qa", {"data/train.jsonl": data}, repo_type="dataset")
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         summary, _, _, loaded, pending = ds.on_fetch(
-            "en", "acme/qa", "", "train", "auto", progress=lambda *a, **k: None
+            "en", "acme/qa", "", "train", "", "auto", progress=lambda *a, **k: None
         )
         assert loaded is None and pending["guess"] == "instruction=query,output=response" and "acme/qa" in summary
         with pytest.raises(gr.Error, match="no dataset repository acme/missing"):
-            ds.on_fetch("en", "acme/missing", "", "train", "auto", progress=lambda *a, **k: None)
+            ds.on_fetch("en", "acme/missing", "", "train", "main", "auto", progress=lambda *a, **k: None)
         with pytest.raises(gr.Error, match="not a repository id"):
-            ds.on_fetch("en", "../../etc/passwd", "", "train", "auto", progress=lambda *a, **k: None)
+            ds.on_fetch("en", "../../etc/passwd", "", "train", "", "auto", progress=lambda *a, **k: None)
 
 
 def test_a_file_waiting_for_its_columns_says_so_in_the_other_language(tmp_path):
@@ -165,3 +165,50 @@ def test_a_file_waiting_for_its_columns_says_so_in_the_other_language(tmp_path):
         ["问题", "你好"],
         ["回答", "您好"],
     ]
+
+
+def test_a_conversation_column_with_its_own_turn_keys_is_mapped_in_the_page(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    dialog = [[{"speaker": "customer", "text": "hi"}, {"speaker": "bot", "text": "yo"}]] * 2
+    path = tmp_path / "chat.parquet"
+    pq.write_table(pa.table({"dialog": dialog}), path)
+    pending = tab.on_upload("en", str(path), "auto")[4]
+    views = ds.columns_views(pending, "en")
+    assert picks_of(views) == ["", "", "", "", "dialog"] and list(views[7:11]) == [
+        "speaker",
+        "text",
+        "customer",
+        "bot",
+    ]
+    loaded = ds.on_columns("en", pending, *picks_of(views), *views[7:11])[3]
+    assert loaded.report.ok and loaded.report.columns == (
+        "conversation=dialog,role=speaker,content=text,user=customer,assistant=bot"
+    )
+
+
+def test_the_mapping_kept_with_an_upload_is_used_again_and_survives_a_format_change(tmp_path):
+    text = "frage,antwort\nhi,yo\nhello,hey\n"
+    pending = tab.on_upload("en", csv_file(tmp_path, text, "de.csv"), "auto")[4]
+    assert pending["guess"] == ""  # German names: nothing guessed
+    ds.on_columns("en", pending, "frage", "", "antwort", "", "", "", "", "", "")
+    again = tmp_path / "again"
+    again.mkdir()
+    summary, _, _, loaded, pending = tab.on_upload("en", csv_file(again, text, "de.csv"), "auto")  # the same file
+    assert loaded.report.columns == "instruction=frage,output=antwort" and "Columns used" in summary
+    assert ds.columns_views(pending, "en")[2]["value"] == "frage"  # shown, to change
+    *_, reread, _ = tab.on_format("en", "sharegpt", pending, loaded)  # the mapping makes the format
+    assert reread.report.ok and reread.report.columns == loaded.report.columns
+    *_, last, last_pending = tab.on_last("en", "auto")
+    assert last.report.columns == loaded.report.columns and last_pending["path"] == loaded.path
+
+
+def test_json_whose_rows_are_not_objects_is_refused_and_not_stored(tmp_path, home):
+    path = tmp_path / "strings.json"
+    path.write_text('["a", "b"]')
+    before = sorted(p.name for p in (home / "Uploads").iterdir()) if (home / "Uploads").exists() else []
+    with pytest.raises(gr.Error) as info:
+        tab.on_upload("en", str(path), "auto")
+    assert info.value.__cause__.code == "rows_not_objects"
+    assert (sorted(p.name for p in (home / "Uploads").iterdir()) if (home / "Uploads").exists() else []) == before

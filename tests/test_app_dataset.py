@@ -382,7 +382,7 @@ def test_a_page_opened_later_is_offered_the_last_dataset_again(home: Path, write
     first = tab.on_dataset("en", path, "auto")[3]
     offer = tab.last_offer("zh")
     assert offer["visible"] is True and offer["value"] == "再次使用上一个数据集：mine.jsonl"
-    summary, _, _, again = tab.on_last("en", "auto")
+    summary, _, _, again, _ = tab.on_last("en", "auto")
     assert (
         again.report.name == "mine.jsonl" and again.path == first.path and again.report.sha256 == first.report.sha256
     )

@@ -499,7 +499,8 @@ def test_the_start_endpoint_names_every_setting_in_the_tabs_order():
     import inspect
 
     names = list(inspect.signature(train_tab.on_start).parameters)
-    assert names[names.index("targets") + 1 :] == list(train_tab.HYPER)  # API clients pass them by name
+    assert names[names.index("targets") + 1 : -1] == list(train_tab.HYPER)  # API clients pass them by name
+    assert names[-1] == "mix"  # the page's state (the Dataset tab's mix), never an API parameter
 
 
 @pytest.mark.slow

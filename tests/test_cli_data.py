@@ -114,3 +114,18 @@ def test_fetch_dataset_stores_a_hub_split(cli, monkeypatch):
         assert json.loads(validated.stdout)["columns"] == "instruction=prompt,output=completion"
         line, _ = cli.refused("fetch-dataset", "acme/nothing", in_process=True)
         assert line == "There is no dataset repository acme/nothing (or no such revision) on the Hub."
+
+
+@pytest.mark.slow
+def test_train_on_a_csv_says_the_guessed_mapping_and_records_it(demo_home, tmp_path):
+    cli = Cli(demo_home, tmp_path)
+    data = qa_csv(tmp_path, text="question,answer\n" + "hi,yo\nhello,hey\n" * 4)
+    base = demo_home / "Models" / "LLM" / "demo"
+    result = cli.in_process("train", "--base", base, "--data", data, "--task", "csv_cli", "--max-steps", "1",
+                            "--eval-rows", "0", "--samples", "0", "--max-length", "64")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "qa.csv: columns mapped by their names: instruction=question,output=answer" in result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    manifest = json.loads((Path(summary["adapter_dir"]) / "training_meta.json").read_text(encoding="utf-8"))
+    assert manifest["dataset"]["columns"] == "instruction=question,output=answer"
+    assert manifest["dataset"]["parts"][0]["columns_guessed"] is True

@@ -39,7 +39,7 @@ def test_the_cli_has_a_train_flag_for_every_field() -> None:
 
 def test_the_train_tab_and_its_api_take_every_form_setting_in_order() -> None:
     assert settings_where("form") == train_tab.HYPER
-    assert list(inspect.signature(train_tab.on_start).parameters) == FIXED + list(train_tab.HYPER)
+    assert list(inspect.signature(train_tab.on_start).parameters) == [*FIXED, *train_tab.HYPER, "mix"]  # mix: state
     for name in train_tab.HYPER:  # every setting has a label in every language
         assert set(TEXT[name]) == set(LANGS), name
 

@@ -43,8 +43,9 @@ def test_limits_weights_and_rows_numbered_across_the_mix(tmp_path):
 
 def test_a_weight_below_one_takes_a_seeded_share(tmp_path):
     a = write_alpaca(tmp_path / "a.jsonl", 10, "alpha")
-    first = load_mix([DataSource(str(a), weight=0.5), DataSource(str(a), weight=1.5)], seed=3)
-    again = load_mix([DataSource(str(a), weight=0.5), DataSource(str(a), weight=1.5)], seed=3)
+    b = write_alpaca(tmp_path / "b.jsonl", 10, "beta")
+    first = load_mix([DataSource(str(a), weight=0.5), DataSource(str(b), weight=1.5)], seed=3)
+    again = load_mix([DataSource(str(a), weight=0.5), DataSource(str(b), weight=1.5)], seed=3)
     assert [r.row for r in first.report.records] == [r.row for r in again.report.records]
     assert [p["rows_used"] for p in first.parts] == [5, 15]
     assert len([r for r in first.report.records if r.row <= 10]) == 5
@@ -60,6 +61,10 @@ def test_repeats_are_applied_to_the_training_rows_only():
 
 def test_bad_mix_entries_are_refused_in_one_sentence(tmp_path):
     a = write_alpaca(tmp_path / "a.jsonl", 3, "alpha")
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(a.read_bytes())
+    with pytest.raises(TrainingError, match="copy.jsonl is in the mix already \\(as a.jsonl\\); give it a weight"):
+        load_mix([DataSource(str(a)), DataSource(str(copy))], seed=1)  # its copies would straddle the split
     for entry, code in [
         ({"path": str(a), "weight": 0}, "setting_range"),
         ({"path": str(a), "weight": float("nan")}, "setting_range"),

@@ -106,6 +106,8 @@ def test_an_excel_workbook_reads_its_first_sheet_or_the_one_chosen(tmp_path):
     report = load_records(path, sheet="QA")
     assert (report.kind, report.sheet, report.columns) == ("excel", "QA", "instruction=问题,output=回答")
     assert rows_of(report) == [(1, user_reply("hello", "42")), (2, user_reply("hello world", "hi there"))]
+    prompt = ids("<|user|> hello world <|end|> <|assistant|>")
+    assert encoded(report)[1] == (prompt + ids("hi there <|end|>"), [M] * len(prompt) + ids("hi there") + [END])
     assert refused(path, "excel_no_sheet", sheet="Sheet9").params["sheets"] == ["Notes", "QA"]
 
 
@@ -116,6 +118,8 @@ def test_a_jsonl_with_question_answer_keys_is_mapped_and_names_its_own_keys_in_p
     report = load_records(path)
     assert report.columns == "instruction=question,output=answer"
     assert rows_of(report) == [(1, user_reply("hello", "hi"))]
+    prompt = ids("<|user|> hello <|end|> <|assistant|>")
+    assert encoded(report) == [(prompt + ids("hi <|end|>"), [M] * len(prompt) + ids("hi") + [END])]
     assert [(p.row, p.field, p.message) for p in report.problems] == [(2, "answer", "Row 2: field 'answer' is empty.")]
 
 
@@ -219,3 +223,41 @@ def test_hostile_cells_are_kept_as_text(tmp_path):
     path.write_text('question,answer\n"<script>alert(1)</script>","=cmd|\' /C calc\'!A0"\n')
     report = load_records(path)
     assert rows_of(report) == [(1, user_reply("<script>alert(1)</script>", "=cmd|' /C calc'!A0"))]
+
+
+def test_a_workbook_skips_an_empty_first_sheet_and_a_chart_sheet(tmp_path):
+    openpyxl = pytest.importorskip("openpyxl")
+    book = openpyxl.Workbook()
+    from openpyxl.chart import BarChart, Reference
+
+    book.active.title = "Cover"
+    data = book.create_sheet("Data")
+    data.append(["question", "answer"])
+    data.append(["hello", None])  # an empty cell: an empty field, as in a CSV
+    chart = BarChart()
+    chart.add_data(Reference(data, min_col=1, min_row=1, max_row=2))
+    book.create_chartsheet("Chart", 0).add_chart(chart)
+    path = tmp_path / "book.xlsx"
+    book.save(path)
+    report = load_records(path)
+    assert report.sheet == "Data" and report.columns == "instruction=question,output=answer"
+    assert [(p.field, p.message) for p in report.problems] == [("answer", "Row 1: field 'answer' is empty.")]
+
+
+def test_odd_cells_never_crash_the_reader(tmp_path):
+    path = tmp_path / "odd.csv"
+    path.write_text('chat,q\n"' + "[" * 100_000 + '",x\n', encoding="utf-8")
+    problems = load_records(path, columns="conversation=chat").problems
+    assert [(p.field, p.code) for p in problems] == [("chat", "not_list")]
+    crafted = tmp_path / "crafted.csv"  # csv.Sniffer's regular expressions take minutes on this
+    crafted.write_text('question,answer\n"",' * 100 + '"' * 100 + "0" + '"' * 100 + "0\n")
+    with pytest.raises(DatasetError):
+        load_records(crafted)
+
+
+def test_numbers_and_nulls_in_parquet_cells_read_as_a_spreadsheet_shows_them(tmp_path):
+    path = tmp_path / "nums.parquet"
+    pq.write_table(pa.table({"question": ["hello", "hello"], "answer": [42.0, None]}), path)
+    report = load_records(path)
+    assert rows_of(report) == [(1, user_reply("hello", "42"))]
+    assert [(p.row, p.code) for p in report.problems] == [(2, "empty_field")]

@@ -40,11 +40,12 @@ MIX_HEADERS = ["col_mix_dataset", "col_mix_valid", "col_limit", "col_weight", "c
 
 def columns_views(pending: dict | None, lang: str) -> tuple:
     """The box (shown when the file's columns need a mapping), its table of columns and values, the five
-    column choices (the guess preselected), the role names and the sheet choice."""
+    column choices (the guess, or the mapping kept with the upload, preselected), the turn keys, the role names and
+    the sheet choice."""
     if not pending:
         return (gr.update(visible=False), table([], COLUMN_HEADERS, lang), *[gr.update(choices=[""], value="")] * 5,
-                "", "", gr.update(visible=False))  # fmt: skip
-    guess = colmap.parse(pending.get("guess") or None) or colmap.ColumnMap()
+                "", "", "", "", gr.update(visible=False))  # fmt: skip
+    guess = colmap.ColumnMap(**pending.get("mapping") or {})
     choices = ["", *pending["columns"]]
     picks = [gr.update(choices=choices, value=getattr(guess, key) or "") for key in MAP_KEYS]
     sheets = pending.get("sheets") or []
@@ -52,39 +53,43 @@ def columns_views(pending: dict | None, lang: str) -> tuple:
         gr.update(visible=bool(pending["needs"])),
         table(pending["values"], COLUMN_HEADERS, lang),
         *picks,
+        guess.role,
+        guess.content,
         "|".join(guess.user),
         "|".join(guess.assistant),
         gr.update(choices=sheets, value=pending.get("sheet") or None, visible=len(sheets) > 1),
     )
 
 
-def mapping_spec(values: list[str], user: str, assistant: str) -> str:
-    """The chosen columns (and role names) as a mapping's text; names with ',' or '=' cannot be written in one."""
-    parts = []
-    for key, column in zip(MAP_KEYS, values, strict=True):
-        column = (column or "").strip()
-        if column:
+def chosen_mapping(values: list[str], role: str, content: str, user: str, assistant: str) -> colmap.ColumnMap:
+    """The chosen columns, turn keys and role names as a mapping; a name that its text form (``--columns``, the
+    manifest) cannot hold (with ',', '=' or '|') is refused, naming it."""
+    chosen: dict[str, Any] = {}
+    for key, column in (*zip(MAP_KEYS, values, strict=True), ("role", role), ("content", content)):
+        column = str(column or "")[:ROLE_CHARS]
+        if column.strip():
             if any(c in column for c in ",=|"):
-                raise DatasetError("columns_bad", part=f"{key}={column}"[:60], expected=", ".join(colmap.KEYS))
-            parts.append(f"{key}={column}")
-    for key, names in (("user", user), ("assistant", assistant)):
-        names = "|".join(n.strip() for n in str(names or "")[:ROLE_CHARS].split("|") if n.strip() and "," not in n)
-        if names and values[4]:
-            parts.append(f"{key}={names}")
-    return ",".join(parts)
+                raise DatasetError("column_unmappable", column=column[:60])
+            chosen[key] = column
+    if chosen.get("conversation"):
+        for key, names in (("user", user), ("assistant", assistant)):
+            chosen[key] = tuple(n.strip() for n in str(names or "")[:ROLE_CHARS].split("|") if n.strip())
+            if any("," in n or "=" in n for n in chosen[key]):
+                raise DatasetError("column_unmappable", column=str(names)[:60])
+    else:
+        chosen.pop("role", None)
+        chosen.pop("content", None)
+    return colmap.check(colmap.ColumnMap(**chosen))
 
 
 @user_errors
 def on_columns(lang: str, pending: dict | None, instruction: str, input_: str, output: str, system: str,
-               conversation: str, user: str, assistant: str) -> tuple:  # fmt: skip
+               conversation: str, role: str, content: str, user: str, assistant: str) -> tuple:  # fmt: skip
     """Validate the waiting file with the chosen columns; the mapping is kept with the upload."""
     if not pending:
         raise gr.Error(t("no_dataset", lang), print_exception=False)
     values = [str(v or "") for v in (instruction, input_, output, system, conversation)]
-    spec = mapping_spec(values, user, assistant)
-    mapping = colmap.parse(spec)
-    if mapping is None:
-        raise DatasetError("columns_no_output")
+    mapping = chosen_mapping(values, role, content, user, assistant)
     report = load_records(pending["path"], "auto", max_bytes=dataset_tab.MAX_UPLOAD_BYTES, columns=mapping,
                           sheet=pending.get("sheet", ""), guess=False)  # fmt: skip
     report = replace(report, name=pending["name"])
@@ -105,7 +110,7 @@ def on_sheet(lang: str, sheet: str | None, fmt: str, pending: dict | None) -> tu
 
 
 @user_errors
-def on_fetch(lang: str, repo_id: str, config: str, split: str, fmt: str,
+def on_fetch(lang: str, repo_id: str, config: str, split: str, revision: str, fmt: str,
              progress: gr.Progress = FETCH_PROGRESS) -> tuple:  # fmt: skip
     """Fetch a dataset's split from the Hub into the stored uploads, then read it like an upload."""
     from lora_core.hub_datasets import fetch_dataset
@@ -115,7 +120,8 @@ def on_fetch(lang: str, repo_id: str, config: str, split: str, fmt: str,
 
     token = os.environ.get("HF_TOKEN") or None
     fetched = fetch_dataset(str(repo_id or ""), str(config or "").strip()[:200], str(split or "").strip()[:200]
-                            or "train", None, token, report_progress, dataset_tab.MAX_UPLOAD_BYTES)  # fmt: skip
+                            or "train", str(revision or "").strip()[:200] or None, token, report_progress,
+                            dataset_tab.MAX_UPLOAD_BYTES)  # fmt: skip
     return on_upload(lang, str(fetched.path), fmt)
 
 
@@ -177,8 +183,9 @@ def hub_section(labels: Labels) -> dict[str, Any]:
             repo = labels.add(gr.Textbox(max_length=200, scale=3, elem_id="hub-dataset"), label="hub_dataset")
             config = labels.add(gr.Textbox(max_length=200, scale=1), label="hub_config")
             split = labels.add(gr.Textbox("train", max_length=200, scale=1), label="hub_split")
+            revision = labels.add(gr.Textbox(max_length=200, scale=1), label="hub_revision")
             fetch = labels.add(gr.Button(scale=1), value="fetch_dataset")
-    return {"repo": repo, "config": config, "split": split, "fetch": fetch}
+    return {"repo": repo, "config": config, "split": split, "revision": revision, "fetch": fetch}
 
 
 def columns_box(labels: Labels) -> dict[str, Any]:
@@ -191,10 +198,13 @@ def columns_box(labels: Labels) -> dict[str, Any]:
             picks = [labels.add(gr.Dropdown([""], value="", allow_custom_value=True, elem_id=f"map-{key}"),
                                 label=f"map_{key}") for key in MAP_KEYS]  # fmt: skip
         with gr.Row():
+            role = labels.add(gr.Textbox(max_length=ROLE_CHARS, elem_id="map-role"), label="map_role")
+            content = labels.add(gr.Textbox(max_length=ROLE_CHARS, elem_id="map-content"), label="map_content")
             user = labels.add(gr.Textbox(max_length=ROLE_CHARS, elem_id="map-user"), label="map_user")
             assistant = labels.add(gr.Textbox(max_length=ROLE_CHARS, elem_id="map-assistant"), label="map_assistant")
-            apply = labels.add(gr.Button(variant="primary", elem_id="apply-columns"), value="apply_columns")
-    return {"box": box, "values": values, "picks": picks, "user": user, "assistant": assistant, "apply": apply}
+        apply = labels.add(gr.Button(variant="primary", elem_id="apply-columns"), value="apply_columns")
+    return {"box": box, "values": values, "picks": picks, "role": role, "content": content, "user": user,
+            "assistant": assistant, "apply": apply}  # fmt: skip
 
 
 def mix_section(labels: Labels) -> dict[str, Any]:
@@ -221,18 +231,22 @@ def wire(lang: gr.State, parts: dict[str, Any], hub: dict[str, Any], cols: dict[
     fmt, pending, sheet = parts["fmt"], parts["pending"], parts["sheet"]
     dataset_outputs, after = parts["dataset_outputs"], parts["after"]
     picks = cols["picks"]
-    column_outputs = [cols["box"], cols["values"], *picks, cols["user"], cols["assistant"], sheet]
+    keys = [cols["role"], cols["content"], cols["user"], cols["assistant"]]
+    column_outputs = [cols["box"], cols["values"], *picks, *keys, sheet]
     pending.change(lambda lang_, p: columns_views(p, lang_), [lang, pending], column_outputs,
                    api_visibility="private")  # fmt: skip
-    mapped = cols["apply"].click(on_columns, [lang, pending, *picks, cols["user"], cols["assistant"]],
+    mapped = cols["apply"].click(on_columns, [lang, pending, *picks, *keys],
                                  dataset_outputs[:4], api_visibility="private")  # fmt: skip
-    fetched = hub["fetch"].click(on_fetch, [lang, hub["repo"], hub["config"], hub["split"], fmt], dataset_outputs,
+    fetched = hub["fetch"].click(on_fetch, [lang, *(hub[k] for k in ("repo", "config", "split", "revision")), fmt],
+                                 dataset_outputs,
                                  api_name="fetch_dataset")  # fmt: skip
     picked = sheet.input(on_sheet, [lang, sheet, fmt, pending], dataset_outputs, api_visibility="private")
     mix_outputs = [*dataset_outputs[:4], mix["mix"], mix["summary"], mix["shown"]]
     added = mix["add"].click(on_mix_add, [lang, parts["loaded"], mix["mix"], mix["limit"], mix["weight"]],
                              mix_outputs, api_visibility="private")  # fmt: skip
     cleared = mix["clear"].click(on_mix_clear, lang, mix_outputs, api_visibility="private")
-    after(mapped, forget=False)
-    for event in (fetched, picked, added, cleared):
+    after(mapped, "choose")
+    after(picked, "choose")
+    after(added, "keep")
+    for event in (fetched, cleared):
         after(event)

@@ -6,7 +6,7 @@ import contextlib
 import functools
 import json
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import gradio as gr
 
 from lora_core import paths, storage
 from lora_core.config import TrainConfig, setting_range
-from lora_core.data import FORMAT_NAMES, DatasetReport, load_records, needs_columns
+from lora_core.data import FORMAT_NAMES, DatasetReport, needs_columns, records_of
 from lora_core.demo import SAMPLE_DATASET
 from lora_core.errors import PathError
 from lora_core.files import write_json
@@ -192,22 +192,30 @@ def on_dataset(lang: str, file: str | None, fmt: str) -> tuple[str, Any, Any, Lo
     return read_upload(lang, file, fmt)[:4]
 
 
-def read_upload(lang: str, file: str | None, fmt: str, sheet: str = "") -> tuple:
+def read_upload(lang: str, file: str | None, fmt: str, sheet: str = "", columns: str = "") -> tuple:
     """Read a file (refused whole when it cannot be read: nothing is stored), keep it, and validate its rows; a file
-    whose columns are none of the three formats waits for its mapping (``pending``: what the Columns box shows)."""
+    whose columns are none of the three formats waits for its mapping (``pending``: what the Columns box shows),
+    unless ``columns`` or the mapping kept with the upload (the same file mapped before) says it."""
     if not file:
         return (*dataset_views(None, lang), None, None)
     table = read_table(file, MAX_UPLOAD_BYTES, sheet)
+    needs = needs_columns(table)
+    report = None if needs else records_of(table, file, fmt, guess=False)  # a file refused is not stored
     source = Path(file).resolve()
     if source == SAMPLE_DATASET or source.parent == paths.uploads_dir().resolve():
         stored, name = source, storage.upload_meta(source).get("name") or source.name
     else:
         stored, name = store_upload(file, table.sha256, Path(file).name), Path(file).name
-    pending = pending_of(stored, name, table)
-    if pending["needs"]:
+    meta = storage.upload_meta(stored)
+    if needs and not columns and meta.get("columns") and meta.get("sheet", "") == table.sheet:
+        columns = str(meta["columns"])  # mapped before: used again (and shown, to change)
+    pending = pending_of(stored, name, table, columns if needs else "")
+    if needs and not columns:
         _, problems, preview = dataset_views(None, lang)
         return pending_summary(pending, lang), problems, preview, None, pending
-    report = replace(load_records(stored, fmt, max_bytes=MAX_UPLOAD_BYTES, sheet=table.sheet), name=name)
+    if needs:  # a mapping makes the rows' format
+        report = records_of(table, stored, "auto", columns=columns, guess=False)
+    report = replace(report, name=name, path=str(stored))
     loaded = LoadedDataset(str(stored), report)
     remember_dataset(loaded)
     return (*dataset_views(loaded, lang), loaded, pending)
@@ -222,29 +230,31 @@ def pending_summary(pending: dict, lang: str) -> str:
              rows=pending["rows"], columns=md(", ".join(pending["columns"][:20])))  # fmt: skip
 
 
-def pending_of(stored: Path, name: str, table: Any) -> dict[str, Any]:
-    """What the Columns box needs of a file: its columns with their first values, the guessed mapping, its sheets."""
+def pending_of(stored: Path, name: str, table: Any, kept: str = "") -> dict[str, Any]:
+    """What the Columns box needs of a file: its columns with their first values, the mapping to preselect (the one
+    ``kept`` with the upload, else the guess), its sheets."""
     from lora_core import columns as colmap
 
     needs = needs_columns(table)
     guess = colmap.guess(table.columns, table.rows) if needs else None
+    mapping = colmap.parse(kept) if kept else guess
     return {"path": str(stored), "name": name, "rows": len(table.rows), "sheet": table.sheet, "sheets": table.sheets,
-            "needs": needs,
-            "columns": table.columns[:MAX_MAPPED_COLUMNS], "values": column_values(table),
-            "guess": guess.spec() if guess else ""}  # fmt: skip
+            "needs": needs, "columns": table.columns[:MAX_MAPPED_COLUMNS], "values": column_values(table),
+            "guess": guess.spec() if guess else "", "mapping": asdict(mapping) if mapping else {}}  # fmt: skip
 
 
 MAX_MAPPED_COLUMNS = 200
 VALUES_SHOWN = 3
 VALUE_CHARS = 80
+VALUES_SEARCHED = 1000  # rows looked at for a column's first values
 
 
 def column_values(table: Any) -> list[list[str]]:
-    """Each column with its first few non-empty values, cut short (shown as text)."""
+    """Each column with its first few non-empty values (among the first rows), cut short (shown as text)."""
     out = []
     for column in table.columns[:MAX_MAPPED_COLUMNS]:
         values = []
-        for row in table.rows:
+        for row in table.rows[:VALUES_SEARCHED]:
             value = row.get(column) if isinstance(row, dict) else None
             if value not in (None, ""):
                 text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
@@ -296,11 +306,7 @@ def on_last(lang: str, fmt: str) -> tuple[str, Any, Any, LoadedDataset | None]:
     last = last_dataset()
     if last is None:
         raise gr.Error(t("no_last_dataset", lang), print_exception=False)
-    report = load_records(last["path"], fmt, max_bytes=MAX_UPLOAD_BYTES, columns=last["columns"] or None,
-                          sheet=last["sheet"], guess=False)  # fmt: skip
-    report = replace(report, name=last["name"])
-    loaded = LoadedDataset(str(last["path"]), report)
-    return (*dataset_views(loaded, lang), loaded)
+    return read_upload(lang, str(last["path"]), fmt, last["sheet"], last["columns"])
 
 
 def forget_dataset(lang: str) -> tuple:
@@ -314,8 +320,12 @@ def clear_tokens() -> tuple:
     return gr.update(value=None, color_map={}), None, "", None
 
 
-def on_format(lang: str, fmt: str, pending: dict | None) -> tuple:
-    """Another format (or sheet) chosen: read the stored file again."""
+def on_format(lang: str, fmt: str, pending: dict | None, loaded: LoadedDataset | None = None) -> tuple:
+    """Another format chosen: read the dataset shown again (with its mapping and sheet); a mix stays as it is."""
+    if loaded is not None and loaded.sources:
+        return (gr.update(),) * 5
+    if loaded is not None:
+        return on_upload(lang, loaded.path, fmt, loaded.report.sheet, loaded.report.columns)
     if not pending:
         return (*dataset_views(None, lang), None, None)
     return on_upload(lang, pending["path"], fmt, pending.get("sheet", ""))
@@ -462,22 +472,24 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
     token_outputs = [highlight, histogram, token_summary]
     dataset_events = [
         upload.change(on_upload, [lang, upload, fmt], dataset_outputs, api_name="validate_dataset"),
-        fmt.change(on_format, [lang, fmt, pending], dataset_outputs, api_visibility="private"),
+        fmt.change(on_format, [lang, fmt, pending, loaded], dataset_outputs, api_visibility="private"),
         sample.click(
             lambda lang_, fmt_: on_upload(lang_, str(SAMPLE_DATASET), fmt_),
             [lang, fmt],
             dataset_outputs,
             api_visibility="private",
         ),
-        last.click(on_last, [lang, fmt], dataset_outputs[:4], api_visibility="private"),
+        last.click(on_last, [lang, fmt], dataset_outputs, api_visibility="private"),
     ]
 
-    def after(event: Any, forget: bool = True) -> None:
-        # Tokens of the previous dataset would be misleading; a file that failed must not stay usable.
+    def after(event: Any, failed: str = "forget") -> None:
+        """What follows a dataset event: tokens of the previous dataset would be misleading; after a failure, a file
+        that failed is not usable (``forget``), or a mapping or sheet refused leaves the file and its Columns box
+        to choose again (``choose``), or nothing changes (``keep``: the error says why)."""
         event.then(clear_tokens, None, [*token_outputs, shown], api_visibility="private")
-        if forget:
+        if failed == "forget":
             event.failure(forget_dataset, lang, dataset_outputs, api_visibility="private")
-        else:  # a mapping refused: the file and its Columns box stay, to choose again
+        elif failed == "choose":
             event.failure(lambda: (f"{reason_markdown(last_reason())}", None), None, [summary, loaded],
                           api_visibility="private")  # fmt: skip
         event.success(*stored, api_visibility="private")  # a new upload is listed
@@ -495,7 +507,7 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
     lang.change(on_language, [lang, loaded, shown, pending], [summary, problems, preview, *token_outputs,
                 columns["values"]], api_visibility="private")  # fmt: skip
     lang.change(last_offer, lang, last, api_visibility="private", show_progress="hidden")
-    return {"loaded": loaded, "base": base, "max_length": max_length, "stored_uploads": stored,
+    return {"loaded": loaded, "mix": mix["mix"], "base": base, "max_length": max_length, "stored_uploads": stored,
             "last_offer": (last_offer, lang, last)}  # fmt: skip
 
 

@@ -111,12 +111,15 @@ def on_start(
     epochs: float, max_steps: float, learning_rate: float, rank: float, alpha: float, dropout: float,
     batch_size: float, grad_accum: float, max_length: float, val_split: float, warmup_ratio: float, scheduler: str,
     seed: float, quantization: str, gradient_checkpointing: bool, skip_invalid: bool, samples: float,
-    sample_rows: str, eval_rows: float,
+    sample_rows: str, eval_rows: float, mix: list | None = None,
 ) -> str:  # fmt: skip
-    """Start a training on a background thread; the timer shows it. No targets chosen: the preset's.
+    """Start a training on a background thread; the timer shows it. No targets chosen: the preset's. While the
+    Dataset tab's mix (``mix``, the page's state) has datasets, they are the data.
 
     The settings are named parameters (HYPER, in its order; a test checks it) so that API clients can pass only
     those they change."""
+    if mix:
+        loaded = mixed_dataset(mix)
     if loaded is None:
         raise gr.Error(t("no_dataset", lang), print_exception=False)
     base = resolve_base(base_name)
@@ -145,6 +148,17 @@ def on_start(
     estimate.check_fits(config)  # a training that cannot fit is refused before a run exists
     _LAST[paths.current_user()] = TrainingJob(config).start()
     return t("started", lang, task=md(config.task))
+
+
+def mixed_dataset(mix: list[dict]) -> LoadedDataset:
+    """The datasets of the Dataset tab's mix, read again (each as it was added: its mapping, sheet, limit, weight)."""
+    from lora_core.mixing import load_mix, source_from
+
+    from .dataset_tab import MAX_UPLOAD_BYTES
+
+    sources = [source_from(m) for m in mix]
+    report = load_mix(sources, 42, skip_invalid=True, max_bytes=MAX_UPLOAD_BYTES).report
+    return LoadedDataset(sources[0].path, report, tuple(sources))
 
 
 def check_sample_rows(config: TrainConfig, rows: set[int], file: str) -> None:
@@ -442,7 +456,10 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
         keep_reason(event, markdown=[saved_status])
     for event in (
         start.click(
-            on_start, [lang, shared["loaded"], base, task, preset, targets, *hyper], status, api_name="start_training"
+            on_start,
+            [lang, shared["loaded"], base, task, preset, targets, *hyper, shared["mix"]],
+            status,
+            api_name="start_training",
         ),
         stop_save.click(stop_training, lang, status, api_name="stop_training"),
         stop_discard.click(
