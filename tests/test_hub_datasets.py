@@ -187,3 +187,18 @@ def test_a_file_that_cannot_be_read_or_stored_leaves_nothing_in_uploads(local_hu
     with pytest.raises(StorageError) as err:
         fetch_dataset("acme/qa")
     assert err.value.code == "uploads_quota" and uploads_left() == []
+
+
+def test_empty_float_cells_are_stored_as_null_and_a_stored_file_stays_within_the_cap(local_hub) -> None:
+    rows = [{"question": "Who?", "score": float("nan")}, {"question": "Why?", "score": 1.5}]
+    local_hub.add("acme/nan", {"data/train.parquet": parquet(rows)}, repo_type="dataset")
+    fetched = fetch_dataset("acme/nan")
+    assert stored_rows(fetched.path) == [{"question": "Who?", "score": None}, {"question": "Why?", "score": 1.5}]
+    # Parquet packs repeated text tightly; the JSON Lines it becomes is checked against the cap before it is written
+    long_rows = [{"question": "why " * 500, "answer": "because " * 500}] * 200
+    local_hub.add("acme/packed", {"data/train.parquet": parquet(long_rows)}, repo_type="dataset")
+    packed = len(local_hub.datasets["acme/packed"].files["data/train.parquet"])
+    before = uploads_left()
+    with pytest.raises(HubError) as info:
+        fetch_dataset("acme/packed", max_bytes=packed * 4)
+    assert info.value.code == "hub_dataset_too_large" and uploads_left() == before
