@@ -212,3 +212,19 @@ def test_json_whose_rows_are_not_objects_is_refused_and_not_stored(tmp_path, hom
         tab.on_upload("en", str(path), "auto")
     assert info.value.__cause__.code == "rows_not_objects"
     assert (sorted(p.name for p in (home / "Uploads").iterdir()) if (home / "Uploads").exists() else []) == before
+
+
+@pytest.mark.slow
+def test_an_api_client_maps_the_columns_of_the_file_it_validated(tmp_path):
+    from gradio_client import handle_file
+    from tiny import launched_app
+
+    path = csv_file(tmp_path, "q,a\nhi,yo\n")
+    with launched_app() as client:
+        summary, _, _ = client.predict("en", handle_file(path), "auto", api_name="/validate_dataset")
+        assert "none of the three formats" in summary
+        summary, problems, preview = client.predict("en", instruction="q", output="a", api_name="/map_columns")
+        assert "1 rows, all valid" in summary and "Columns used: instruction=q,output=a." in summary
+        assert preview["data"][1] == [1, "assistant", "yo"]
+        with pytest.raises(Exception, match="mapped twice"):
+            client.predict("en", instruction="q", output="q", api_name="/map_columns")

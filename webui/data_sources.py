@@ -198,10 +198,10 @@ def columns_box(labels: Labels) -> dict[str, Any]:
             picks = [labels.add(gr.Dropdown([""], value="", allow_custom_value=True, elem_id=f"map-{key}"),
                                 label=f"map_{key}") for key in MAP_KEYS]  # fmt: skip
         with gr.Row():
-            role = labels.add(gr.Textbox(max_length=ROLE_CHARS, elem_id="map-role"), label="map_role")
-            content = labels.add(gr.Textbox(max_length=ROLE_CHARS, elem_id="map-content"), label="map_content")
-            user = labels.add(gr.Textbox(max_length=ROLE_CHARS, elem_id="map-user"), label="map_user")
-            assistant = labels.add(gr.Textbox(max_length=ROLE_CHARS, elem_id="map-assistant"), label="map_assistant")
+            role, content, user, assistant = [
+                labels.add(gr.Textbox("", max_length=ROLE_CHARS, elem_id=f"map-{key}"), label=f"map_{key}")
+                for key in ("role", "content", "user", "assistant")
+            ]
         apply = labels.add(gr.Button(variant="primary", elem_id="apply-columns"), value="apply_columns")
     return {"box": box, "values": values, "picks": picks, "role": role, "content": content, "user": user,
             "assistant": assistant, "apply": apply}  # fmt: skip
@@ -235,8 +235,8 @@ def wire(lang: gr.State, parts: dict[str, Any], hub: dict[str, Any], cols: dict[
     column_outputs = [cols["box"], cols["values"], *picks, *keys, sheet]
     pending.change(lambda lang_, p: columns_views(p, lang_), [lang, pending], column_outputs,
                    api_visibility="private")  # fmt: skip
-    mapped = cols["apply"].click(on_columns, [lang, pending, *picks, *keys],
-                                 dataset_outputs[:4], api_visibility="private")  # fmt: skip
+    mapped = cols["apply"].click(on_columns, [lang, pending, *picks, *keys], dataset_outputs[:4],
+                                 api_name="map_columns")  # fmt: skip
     fetched = hub["fetch"].click(on_fetch, [lang, *(hub[k] for k in ("repo", "config", "split", "revision")), fmt],
                                  dataset_outputs,
                                  api_name="fetch_dataset")  # fmt: skip
