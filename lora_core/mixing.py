@@ -111,7 +111,8 @@ def load_mix(sources: list[DataSource], seed: int, skip_invalid: bool = False,
         digest.update(f"{report.sha256}:{report.columns}:{report.sheet}:{source.limit}:{source.weight}\n".encode())
         offset += report.total_rows
     name = " + ".join(p["name"] for p in parts)
-    combined = DatasetReport("", name, digest.hexdigest(), "mix", offset, records)
+    # its rows: those used, repeats counted (the rows of the files are each part's rows_total)
+    combined = DatasetReport("", name, digest.hexdigest(), "mix", sum(p["rows_used"] for p in parts), records)
     return Mix(combined, copies, parts)
 
 

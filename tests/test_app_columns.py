@@ -117,12 +117,13 @@ def test_a_workbook_offers_its_sheets(tmp_path):
 def test_two_datasets_mixed_become_the_train_tabs_data(tmp_path):
     first = tab.on_dataset("en", str(demo.SAMPLE_DATASET), "auto")[3]
     summary, _, _, loaded, mix, mix_summary, shown = ds.on_mix_add("en", first, [], 10, 1)
-    assert len(mix) == 1 and loaded.sources and "the mix: 1 dataset(s), 10 rows in all" in mix_summary
+    assert len(mix) == 1 and loaded.sources and "the mix: 10 rows from 1 of your datasets" in mix_summary
     path = csv_file(tmp_path, "question,answer\nhi,yo\nhello,hey\n")
     pending = tab.on_upload("en", path, "auto")[4]
     second = ds.on_columns("en", pending, "question", "", "answer", "", "", "", "", "", "")[3]
-    *_, loaded, mix, mix_summary, shown = ds.on_mix_add("en", second, mix, 0, 2)
-    assert "the mix: 2 dataset(s), 14 rows in all" in mix_summary
+    summary, _, _, loaded, mix, mix_summary, shown = ds.on_mix_add("en", second, mix, 0, 2)
+    assert "the mix: 14 rows from 2 of your datasets" in mix_summary
+    assert summary.startswith("**demo_alpaca.json + qa.csv**: mixed format, 14 rows, all valid")  # the same count
     assert shown.values.tolist() == [["demo_alpaca.json", 48, 10, 1.0, 10], ["qa.csv", 2, "–", 2.0, 4]]
     config = TrainConfig(base="b", task="t", **loaded.config())
     config.check()

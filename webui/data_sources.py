@@ -244,6 +244,7 @@ def wire(lang: gr.State, parts: dict[str, Any], hub: dict[str, Any], cols: dict[
     mix_outputs = [*dataset_outputs[:4], mix["mix"], mix["summary"], mix["shown"]]
     added = mix["add"].click(on_mix_add, [lang, parts["loaded"], mix["mix"], mix["limit"], mix["weight"]],
                              mix_outputs, api_visibility="private")  # fmt: skip
+    added.success(lambda: (0, 1), None, [mix["limit"], mix["weight"]], api_visibility="private")  # the next one's own
     cleared = mix["clear"].click(on_mix_clear, lang, mix_outputs, api_visibility="private")
     after(mapped, "choose")
     after(picked, "choose")

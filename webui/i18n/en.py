@@ -77,7 +77,7 @@ TEXT: dict[str, str] = {
     "col_weight": "weight",
     "col_used": "rows used",
     "mix_empty": "The mix is empty: the Train tab trains on the dataset shown above.",
-    "mix_summary": "The Train tab will train on the mix: {n} dataset(s), {rows} rows in all.",
+    "mix_summary": "The Train tab will train on the mix: {rows} rows from {n} of your datasets.",
     "mix_needs_dataset": "Load a dataset whose rows are all valid above first, then add it to the mix.",
     "mix_full": "A mix holds at most {max} datasets.",
     "mix_bad_numbers": "The row limit must be a whole number from 0 to {max_limit}, the weight above 0 and at most "

@@ -71,7 +71,7 @@ TEXT: dict[str, str] = {
     "col_weight": "权重",
     "col_used": "使用的行",
     "mix_empty": "混合为空：训练页在上面显示的数据集上训练。",
-    "mix_summary": "训练页将在这 {n} 个数据集的混合上训练：共 {rows} 行。",
+    "mix_summary": "训练页将在混合上训练：来自 {n} 个数据集的 {rows} 行。",
     "mix_needs_dataset": "请先在上面加载一个所有行都有效的数据集，再把它加入混合。",
     "mix_full": "混合最多包含 {max} 个数据集。",
     "mix_bad_numbers": "行数上限必须是 0 到 {max_limit} 之间的整数，权重必须大于 0 且不超过 {max_weight}。",
