@@ -3,9 +3,11 @@ loading itself (local files only, safetensors only, no hub access). Training and
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -130,9 +132,23 @@ def list_base_models(root: str | Path | None = None) -> list[Path]:
 
 
 def device_kind() -> str:
+    """``cuda`` when a CUDA GPU is usable, else ``cpu``. A CPU-only torch build is known by its version
+    (``2.13.0+cpu``) without importing torch, which takes most of a second: the page asks before it is served."""
+    if "torch" not in sys.modules and _cpu_only_torch():
+        return "cpu"
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@functools.cache
+def _cpu_only_torch() -> bool:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("torch").endswith("+cpu")
+    except PackageNotFoundError:
+        return False
 
 
 def effective_quantization(requested: str, device: str) -> str:

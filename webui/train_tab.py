@@ -346,7 +346,11 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
     with gr.Row():
         preset = labels.add(gr.Radio(list(PRESETS), value=DEFAULTS.targets, scale=1), label="target_preset")
         targets = labels.add(
-            gr.Dropdown(_initial_targets(choices), multiselect=True, scale=3), label="targets", info="targets_info"
+            # no choices until the page's load names them (reading a model's layers takes seconds of imports): an API
+            # client may name any module, and Start refuses one the model lacks, naming the model's linear layers
+            gr.Dropdown([], multiselect=True, allow_custom_value=True, scale=3),
+            label="targets",
+            info="targets_info",
         )
     # No minimum / maximum on the numbers: Gradio would refuse a value in English; Start says it in the user's
     # language (TrainConfig.check decides what is in range).
@@ -489,14 +493,3 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
     shared["saved_settings"] = (saved_choices, None, saved_pick)
     # for the page's load event (app.py): the first model's line, once the browser's language is known
     shared["train_on_load"] = (on_model, model_inputs, [model_info, targets])
-
-
-def _initial_targets(choices: list[str]) -> list[str]:
-    """The first model's linear layers, so that an API client may name targets before any page has loaded."""
-    if not choices:
-        return []
-    try:
-        return estimate.estimate(resolve_base(choices[0]), "all-linear").linear_modules
-    except Exception as exc:  # an unusable model is reported when it is chosen, not while the app is built
-        logger.warning("cannot list the linear layers of %s: %s", choices[0], exc)
-        return []
