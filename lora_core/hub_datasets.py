@@ -183,25 +183,8 @@ def _store(rows: list[Any], name: str, source: dict[str, Any], max_bytes: int) -
     if len(data) > max_bytes:
         raise HubError("hub_dataset_too_large", repo=source["hub"], split=source["split"], size=len(data),
                        max_bytes=max_bytes)  # fmt: skip
-    dest = paths.uploads_dir() / f"{hashlib.sha256(data).hexdigest()[:20]}.jsonl"
-    created = not dest.exists()
-    if created:
-        storage.check_quota("uploads", len(data))
-        tmp = dest.with_name(f".{dest.name}.part")
-        try:
-            tmp.write_bytes(data)
-            storage.keep_private(tmp)
-            tmp.replace(dest)
-        finally:
-            tmp.unlink(missing_ok=True)
-    try:
-        storage.save_upload_meta(dest, name=name, source=source)
-    except BaseException:
-        if created:
-            dest.unlink(missing_ok=True)
-            storage.meta_path(dest).unlink(missing_ok=True)
-        raise
-    return dest
+    filename = f"{hashlib.sha256(data).hexdigest()[:20]}.jsonl"
+    return storage.keep_upload(filename, len(data), lambda tmp: tmp.write_bytes(data), name=name, source=source)
 
 
 # --- which files: a README's configs, or the usual layout --------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,34 @@ def check_quota(kind: str, adding: int) -> None:
     if kind == "uploads":
         raise StorageError("uploads_quota", used=used, adding=adding, quota=quota)
     raise StorageError("merged_quota", used=used, adding=adding, quota=quota)
+
+
+def keep_upload(filename: str, size: int, write: Callable[[Path], None], **meta: object) -> Path:
+    """Keep a dataset in the workspace's uploads as ``filename`` (a name the app chose from its content's hash),
+    readable by the app's user only, within the quota: ``write(tmp)`` writes its ``size`` bytes to a hidden file that
+    is renamed into place. ``meta`` (its name, its source) is recorded beside it; a new file whose record cannot be
+    written is removed with it."""
+    dest = paths.uploads_dir() / filename
+    created = not dest.exists()
+    if created:
+        check_quota("uploads", size)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        keep_private(dest.parent)
+        tmp = dest.with_name(f".{dest.name}.part")
+        try:
+            write(tmp)
+            keep_private(tmp)
+            tmp.replace(dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+    try:
+        save_upload_meta(dest, **meta)
+    except BaseException:
+        if created:
+            dest.unlink(missing_ok=True)
+            meta_path(dest).unlink(missing_ok=True)
+        raise
+    return dest
 
 
 def keep_private(path: Path) -> None:

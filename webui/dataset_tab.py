@@ -82,17 +82,10 @@ def store_upload(src: str | Path, sha256: str, name: str) -> Path:
     user's file name, readable by the app's user only, within the workspace's quota; Gradio's own temporary copy is
     removed. The name the user gave it is recorded beside it."""
     suffix = Path(name).suffix.lower()
-    dest = paths.uploads_dir() / f"{sha256[:20]}{suffix if suffix in UPLOAD_TYPES else '.json'}"
-    if not dest.exists():
-        storage.check_quota("uploads", Path(src).stat().st_size)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        storage.keep_private(dest.parent)
-        tmp = dest.with_name(f".{dest.name}.part")
-        shutil.copyfile(src, tmp)
-        storage.keep_private(tmp)
-        tmp.replace(dest)
+    filename = f"{sha256[:20]}{suffix if suffix in UPLOAD_TYPES else '.json'}"
+    dest = storage.keep_upload(filename, Path(src).stat().st_size, lambda tmp: shutil.copyfile(src, tmp),
+                               name=name[:255])  # fmt: skip
     forget_gradio_copy(src)
-    storage.save_upload_meta(dest, name=name[:255])
     return dest
 
 
