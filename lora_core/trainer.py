@@ -194,6 +194,35 @@ class ProgressCallback(TrainerCallback):
         self.job.add_log(state.global_step, logs or {})
 
 
+class ThreadCallback(TrainerCallback):
+    """On a CPU, the training's threads follow the cores other processes leave free (``threads.ThreadPolicy``),
+    re-checked between steps; the count in use is published as ``threads``."""
+
+    def __init__(self, job: Publisher, policy: Any = None) -> None:
+        from .threads import ThreadPolicy
+
+        self.job, self.policy = job, policy or ThreadPolicy()
+        self.before: int | None = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.before = torch.get_num_threads()
+        self.job.publish(threads=self.policy.start())
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.restore()
+
+    def restore(self) -> None:
+        """The process's threads as they were before the training (threads started later inherit the count)."""
+        if self.before is not None and self.policy.threads != self.before:
+            self.policy.apply(self.before)
+        self.before = None
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        before = self.policy.threads
+        if self.policy.check() != before:
+            self.job.publish(threads=self.policy.threads)
+
+
 class SampleCallback(TrainerCallback):
     """At the sampler's steps, the model being trained answers the sample rows (``sampling.Sampler``)."""
 

@@ -58,6 +58,7 @@ class Progress:
     eval_loss: list[list[float]] = field(default_factory=list)  # [step, eval loss]
     learning_rate: float = 0.0
     tokens_per_s: float = 0.0
+    threads: int = 0  # CPU threads the training uses now (threads.ThreadPolicy); 0 on a GPU
     eta_s: float | None = None
     elapsed_s: float = 0.0
     eval_loss_before: float | None = None
@@ -252,6 +253,11 @@ class TrainingJob:
             raise Stopped
 
     def _train(self) -> None:
+        from .threads import ThreadPolicy
+
+        # Watching the machine from now on, its first choice of threads at the first step (on a CPU) sees what
+        # other processes did while the data and the model were loaded.
+        self._threads = ThreadPolicy()
         prepared = self._prepare_data()
         self._check_stop()
         model, selection = self._build_model(prepared)
@@ -368,7 +374,7 @@ class TrainingJob:
         from transformers import PrinterCallback
 
         from .masking import collate, pad_id_of
-        from .trainer import ProgressCallback, SimpleTrainer, training_arguments
+        from .trainer import ProgressCallback, SimpleTrainer, ThreadCallback, training_arguments
 
         steps = self.planned_steps(len(prepared.train_set))
         args = training_arguments(self.config, str(self.run_dir / "checkpoints"), steps, prepared.device,
@@ -381,7 +387,11 @@ class TrainingJob:
             train_dataset=prepared.train_set.remove_columns(["row"]),
             eval_dataset=eval_set.remove_columns(["row", "length"]) if eval_set is not None else None,
             processing_class=prepared.tokenizer,
-            callbacks=[ProgressCallback(self), *self._sample_callback(prepared)],
+            callbacks=[
+                ProgressCallback(self),
+                *self._sample_callback(prepared),
+                *([ThreadCallback(self, self._threads)] if prepared.device == "cpu" else []),
+            ],  # fmt: skip
         )
         trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
         return trainer
@@ -411,7 +421,12 @@ class TrainingJob:
         self.publish(state=State.RUNNING, total_steps=total)
         if prepared.eval_set is not None:
             self.publish(eval_loss_before=self._evaluate(trainer))
-        trainer.train(resume_from_checkpoint=str(prepared.resume) if prepared.resume else None)
+        try:
+            trainer.train(resume_from_checkpoint=str(prepared.resume) if prepared.resume else None)
+        finally:  # a failed step does not leave the process at the training's thread count
+            for callback in trainer.callback_handler.callbacks:
+                if hasattr(callback, "restore"):
+                    callback.restore()
 
     def _evaluate(self, trainer: Any) -> float | None:
         from .trainer import finite

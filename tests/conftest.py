@@ -1,6 +1,8 @@
 import os
 import shutil
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,40 @@ def install_demo(demo_model):
         return folder
 
     return install
+
+
+@dataclass
+class DemoTraining:
+    home: Path  # its data home: the demo model at Models/LLM/demo, the adapter in Models/LoRA/
+    base: Path
+    adapter: Path
+    snap: dict  # the job's last snapshot
+    took: float  # seconds, loading to saved adapter
+
+    def copy_to(self, home: Path, name: str) -> Path:
+        """A copy of the adapter as ``home``/Models/LoRA/``name`` (for tests that change or list it)."""
+        target = Path(home) / "Models" / "LoRA" / name
+        shutil.copytree(self.adapter, target)
+        return target
+
+
+@pytest.fixture(scope="session")
+def demo_training(tmp_path_factory, install_demo) -> DemoTraining:
+    """The demo training itself (the demo settings on the bundled sample, about 20 s), run once per test session.
+    Tests that only read its adapter share it; one that changes or lists adapters works on a copy (``copy_to``).
+    Tests that are about training run their own."""
+    from lora_core.demo import DEMO_TRAINING, SAMPLE_DATASET
+    from lora_core.training import State, TrainConfig, TrainingJob
+
+    home = tmp_path_factory.mktemp("demo_training")
+    base = install_demo(home / "Models" / "LLM" / "demo")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SIMPLE_LORA_HOME", str(home))
+        started = time.monotonic()
+        snap = TrainingJob(TrainConfig(base=str(base), data=str(SAMPLE_DATASET), task="demo", **DEMO_TRAINING)).run()
+        took = time.monotonic() - started
+    assert snap["state"] == State.COMPLETED, snap["error"]
+    return DemoTraining(home, base, Path(snap["adapter_dir"]), snap, took)
 
 
 def pytest_collection_modifyitems(items):

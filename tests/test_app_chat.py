@@ -11,9 +11,8 @@ from tiny import launched_app
 
 from lora_core import assistants
 from lora_core.data import load_records
-from lora_core.demo import DEMO_TRAINING, SAMPLE_DATASET, sample_rows
+from lora_core.demo import SAMPLE_DATASET, sample_rows
 from lora_core.sessions import unload_all
-from lora_core.training import State, TrainConfig, TrainingJob
 from webui import chat_sessions, chat_tab, models_tab
 from webui.dataset_tab import LoadedDataset
 from webui.i18n import LANGS, TEXT
@@ -23,14 +22,11 @@ ANSWER = sample_rows()[0]["output"]
 
 
 @pytest.fixture(scope="module")
-def home(module_home, install_demo):
+def home(module_home, install_demo, demo_training):
     root = module_home
     install_demo(root / "Models" / "LLM" / "demo")
-    config = TrainConfig(
-        base=str(root / "Models" / "LLM" / "demo"), data=str(SAMPLE_DATASET), task="tab", **DEMO_TRAINING
-    )
-    snap = TrainingJob(config).run()  # the demo training itself: the adapter answers the sample questions
-    assert snap["state"] == State.COMPLETED
+    # the session's demo training (tests/conftest.py): the adapter answers the sample questions
+    demo_training.copy_to(root, "tab_" + demo_training.adapter.name.split("_", 1)[1])
     (root / "Models" / "LoRA" / "broken").mkdir()
     yield root
     unload_all()

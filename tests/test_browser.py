@@ -546,9 +546,9 @@ def test_two_pages_chat_each_with_their_own_model_and_stop_only_their_own_reply(
 
 
 def test_a_refusal_stays_next_to_its_control_in_both_languages(browser, url, tmp_path):
-    """A refused upload, a failed Compare and a failed Start each leave their sentence on the page, where it is
-    still 30 s later (a toast is long gone), in English and in Chinese; a Chinese page's toasts are titled in
-    Chinese."""
+    """A refused upload, a failed Compare and a failed Start each leave their sentence on the page, where it
+    still is once the toasts are closed (or gone by themselves), in English and in Chinese; a Chinese page's toasts
+    are titled in Chinese."""
     broken = tmp_path / "broken.json"
     broken.write_text('[{"instruction": "a", "output": "b}]', encoding="utf-8")
     refused = {"en": "File 'broken.json' is not valid JSON: unterminated string starting at line 1, column 33.",
@@ -570,8 +570,9 @@ def test_a_refusal_stays_next_to_its_control_in_both_languages(browser, url, tmp
             chat.get_by_role("button", name=t("compare", lang), exact=True).click()
             expect(chat.get_by_label(t("adapter_reply", lang), exact=True)).to_have_value(t("load_first", lang))
         expect(zh.locator(".toast-title").first).to_have_text(re.compile("^" + t("error_title", "zh")))
-        en.wait_for_timeout(30_000)
         for page, lang in ((en, "en"), (zh, "zh")):
+            # closed by their buttons, as a person closes them (they would go by themselves after a while)
+            page.locator(".toast-close").evaluate_all("buttons => buttons.forEach(b => b.click())")
             expect(page.locator(".toast-body")).to_have_count(0)  # the toasts are gone, the reasons are not
             expect(page.locator("#tab-chat").get_by_label(t("base_reply", lang), exact=True)).to_have_value(
                 t("load_first", lang)

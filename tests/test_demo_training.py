@@ -1,27 +1,19 @@
 """The promise of the demo: default demo settings, a few minutes on 2 CPU cores, answers visibly learned."""
 
-import time
-
 import pytest
 
 from lora_core.chat import GenerationSettings, generate, load_model, prompt_format_of, tokenizer_for
-from lora_core.demo import DEMO_TRAINING, SAMPLE_DATASET, build_demo_model, sample_rows
-from lora_core.training import State, TrainConfig, TrainingJob
+from lora_core.demo import sample_rows
+from lora_core.training import State
 
 
 @pytest.mark.slow
-def test_demo_adapter_reproduces_the_trained_answers_and_the_base_does_not(tmp_path, monkeypatch):
-    monkeypatch.setenv("SIMPLE_LORA_HOME", str(tmp_path))
-    base = build_demo_model(tmp_path / "Models" / "LLM" / "demo")
-    config = TrainConfig(base=str(base), data=str(SAMPLE_DATASET), task="demo", **DEMO_TRAINING)
-
-    started = time.monotonic()
-    snap = TrainingJob(config).run()
-    took = time.monotonic() - started
-    assert snap["state"] == State.COMPLETED, snap["error"]
+def test_demo_adapter_reproduces_the_trained_answers_and_the_base_does_not(demo_training):
+    # the session's demo training (tests/conftest.py): the demo settings on the sample, from a fresh demo model
+    took, base, adapter = demo_training.took, demo_training.base, str(demo_training.adapter)
+    assert demo_training.snap["state"] == State.COMPLETED
     assert took < 180, f"demo training took {took:.0f} s"
 
-    adapter = snap["adapter_dir"]
     tokenizer = tokenizer_for(base, adapter)
     tuned, plain = load_model(base, adapter), load_model(base)
     settings = GenerationSettings(max_new_tokens=64)

@@ -11,24 +11,18 @@ from pathlib import Path
 import pytest
 
 from lora_core import adapters
-from lora_core.demo import DEMO_TRAINING, SAMPLE_DATASET
+from lora_core.demo import SAMPLE_DATASET
 from lora_core.errors import SimpleLoraError, TrainingError
 from lora_core.evaluation import EVAL_FILE, evaluate, probe_prompts, read_evaluation
 from lora_core.manifest import META_NAME, read_manifest
-from lora_core.training import State, TrainConfig, TrainingJob
 
 pytestmark = pytest.mark.slow  # the demo training itself
 
 
 @pytest.fixture(scope="module")
-def trained(demo_home) -> Path:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SIMPLE_LORA_HOME", str(demo_home))
-        config = TrainConfig(base=str(demo_home / "Models" / "LLM" / "demo"), data=str(SAMPLE_DATASET), task="ev",
-                             **DEMO_TRAINING)  # fmt: skip
-        snap = TrainingJob(config).run()
-    assert snap["state"] == State.COMPLETED, snap["error"]
-    return Path(snap["adapter_dir"])
+def trained(demo_home, demo_training) -> Path:
+    """A copy of the session's demo training's adapter (tests/conftest.py), evaluated as that training ended."""
+    return demo_training.copy_to(demo_home, "ev_" + demo_training.adapter.name.split("_", 1)[1])
 
 
 def test_the_training_evaluated_its_adapter_and_listed_the_card_in_its_manifest(trained) -> None:

@@ -17,7 +17,7 @@ from lora_core.masking import encode_messages, prompt_ids
 from lora_core.training import State, TrainConfig, TrainingJob
 
 GREEDY = GenerationSettings(max_new_tokens=24)
-SLOW_FIXTURES = ("adapter_a", "adapter_b")  # they train (conftest marks their tests slow)
+SLOW_FIXTURES = ("adapter_a", "adapter_b")  # they train, or take the session's demo training (marked slow)
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +39,8 @@ def train(base, task, steps, seed=42):
 
 
 @pytest.fixture(scope="module")
-def adapter_a(base):
-    return train(base, "a", 120)
+def adapter_a(base, home, demo_training):
+    return str(demo_training.copy_to(home, "a_" + demo_training.adapter.name.split("_", 1)[1]))  # the demo training's
 
 
 @pytest.fixture(scope="module")

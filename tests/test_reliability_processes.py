@@ -151,13 +151,15 @@ def test_an_upload_over_the_cap_is_refused_by_the_server(home):
 
 
 def test_twenty_clients_polling_and_scanning_during_a_training_change_nothing(home):
-    """20 API clients poll the status and scan the adapters for a minute while a training runs: no error, no lost
-    or reordered step, and the adapter is bit for bit the one an unloaded run with the same seed makes."""
+    """20 API clients poll the status and scan the adapters for 15 s while a training runs: no error, no lost or
+    reordered step, and the adapter is bit for bit the one an unloaded run with the same seed makes. (The thread
+    count is fixed: on a busy machine the thread policy would use fewer threads, which changes the last bits of
+    the sums; tests/test_threads.py is about that.)"""
     from gradio_client import handle_file
 
     settings = dict(base_name="demo", preset="attention", max_steps=30, batch_size=8, max_length=128,
                     learning_rate=2e-3, dropout=0.0, scheduler="constant", warmup_ratio=0.0, seed=7)  # fmt: skip
-    with served_app(home) as app:
+    with served_app(home, env={"SIMPLE_LORA_THREADS": "1"}) as app:
 
         def train(client: Client, task: str) -> dict:
             client.predict(file=handle_file(str(SAMPLE_DATASET)), api_name="/validate_dataset")
@@ -181,18 +183,17 @@ def test_twenty_clients_polling_and_scanning_during_a_training_change_nothing(ho
                     if i % 2:
                         client.predict(current=None, api_name="/scan_adapters")
                     polls[i] += 1
-                    time.sleep(0.1)  # ten polls a second each (a browser tab polls once a second)
+                    time.sleep(0.5)  # two polls a second each (a browser tab polls once a second)
             except Exception as exc:  # any error at all is what this test is about
                 problems.append(f"client {i}: {type(exc).__name__}: {exc}")
 
         threads = [threading.Thread(target=hammer, args=(i,)) for i in range(20)]
-        started = time.monotonic()
         for thread in threads:
             thread.start()
+        ends = threading.Timer(15, stop.set)  # the load goes on for 15 s, the training starts at once
+        ends.start()
         loaded = train(Client(app.url, verbose=False), "loaded")
-        while time.monotonic() - started < 60:  # the load goes on for a minute in all
-            time.sleep(1)
-        stop.set()
+        ends.join()
         for thread in threads:
             thread.join(60)
         assert problems == [] and min(polls) > 0, (problems, polls)

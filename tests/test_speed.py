@@ -40,12 +40,11 @@ def mixed(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def peft_model(demo):
+def lora_model(folder):
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    base = AutoModelForCausalLM.from_pretrained(demo, dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
     model = get_peft_model(base, config)
     for name, param in model.named_parameters():  # B starts at zero; give the adapter something to say
@@ -54,18 +53,51 @@ def peft_model(demo):
     return model
 
 
-@pytest.fixture(scope="module")
-def examples(demo, mixed):
+def encoded(folder, data, max_length=256):
     from lora_core.data import load_records
 
-    tokenizer = load_tokenizer(demo)
-    encoded, _, _ = encode_records(load_records(mixed).records, tokenizer, 256)
-    return [{"input_ids": e.input_ids, "labels": e.labels} for e in encoded], pad_id_of(tokenizer)
+    tokenizer = load_tokenizer(folder)
+    found, _, _ = encode_records(load_records(data).records, tokenizer, max_length)
+    return [{"input_ids": e.input_ids, "labels": e.labels} for e in found], pad_id_of(tokenizer)
+
+
+@pytest.fixture(scope="module")
+def peft_model(demo):
+    return lora_model(demo)
+
+
+@pytest.fixture(scope="module")
+def examples(demo, mixed):
+    return encoded(demo, mixed)
+
+
+@pytest.fixture(scope="module")
+def real(smollm2_model):
+    """SmolLM2-135M-Instruct with a LoRA adapter, and the bundled sample encoded by its own tokenizer and chat
+    template (a default system prompt): a 49,152-token vocabulary and an LM head tied to the embeddings."""
+    from lora_core.demo import SAMPLE_DATASET
+
+    model = lora_model(smollm2_model)
+    causal = model.get_base_model()
+    assert causal.config.tie_word_embeddings and causal.config.vocab_size == 49152
+    assert causal.lm_head.weight.data_ptr() == causal.model.embed_tokens.weight.data_ptr()  # one tensor
+    return model, encoded(smollm2_model, SAMPLE_DATASET, 192)
 
 
 def test_the_completion_loss_equals_the_models_own_loss_and_gradients(peft_model, examples):
-    features, pad = examples
+    same_loss_and_gradients(peft_model, *examples)
+
+
+@pytest.mark.slow
+def test_on_the_real_model_the_completion_loss_equals_its_own_loss_and_gradients(real):
+    """SmolLM2's tied 49k head: its logits at the prompt are never built, and nothing else changes."""
+    model, (features, pad) = real
+    same_loss_and_gradients(model, features, pad)
+
+
+def same_loss_and_gradients(peft_model, features, pad):
     batch = collate(features[:8], pad)
+    assert (batch["labels"] == IGNORE_INDEX).any(dim=1).all()  # every example has a prompt that is not trained
     n_items = int((batch["labels"] != IGNORE_INDEX).sum())
     for num_items in (None, n_items):
         peft_model.zero_grad()
@@ -98,14 +130,23 @@ def per_example_losses(model, features, pad, order, batch_size=8):
 
 @pytest.mark.slow
 def test_per_example_losses_do_not_depend_on_how_examples_are_batched(peft_model, examples):
-    features, pad = examples
-    features = features[:32]
+    same_losses_in_any_batching(peft_model, examples[0][:32], examples[1], 8)
+
+
+@pytest.mark.slow
+def test_on_the_real_model_per_example_losses_do_not_depend_on_how_examples_are_batched(real):
+    model, (features, pad) = real
+    same_losses_in_any_batching(model, features[::4], pad, 4)  # 12 rows of every kind, Chinese ones too
+
+
+def same_losses_in_any_batching(model, features, pad, batch_size):
     plain = list(range(len(features)))
     random.Random(1).shuffle(plain)
     grouped = sorted(plain, key=lambda i: len(features[i]["input_ids"]))  # what length grouping does, at most
-    alone = per_example_losses(peft_model, features, pad, list(range(len(features))), batch_size=1)
+    assert len({len(f["input_ids"]) for f in features}) > 1  # batches are padded
+    alone = per_example_losses(model, features, pad, list(range(len(features))), batch_size=1)
     for order in (plain, grouped):
-        batched = per_example_losses(peft_model, features, pad, order)
+        batched = per_example_losses(model, features, pad, order, batch_size)
         assert all(abs(batched[i] - alone[i]) < 1e-4 for i in alone), order
 
 

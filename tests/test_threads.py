@@ -1,0 +1,174 @@
+"""The thread policy of a CPU training on a shared machine (lora_core/threads.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lora_core import threads
+from lora_core.threads import ThreadPolicy, threads_for
+
+
+class FakeMachine:
+    """Readings the policy sees: time, the CPUs' busy seconds, this process's CPU seconds."""
+
+    def __init__(self) -> None:
+        self.now = self.busy = self.own = 0.0
+        self.applied: list[int] = []
+
+    def run(self, seconds: float, ours: float, others: float) -> None:
+        """``seconds`` pass; this process keeps ``ours`` cores busy, other processes ``others``."""
+        self.now += seconds
+        self.own += ours * seconds
+        self.busy += (ours + others) * seconds
+
+    def policy(self, cores: int = 2, fixed: int | None = None) -> ThreadPolicy:
+        return ThreadPolicy(fixed=fixed, cores=cores, busy=lambda: self.busy, own=lambda: self.own,
+                            clock=lambda: self.now, apply=self.applied.append)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("cores", "others", "expected"),
+    [(2, 0.0, 2), (2, 0.3, 2), (2, 0.67, 1), (2, 1.0, 1), (2, 2.0, 1), (2, 5.0, 1), (8, 2.0, 6), (8, 0.49, 8),
+     (8, 0.5, 8), (8, 0.51, 7), (1, 0.0, 1)],
+)  # fmt: skip
+def test_threads_are_the_free_cores_rounded_at_least_one(cores, others, expected):
+    assert threads_for(cores, others) == expected
+
+
+def test_the_threads_follow_what_other_processes_use_and_come_back_when_they_stop():
+    machine = FakeMachine()
+    policy = machine.policy(cores=2, fixed=None)
+    machine.run(2.0, ours=1.0, others=0.05)  # loading the model; a quiet machine
+    assert policy.start() == 2 and machine.applied == [2]
+    machine.run(0.5, ours=2.0, others=0.0)
+    assert policy.check() == 2  # under a second since the last look: not measured yet, the window grows
+    machine.run(1.0, ours=1.0, others=1.0)  # a busy process appears
+    assert policy.check() == 1 and machine.applied == [2, 1] and policy.others == pytest.approx(1.0 / 1.5)
+    machine.run(1.0, ours=1.0, others=1.0)  # it keeps its core
+    assert policy.check() == 1 and machine.applied == [2, 1] and policy.others == pytest.approx(1.0)
+    machine.run(1.0, ours=1.0, others=0.0)  # it ended: both cores again
+    assert policy.check() == 2 and machine.applied == [2, 1, 2] and policy.changes == 2
+
+
+def test_a_start_right_after_creation_keeps_every_core_until_it_can_measure():
+    machine = FakeMachine()
+    policy = machine.policy(cores=4)
+    machine.run(0.01, ours=1.0, others=3.0)  # 10 ms: too short to say anything
+    assert policy.start() == 4
+    machine.run(1.0, ours=1.0, others=3.0)
+    assert policy.check() == 1
+
+
+def test_a_fixed_count_is_never_changed(monkeypatch):
+    machine = FakeMachine()
+    policy = machine.policy(cores=2, fixed=2)
+    assert policy.start() == 2
+    machine.run(5.0, ours=1.0, others=2.0)
+    assert policy.check() == 2 and machine.applied == [2]
+    monkeypatch.setenv("SIMPLE_LORA_THREADS", "3")
+    assert threads.fixed_threads() == 3
+    for bad in ("0", "-1", "two", ""):
+        monkeypatch.setenv("SIMPLE_LORA_THREADS", bad)
+        monkeypatch.setenv("OMP_NUM_THREADS", "5")
+        assert threads.fixed_threads() == 5
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setenv("SIMPLE_LORA_THREADS", "1e9")
+    assert threads.fixed_threads() is None
+
+
+def test_without_proc_stat_the_policy_keeps_its_threads():
+    machine = FakeMachine()
+    policy = ThreadPolicy(fixed=None, cores=2, busy=lambda: None, own=lambda: 0.0, clock=lambda: machine.now,
+                          apply=machine.applied.append)  # fmt: skip
+    machine.now = 3.0
+    assert policy.start() == 2 and policy.check() == 2
+
+
+def test_proc_stat_and_cgroup_limits_are_read(tmp_path: Path):
+    stat = tmp_path / "stat"
+    stat.write_text(
+        "cpu  900 0 900 9000 0 0 0 0 0 0\n"
+        "cpu0 100 10 50 4000 7 5 5 0 0 0\n"
+        "cpu1 200 0 100 4000 0 0 0 0 0 0\n"
+        "cpu10 600 0 600 1000 0 0 0 0 0 0\n"
+        "intr 12345\n"
+    )  # fmt: skip
+    hz = threads.os.sysconf("SC_CLK_TCK")
+    assert threads.busy_cpu_seconds([0], stat) == pytest.approx(170 / hz)  # idle and iowait are not busy
+    assert threads.busy_cpu_seconds([0, 1], stat) == pytest.approx(470 / hz)  # cpu10 is not cpu1
+    assert threads.busy_cpu_seconds([0], tmp_path / "missing") is None
+    limit = tmp_path / "cpu.max"
+    limit.write_text("150000 100000\n")
+    assert threads.cpu_quota(limit) == 1.5
+    limit.write_text("max 100000\n")
+    assert threads.cpu_quota(limit) is None
+    limit.write_text("garbage")
+    assert threads.cpu_quota(limit) is None
+    assert threads.cpu_quota(tmp_path / "none") is None
+    assert 1 <= threads.usable_cores() <= (threads.os.cpu_count() or 1)
+
+
+@pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="reads Linux's /proc/stat")
+def test_on_this_machine_a_busy_process_counts_and_our_own_work_does_not():
+    spin = threading.Event()
+
+    def ours():
+        while not spin.is_set():
+            pass
+
+    mine = threading.Thread(target=ours)
+    policy = ThreadPolicy(fixed=None, apply=lambda n: None)
+    mine.start()
+    try:
+        time.sleep(1.2)
+        policy.check()
+    finally:
+        spin.set()
+        mine.join()
+    assert policy.others < 0.6, policy.others  # this process's busy thread is ours, not another's
+    rival = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(1.2)
+        policy.check()
+    finally:
+        rival.kill()
+        rival.wait()
+    assert policy.others > 0.6, policy.others
+    if policy.cores == 2:
+        assert policy.threads == 1
+
+
+def test_a_training_publishes_its_threads_and_gives_the_process_its_count_back(in_demo_home):
+    from lora_core.demo import SAMPLE_DATASET
+    from lora_core.training import State, TrainConfig, TrainingJob
+
+    before = torch.get_num_threads()
+    seen: list[int] = []
+
+    def shrink(n: int) -> None:  # a policy that always takes one thread
+        seen.append(n)
+        torch.set_num_threads(n)
+
+    from lora_core import trainer
+
+    original = trainer.ThreadCallback.__init__
+
+    def one_thread(self, job, policy=None):
+        original(self, job, ThreadPolicy(fixed=1, apply=shrink))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trainer.ThreadCallback, "__init__", one_thread)
+        base = str(in_demo_home / "Models" / "LLM" / "demo")
+        config = TrainConfig(base=base, data=str(SAMPLE_DATASET), task="threads", max_steps=2, batch_size=4,
+                             max_length=64, samples=0, eval_rows=0)  # fmt: skip
+        snap = TrainingJob(config).run()
+    assert snap["state"] == State.COMPLETED
+    assert snap["threads"] == 1 and seen[0] == 1
+    assert torch.get_num_threads() == before and seen[-1] == before  # given back after the training
