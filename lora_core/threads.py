@@ -135,11 +135,12 @@ class ThreadPolicy:
 
 
 def fixed_threads() -> int | None:
-    """The thread count the environment fixes (``SIMPLE_LORA_THREADS``, else ``OMP_NUM_THREADS``), if any."""
+    """The thread count the environment fixes (``SIMPLE_LORA_THREADS``, else ``OMP_NUM_THREADS``), if any; at
+    most one per CPU of the machine (more only slows a training down)."""
     for name in (ENV, "OMP_NUM_THREADS"):
         value = os.environ.get(name, "").strip()
         if value.isdigit() and int(value) > 0:
-            return int(value)
+            return min(int(value), os.cpu_count() or 1)
     return None
 
 

@@ -72,12 +72,14 @@ def test_a_fixed_count_is_never_changed(monkeypatch):
     assert policy.start() == 2
     machine.run(5.0, ours=1.0, others=2.0)
     assert policy.check() == 2 and machine.applied == [2]
-    monkeypatch.setenv("SIMPLE_LORA_THREADS", "3")
-    assert threads.fixed_threads() == 3
+    monkeypatch.setenv("SIMPLE_LORA_THREADS", "1")
+    assert threads.fixed_threads() == 1
+    monkeypatch.setenv("SIMPLE_LORA_THREADS", "100000")  # never more threads than the machine has CPUs
+    assert threads.fixed_threads() == threads.os.cpu_count()
     for bad in ("0", "-1", "two", ""):
         monkeypatch.setenv("SIMPLE_LORA_THREADS", bad)
-        monkeypatch.setenv("OMP_NUM_THREADS", "5")
-        assert threads.fixed_threads() == 5
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert threads.fixed_threads() == 1
     monkeypatch.delenv("OMP_NUM_THREADS")
     monkeypatch.setenv("SIMPLE_LORA_THREADS", "1e9")
     assert threads.fixed_threads() is None
