@@ -21,8 +21,10 @@ pytestmark = pytest.mark.slow
 # 24 steps of 8 rows: about 50 s on 2 cores. Measured on the six questions below (every eighth sample row, three
 # of them Chinese), the adapter's answers hold about half of the reference answers' new words, the base's 3%;
 # the thresholds leave room on both sides.
+# No samples during the run and an evaluation card of 6 rows, not 20 (tests/test_evaluation.py is about those):
+# on this model their answers took a third as long as the training again.
 TRAINING = dict(epochs=4, learning_rate=3e-3, batch_size=8, max_length=128, dropout=0.0, scheduler="constant",
-                warmup_ratio=0.0)  # fmt: skip
+                warmup_ratio=0.0, samples=0, eval_rows=6)  # fmt: skip
 LEARNED, BASE_KNOWS = 0.3, 0.15
 GREEDY = GenerationSettings(max_new_tokens=32)
 
@@ -93,7 +95,7 @@ def test_the_card_after_training_and_the_base_answers_the_general_prompts_sensib
     from lora_core.evaluation import read_evaluation
 
     card = read_evaluation(trained)
-    assert card is not None and card.rows_kind == "trained" and len(card.rows) == 20
+    assert card is not None and card.rows_kind == "trained" and len(card.rows) == TRAINING["eval_rows"]
     print(f"card: base {card.base}\n      adapter {card.tuned}\n      probe changed {card.probe_changed} of "
           f"{len(card.probe)}, mean similarity {card.probe_similarity:.2f}")  # fmt: skip
     for p in card.probe:
