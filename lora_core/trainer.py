@@ -155,6 +155,7 @@ class Publisher(Protocol):
     def keep_on_stop(self) -> bool: ...
     def tokens_seen(self) -> int: ...
     def add_samples(self, samples: list[dict]) -> None: ...
+    def note(self, **values: Any) -> None: ...
 
 
 class ProgressCallback(TrainerCallback):
@@ -207,6 +208,7 @@ class ThreadCallback(TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.before = torch.get_num_threads()
         self.job.publish(threads=self.policy.start())
+        self.job.note(cores=self.policy.cores)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.restore()

@@ -201,6 +201,10 @@ class TrainingJob:
             self.progress.samples.extend(samples)
         self._record()
 
+    def note(self, **values: Any) -> None:
+        """Facts about the run for its record and the UI (``detail``)."""
+        self._detail(**values)
+
     # --- the run ---
 
     def _detail(self, **values: Any) -> None:

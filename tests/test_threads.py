@@ -172,5 +172,16 @@ def test_a_training_publishes_its_threads_and_gives_the_process_its_count_back(i
                              max_length=64, samples=0, eval_rows=0)  # fmt: skip
         snap = TrainingJob(config).run()
     assert snap["state"] == State.COMPLETED
-    assert snap["threads"] == 1 and seen[0] == 1
+    assert snap["threads"] == 1 and seen[0] == 1 and snap["detail"]["cores"] >= 1
     assert torch.get_num_threads() == before and seen[-1] == before  # given back after the training
+
+
+def test_the_train_tab_says_when_other_programs_take_cores_in_both_languages():
+    from webui import train_view
+
+    snap = {"task": "t", "state": "running", "step": 3, "total_steps": 10, "epoch": 0.3, "loss": [], "eval_loss": [],
+            "eta_s": 12.0, "tokens_per_s": 100.0, "threads": 1, "detail": {"cores": 2}}  # fmt: skip
+    assert "1 of 2 CPU cores: other programs keep the rest busy" in train_view.progress_text(snap, "en")
+    assert "使用 2 个 CPU 核心中的 1 个" in train_view.progress_text(snap, "zh")
+    for quiet in ({"threads": 2}, {"threads": 0}, {"detail": {}}):  # all cores, a GPU, an older record
+        assert "CPU cores" not in train_view.progress_text({**snap, **quiet}, "en")

@@ -64,7 +64,7 @@ _LAST: dict[str | None, TrainingJob] = {}
 FLOAT_SETTINGS = tuple(k for k in HYPER if isinstance(getattr(DEFAULTS, k), float))
 INT_SETTINGS = tuple(k for k in HYPER if type(getattr(DEFAULTS, k)) is int)
 STATUS_FIELDS = (
-    "run", "task", "state", "step", "total_steps", "epoch", "loss", "eval_loss", "eta_s", "tokens_per_s",
+    "run", "task", "state", "step", "total_steps", "epoch", "loss", "eval_loss", "eta_s", "tokens_per_s", "threads",
     "elapsed_s", "eval_loss_before", "eval_loss_after", "adapter_dir", "error", "error_code", "started_at",
     "finished_at", "samples", "evaluation",
 )  # fmt: skip

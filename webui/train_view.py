@@ -73,6 +73,9 @@ def progress_text(snap: dict | None, lang: str) -> str:
         parts[0] += " · " + t(
             "speed", lang, eta=_duration(eta) if eta is not None else "…", tps=f"{snap['tokens_per_s']:.0f}"
         )
+        threads, cores = snap.get("threads") or 0, (snap.get("detail") or {}).get("cores") or 0
+        if 0 < threads < cores:  # a shared machine: say why it is slower than it was
+            parts[0] += " · " + t("threads_busy", lang, threads=int(threads), cores=int(cores))
     elif state in (State.COMPLETED, State.STOPPED) and snap.get("elapsed_s"):
         parts[0] += " · " + t("took", lang, time=_duration(snap["elapsed_s"]))
     if snap.get("eval_loss_before") is not None:

@@ -216,6 +216,7 @@ TEXT: dict[str, str] = {
     "run_dataset": "Dataset: **{name}**",
     "run_dataset_detail": "Dataset: **{name}**, {rows} rows, sha256 `{sha}…`",
     "speed": "ETA {eta} · {tps} tokens/s",
+    "threads_busy": "{threads} of {cores} CPU cores: other programs keep the rest busy",
     "eval_before_after": "Eval loss: base {before} → adapter {after}",
     "adapter_saved": (
         "Adapter saved in `{path}`. It is already listed in the Models tab: activate it there, then chat."

@@ -204,6 +204,7 @@ TEXT: dict[str, str] = {
     "run_dataset": "数据集：**{name}**",
     "run_dataset_detail": "数据集：**{name}**，{rows} 行，sha256 `{sha}…`",
     "speed": "预计剩余 {eta} · 每秒 {tps} 个 token",
+    "threads_busy": "使用 {cores} 个 CPU 核心中的 {threads} 个：其余的正被其他程序占用",
     "eval_before_after": "验证损失：基座 {before} → 适配器 {after}",
     "adapter_saved": "适配器已保存到 `{path}`，并已出现在“模型”页：在那里激活后即可对话。",
     "discarded": "已停止，未保存任何内容。",
