@@ -1,6 +1,6 @@
 """Training on a busy machine: the demo training alone, beside one single-threaded busy process and beside a
 2-thread torch process, with Simple LoRA's thread policy (``lora_core/threads.py``) and with the thread count fixed
-at every core (what PyTorch does by itself, ``SIMPLE_LORA_THREADS=<cores>``).
+at torch's own default, one per physical core (what PyTorch does by itself, ``SIMPLE_LORA_THREADS=<that>``).
 
     .venv/bin/python bench/busy.py [--steps 120] [--runs 2]
 
@@ -62,7 +62,9 @@ def run_one(args: argparse.Namespace, competitor: str | None, policy: str | None
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "SIMPLE_LORA_THREADS")}
     env["TOKENIZERS_PARALLELISM"] = "false"
     if policy == "cores":
-        env["SIMPLE_LORA_THREADS"] = str(os.cpu_count())
+        import torch
+
+        env["SIMPLE_LORA_THREADS"] = str(torch.get_num_threads())
     rival = subprocess.Popen([sys.executable, "-c", competitor]) if competitor else None
     result = WORK / "result.json"
     result.unlink(missing_ok=True)

@@ -6,11 +6,14 @@ slices the other process leaves, and every step waits for it: a 2-core training 
 its idle time, beside a 2-thread torch process about 10x. Using only the cores that are free costs far less.
 
 ``ThreadPolicy`` measures, between two readings, how much CPU time other processes took on the cores this process
-may run on (``/proc/stat`` per core, less this process's own CPU time) and sets the training's threads to the cores
-left free: all of them on an idle machine, fewer when something else is busy, all again when it stops. A reading
-costs a few tens of microseconds; the training re-checks at most once a second, between steps (``trainer.py``).
+may run on (``/proc/stat`` per core, less this process's own CPU time; in a container with a CPU limit, the
+container's own usage from its cgroup instead) and sets the training's threads to the cores left free: all of them
+on an idle machine, fewer when something else is busy, all again when it stops. "All" is never more than torch's
+own default (one per physical core). A reading costs a few tens of microseconds; the training re-checks at most
+once a second, between steps (``trainer.py``). Where nothing can be measured, the threads stay as they are.
 
-``SIMPLE_LORA_THREADS=N`` (or ``OMP_NUM_THREADS``) fixes the count instead.
+``SIMPLE_LORA_THREADS=N`` (or ``OMP_NUM_THREADS``) fixes the count instead; so do several training processes on
+one machine (torchrun: each takes its share of the cores).
 """
 
 from __future__ import annotations
@@ -34,7 +37,10 @@ def allowed_cpus() -> list[int]:
         return list(range(os.cpu_count() or 1))
 
 
-def cpu_quota(path: Path = Path("/sys/fs/cgroup/cpu.max")) -> float | None:
+CGROUP = Path("/sys/fs/cgroup")
+
+
+def cpu_quota(path: Path = CGROUP / "cpu.max") -> float | None:
     """The cgroup's CPU limit in cores (a container's ``--cpus``), None when there is none."""
     try:
         quota, period = path.read_text().split()[:2]
@@ -48,6 +54,29 @@ def usable_cores() -> int:
     cores = len(allowed_cpus())
     quota = cpu_quota()
     return max(1, min(cores, math.ceil(quota))) if quota else max(1, cores)
+
+
+def cgroup_busy_seconds(stat: Path = CGROUP / "cpu.stat") -> float | None:
+    """CPU seconds every process of this cgroup (a container) has used, None where it cannot be read."""
+    try:
+        for line in stat.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == "usage_usec":
+                return int(value) / 1e6
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def machine_busy_reader() -> Callable[[], float | None]:
+    """How to read the busy CPU seconds that compete with this process: its container's own usage when a CPU
+    limit makes it smaller than its CPUs (the host's other tenants do not take its quota), else the busy time of
+    the CPUs it may run on."""
+    cpus = allowed_cpus()
+    quota = cpu_quota()
+    if quota and quota < len(cpus) and cgroup_busy_seconds() is not None:
+        return cgroup_busy_seconds
+    return lambda: busy_cpu_seconds(cpus)
 
 
 def busy_cpu_seconds(cpus: list[int], stat: Path = Path("/proc/stat")) -> float | None:
@@ -91,9 +120,12 @@ class ThreadPolicy:
         apply: Callable[[int], None] | None = None,
     ) -> None:
         self.fixed = fixed if fixed is not None else fixed_threads()
-        self.cores = cores or usable_cores()
-        cpus = allowed_cpus()
-        self._busy = busy or (lambda: busy_cpu_seconds(cpus))
+        self.cores = cores or min(usable_cores(), _torch_default_threads())
+        if self.fixed is None and fixed is None:
+            ranks = _local_processes()
+            if ranks > 1:  # several training processes on this machine: each its share, not measured
+                self.fixed = max(1, self.cores // ranks)
+        self._busy = busy or machine_busy_reader()
         self._own, self._clock, self.apply = own, clock, apply or _set_torch_threads
         self.threads = self.fixed or self.cores
         self.others = 0.0
@@ -114,18 +146,21 @@ class ThreadPolicy:
             if force:
                 self._set(self.fixed, force=True)
             return self.threads
+        if not force and self._clock() - self._last[0] < RECHECK_S:
+            return self.threads
         now = self._read()
         elapsed = now[0] - self._last[0]
-        if not force and elapsed < RECHECK_S:
-            return self.threads
         if now[1] is not None and self._last[1] is not None and elapsed >= MIN_WINDOW_S:
             others = (now[1] - self._last[1]) - (now[2] - self._last[2])
             self.others = max(0.0, others / elapsed)
             self._set(threads_for(self.cores, self.others), force)
-        elif force:
-            self._set(self.threads, force)
         self._last = now
         return self.threads
+
+    @property
+    def measuring(self) -> bool:
+        """Whether the threads follow the machine's load (not fixed by the environment or the launcher)."""
+        return not self.fixed
 
     def _set(self, threads: int, force: bool = False) -> None:
         if threads != self.threads or force:
@@ -139,9 +174,21 @@ def fixed_threads() -> int | None:
     most one per CPU of the machine (more only slows a training down)."""
     for name in (ENV, "OMP_NUM_THREADS"):
         value = os.environ.get(name, "").strip()
-        if value.isdigit() and int(value) > 0:
+        if value.isascii() and value.isdigit() and int(value) > 0:
             return min(int(value), os.cpu_count() or 1)
     return None
+
+
+def _local_processes() -> int:
+    """Training processes a launcher (torchrun, accelerate) started on this machine; 1 when there is no launcher."""
+    value = os.environ.get("LOCAL_WORLD_SIZE", "").strip()
+    return int(value) if value.isascii() and value.isdigit() and int(value) > 0 else 1
+
+
+def _torch_default_threads() -> int:
+    import torch
+
+    return max(1, torch.get_num_threads())
 
 
 def _set_torch_threads(threads: int) -> None:

@@ -208,7 +208,8 @@ class ThreadCallback(TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.before = torch.get_num_threads()
         self.job.publish(threads=self.policy.start())
-        self.job.note(cores=self.policy.cores)
+        if self.policy.measuring:  # fewer threads than cores then means other programs are busy (the Train tab)
+            self.job.note(cores=self.policy.cores)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.restore()
