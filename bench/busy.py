@@ -123,7 +123,7 @@ def main() -> None:
         f"Machine: {machine}. The demo training, {args.steps} steps, {args.runs} runs per condition, medians; "
         "ratio: to the idle training with the policy.",
         "",
-        "| beside | thread policy (s) | ratio | threads fixed at every core (s) | ratio |",
+        "| beside | thread policy (s) | ratio | threads fixed at torch's default (s) | ratio |",
         "|---|---:|---:|---:|---:|",
     ]
     summary = {}
