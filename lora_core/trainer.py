@@ -197,7 +197,8 @@ class ProgressCallback(TrainerCallback):
 
 class ThreadCallback(TrainerCallback):
     """On a CPU, the training's threads follow the cores other processes leave free (``threads.ThreadPolicy``),
-    re-checked between steps; the count in use is published as ``threads``."""
+    re-checked between steps; the count in use is published as ``threads``. The job calls ``restore()`` once the
+    training ends, whether it ended well or not."""
 
     def __init__(self, job: Publisher, policy: Any = None) -> None:
         from .threads import ThreadPolicy
@@ -210,9 +211,6 @@ class ThreadCallback(TrainerCallback):
         self.job.publish(threads=self.policy.start())
         if self.policy.measuring:  # fewer threads than cores then means other programs are busy (the Train tab)
             self.job.note(cores=self.policy.cores)
-
-    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.restore()
 
     def restore(self) -> None:
         """The process's threads as they were before the training (threads started later inherit the count)."""

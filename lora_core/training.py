@@ -262,6 +262,7 @@ class TrainingJob:
         # Watching the machine from now on, its first choice of threads at the first step (on a CPU) sees what
         # other processes did while the data and the model were loaded.
         self._threads = ThreadPolicy()
+        self._thread_callback = None
         prepared = self._prepare_data()
         self._check_stop()
         model, selection = self._build_model(prepared)
@@ -391,12 +392,11 @@ class TrainingJob:
             train_dataset=prepared.train_set.remove_columns(["row"]),
             eval_dataset=eval_set.remove_columns(["row", "length"]) if eval_set is not None else None,
             processing_class=prepared.tokenizer,
-            callbacks=[
-                ProgressCallback(self),
-                *self._sample_callback(prepared),
-                *([ThreadCallback(self, self._threads)] if prepared.device == "cpu" else []),
-            ],  # fmt: skip
+            callbacks=[ProgressCallback(self), *self._sample_callback(prepared)],
         )
+        if prepared.device == "cpu":
+            self._thread_callback = ThreadCallback(self, self._threads)
+            trainer.add_callback(self._thread_callback)
         trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
         return trainer
 
@@ -427,10 +427,9 @@ class TrainingJob:
             self.publish(eval_loss_before=self._evaluate(trainer))
         try:
             trainer.train(resume_from_checkpoint=str(prepared.resume) if prepared.resume else None)
-        finally:  # a failed step does not leave the process at the training's thread count
-            for callback in trainer.callback_handler.callbacks:
-                if hasattr(callback, "restore"):
-                    callback.restore()
+        finally:  # ended, stopped or failed: the process gets its thread count back
+            if self._thread_callback is not None:
+                self._thread_callback.restore()
 
     def _evaluate(self, trainer: Any) -> float | None:
         from .trainer import finite
