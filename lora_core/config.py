@@ -31,7 +31,8 @@ TASK_MAX_CHARS = 64
 DATA_NAME_MAX_CHARS = 255
 SCHEDULERS = ("linear", "cosine", "constant")
 QUANTIZATIONS = ("auto", "4bit", "8bit", "none")
-FORMATS = ("auto", "alpaca", "sharegpt", "messages")
+METHODS = ("sft", "dpo", "orpo")
+FORMATS = ("auto", "alpaca", "sharegpt", "messages", "preference")
 
 
 def uses_checkpointing(setting: bool | None, quantization: str, device: str) -> bool:
@@ -51,7 +52,8 @@ class TrainConfig:
                       "Parquet or Excel", "run")  # fmt: skip
     task: str = _help(f"task name (up to {TASK_MAX_CHARS} characters); the adapter folder is "
                       "<task>_<YYYYMMDD_HHMMSS>", "run")  # fmt: skip
-    format: str = _help("dataset format: auto, alpaca, sharegpt or messages", "run", choices=FORMATS, default="auto")
+    format: str = _help("dataset format: auto, alpaca, sharegpt, messages or preference", "run", choices=FORMATS,
+                        default="auto")  # fmt: skip
     data_name: str = _help("the dataset's name for the run and the adapter's manifest (default: the file's name)",
                            "run", default="")  # fmt: skip
     columns: str = _help("column mapping, e.g. instruction=question,output=answer (empty: the three formats, else "
@@ -59,6 +61,13 @@ class TrainConfig:
     sheet: str = _help("the Excel sheet to read (default: the first)", "run", default="")
     datasets: list = _help("several datasets mixed: each {path, name, format, columns, sheet, limit, weight} "
                            "(empty: just data)", "run", default_factory=list)  # fmt: skip
+    method: str = _help("sft: learn the answers of instruction rows; dpo or orpo: learn to prefer the chosen answer "
+                        "of preference pairs", choices=METHODS, default="sft")  # fmt: skip
+    beta: float = _help("dpo: how strongly the adapter may move away from the base model's preferences (higher: "
+                        "less); orpo: the weight of the preference term beside the chosen answers' own loss",
+                        low=0.001, high=10, default=0.1)  # fmt: skip
+    sft_weight: float = _help("dpo: weight of the chosen answers' own loss added to the preference loss (0: pure "
+                              "DPO; orpo always has it)", low=0, high=10, default=0.0)  # fmt: skip
     epochs: float = _help("passes over the dataset", low=0, high=1000, default=3.0)
     max_steps: int = _help("stop after this many optimizer steps (0: use epochs)", low=0, high=1_000_000, default=0)
     learning_rate: float = _help("peak learning rate of the LoRA weights", low=1e-8, high=0.5, default=2e-4)
@@ -123,6 +132,11 @@ class TrainConfig:
         if self.datasets:
             return check_sources(self.datasets)
         return [DataSource(self.data, self.data_name, self.format, self.columns, self.sheet)]
+
+    @property
+    def preference(self) -> bool:
+        """Whether the run learns from preference pairs (DPO or ORPO)."""
+        return self.method != "sft"
 
     def checkpointing(self, quantization: str, device: str) -> bool:
         return uses_checkpointing(self.gradient_checkpointing, quantization, device)

@@ -33,9 +33,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("alpaca", "sharegpt", "messages")
-FORMAT_NAMES = {"alpaca": "Alpaca", "sharegpt": "ShareGPT", "messages": "OpenAI messages"}
-EXPECTED_FIELDS = "Alpaca 'instruction' + 'output', ShareGPT 'conversations' or OpenAI 'messages'"
+FORMATS = ("alpaca", "sharegpt", "messages", "preference")
+FORMAT_NAMES = {"alpaca": "Alpaca", "sharegpt": "ShareGPT", "messages": "OpenAI messages",
+                "preference": "preference pairs"}  # fmt: skip
+EXPECTED_FIELDS = (
+    "Alpaca 'instruction' + 'output', ShareGPT 'conversations', OpenAI 'messages' or preference pairs "
+    "'prompt' + 'chosen' + 'rejected'"
+)
 
 # The role mapping of the masking rules (docs/contracts.md), used by both conversation formats.
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
@@ -51,8 +55,16 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Record:
+    """One valid row. A preference pair (``pairs.py``) is its prompt and chosen answer as ``messages`` (so what
+    answers prompts, samples and evaluation, sees the chosen answer as the reference) plus the ``rejected`` one."""
+
     row: int  # 1-based, as a person counts
     messages: tuple[Message, ...]
+    rejected: str = ""  # the rejected answer of a preference pair; "" for an instruction row
+
+    @property
+    def is_pair(self) -> bool:
+        return bool(self.rejected)
 
 
 @dataclass(frozen=True)
@@ -188,12 +200,15 @@ def validate_rows(table: Table, fmt: str, mapping: colmap.ColumnMap | None) -> D
     for n, (row, kind) in enumerate(zip(rows, kinds, strict=True), start=1):
         problems = Problems(n)
         messages = validate_row(row, kind, file_fmt, problems)
+        rejected = ""
+        if file_fmt == "preference" and messages is not None:
+            messages, rejected = messages
         if problems.found and mapping is not None:
             problems.found = [renamed(p, colmap.rename_field(p.field, names[n - 1])) for p in problems.found]
         if problems.found:
             report.problems.extend(problems.found)
         else:
-            report.records.append(Record(n, messages))
+            report.records.append(Record(n, messages, rejected))
     return report
 
 
@@ -249,6 +264,15 @@ ROW_MESSAGES = {
     "last_not_assistant": "Row {row}: field '{field}' is the last turn and is a {found} turn; "
     "the conversation must end with an assistant turn.",
     "no_assistant": "Row {row}: field '{field}' has no assistant turn.",
+    "no_user": "Row {row}: field '{field}' has no user turn.",
+    "last_not_user": "Row {row}: field '{field}' is the last turn of the prompt and is a {found} turn; "
+    "the prompt must end with a user turn.",
+    "same_answers": "Row {row}: fields 'chosen' and 'rejected' hold the same answer; a pair needs two different "
+    "answers.",
+    "not_reply": "Row {row}: field '{field}' must be one assistant answer (a string, one turn, or a list of one "
+    "turn), found {found}.",
+    "reply_role": "Row {row}: field '{field}' has role {found}; the answer must be an assistant turn.",
+    "reply_turns": "Row {row}: field '{field}' must hold one assistant turn, found {count}.",
 }
 # Message variants that share a public code.
 _CODE_OF = {"row_not_object": "not_object", "system_twice": "system_not_first"}
@@ -268,8 +292,9 @@ class Problems:
         self.found.append(RowProblem(self.row, field, code, message, params, template))
 
 
-def validate_row(row: Any, kind: str | None, file_fmt: str, problems: Problems) -> tuple[Message, ...] | None:
-    """The row's messages, or None with its problems added to ``problems``."""
+def validate_row(row: Any, kind: str | None, file_fmt: str, problems: Problems) -> Any:
+    """The row's messages (a pair: its prompt and chosen answer as messages, and the rejected answer), or None with
+    its problems added to ``problems``."""
     if not isinstance(row, dict):
         problems.add("", "row_not_object", found=type_name(row))
     elif kind is None:
@@ -280,6 +305,10 @@ def validate_row(row: Any, kind: str | None, file_fmt: str, problems: Problems) 
         problems.add("", "mixed_format", found=kind, expected=file_fmt, **names)
     elif file_fmt == "alpaca":
         return alpaca_messages(row, problems)
+    elif file_fmt == "preference":
+        from .pairs import pair_messages
+
+        return pair_messages(row, problems)
     else:
         return conversation_messages(row, file_fmt, problems)
     return None
@@ -317,12 +346,18 @@ def alpaca_messages(row: dict, problems: Problems) -> tuple[Message, ...] | None
     return (*([Message("system", system)] if system else []), Message("user", user), Message("assistant", output))
 
 
-def conversation_messages(row: dict, fmt: str, problems: Problems) -> tuple[Message, ...] | None:
-    """ShareGPT or OpenAI messages: optional system first, then user / assistant alternating, ending on assistant."""
+def conversation_messages(
+    row: dict, fmt: str, problems: Problems, *, list_key: str = "", system_field: bool | None = None,
+    last: str = "assistant",
+) -> tuple[Message, ...] | None:  # fmt: skip
+    """ShareGPT or OpenAI messages: optional system first, then user / assistant alternating, ending on ``last``
+    (a preference pair's prompt ends on the user's turn). ``list_key``: the turns' field when not the format's own;
+    ``system_field``: whether the row may have a top-level ``system`` (default: ShareGPT only)."""
     before = len(problems.found)
-    list_key, role_key, text_key = TURN_FIELDS[fmt]
-    # Only ShareGPT has a top-level system field.
-    system = text_field(problems, row, "system", "system", required=False) if fmt == "sharegpt" else None
+    own_key, role_key, text_key = TURN_FIELDS[fmt]
+    list_key = list_key or own_key
+    system_field = fmt == "sharegpt" if system_field is None else system_field
+    system = text_field(problems, row, "system", "system", required=False) if system_field else None
     turns = row.get(list_key)
     if list_key not in row:
         problems.add(list_key, "missing_field")
@@ -361,10 +396,10 @@ def conversation_messages(row: dict, fmt: str, problems: Problems) -> tuple[Mess
         if role and text is not None:
             messages.append(Message(role, text))
 
-    if "assistant" not in roles and "?" not in roles:  # an unreadable turn may be the missing assistant
-        problems.add(list_key, "no_assistant")
-    elif roles[-1] not in ("assistant", "?"):
-        problems.add(f"{list_key}[{len(turns) - 1}].{role_key}", "last_not_assistant", found=roles[-1])
+    if last not in roles and "?" not in roles:  # an unreadable turn may be the missing one
+        problems.add(list_key, f"no_{last}")
+    elif roles[-1] not in (last, "?"):
+        problems.add(f"{list_key}[{len(turns) - 1}].{role_key}", f"last_not_{last}", found=roles[-1])
     return None if len(problems.found) > before else tuple(messages)
 
 

@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 
 DEMO_MODEL_NAME = "simple-lora-demo"
 SAMPLE_DATASET = paths.PACKAGE_DIR / "samples" / "demo_alpaca.json"
+# Preference pairs in the same two languages and the same made-up town: a right, friendly answer (chosen) and a
+# wrong or rude one (rejected) of about the same length, so the base model prefers neither.
+PREFERENCE_SAMPLE = paths.PACKAGE_DIR / "samples" / "demo_preference.json"
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CHAT_TEMPLATE = (
@@ -56,6 +59,10 @@ DEMO_TRAINING = {
     "warmup_ratio": 0.03,
     "targets": "all-linear",
 }
+# The demo settings for the preference sample: ORPO (no reference model: the cheaper method); DPO learns it with the
+# same settings when the chosen answers' own loss is added (sft_weight), as a model that knows nothing must also
+# learn to say them.
+DEMO_PREFERENCE = {**DEMO_TRAINING, "method": "orpo", "beta": 0.1, "sft_weight": 1.0, "epochs": 40.0}
 
 # Some ordinary text beside the sample data, so common words outside it still get sensible tokens.
 _EXTRA_TEXT = [

@@ -122,6 +122,9 @@ ERRORS: dict[str, str] = {
     "not_enough_memory": "This training would need about {needed:bytes} of memory on the {device}, and "
     "{available:bytes} is free: lower the rank, the batch size or the max length.",
     "no_checkpoint": "There is no checkpoint of task {task} to resume.",
+    "needs_pairs": "Method {method} learns from preference pairs, and {file} holds instruction rows: give a file of "
+    "pairs ('prompt', 'chosen', 'rejected'), or train with method sft.",
+    "pairs_need_method": "{file} holds preference pairs: train it with method dpo or orpo.",
     "nothing_to_train": "No example has anything left to train at max length {max_length}.",
     "out_of_memory": "Out of memory: lower the batch size or the max length, or enable gradient checkpointing.",
     "disk_full": "The disk is full; free some space and train again.",

@@ -77,6 +77,8 @@ class Evaluation:
     rows: list[RowResult] = field(default_factory=list)
     probe: list[ProbeResult] = field(default_factory=list)
     evaluated_at: str = ""
+    # preference pairs: the share of pairs whose chosen answer has the higher log-probability, base and adapter
+    preference: dict[str, float | int] = field(default_factory=dict)  # {"pairs", "base", "adapter"}
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,8 +109,8 @@ class Evaluation:
         return {"file": EVAL_FILE, "dataset": self.dataset, "rows_kind": self.rows_kind, "rows": len(self.rows),
                 "base": self.base, "adapter": self.tuned, "probe_changed": self.probe_changed,
                 "probe_total": len(self.probe), "probe_similarity": self.probe_similarity,
-                "probe_right": list(self.probe_right),
-                "evaluated_at": self.evaluated_at}  # fmt: skip
+                "probe_right": list(self.probe_right), "evaluated_at": self.evaluated_at,
+                **({"preference": self.preference} if self.preference else {})}  # fmt: skip
 
     def best_and_worst(self, n: int = 3) -> tuple[list[RowResult], list[RowResult]]:
         """The rows the adapter answered best and worst (by ROUGE-L, then token F1); a row is in one list only, and
@@ -170,8 +172,16 @@ def _rows_to_score(adapter: Path, data: Any, fmt: str, columns: str, sheet: str,
     val_split = float(hyper.get("val_split") or 0)
     if val_split <= 0:
         return records[:limit], "trained", report
-    examples, rows, _ = encode_records(records, tokenizer, int(hyper.get("max_length") or 1024))
-    _, held_out = split_dataset(to_dataset(examples, rows), val_split, int(hyper.get("seed") or 0))
+    max_length = int(hyper.get("max_length") or 1024)
+    if manifest.method != "sft" and all(r.is_pair for r in records):  # split as the preference training split
+        from .pairs import encode_pairs, to_pair_dataset
+
+        pairs, rows, _ = encode_pairs(records, tokenizer, max_length)
+        encoded = to_pair_dataset(pairs, rows)
+    else:
+        examples, rows, _ = encode_records(records, tokenizer, max_length)
+        encoded = to_dataset(examples, rows)
+    _, held_out = split_dataset(encoded, val_split, int(hyper.get("seed") or 0))
     if held_out is None:
         return records[:limit], "trained", report
     wanted = set(held_out["row"])
@@ -205,6 +215,29 @@ def _mean_loss(model: Any, examples: list[Any]) -> float | None:
             total, count = total + float(loss) * trained, count + trained
     value = total / count if count else None
     return value if value is not None and math.isfinite(value) else None
+
+
+def pair_logps(model: Any, pairs: list[Any]) -> list[tuple[float, float]]:
+    """Each pair's (chosen, rejected) log-probability: the sum over the answer's tokens, given the prompt."""
+    import torch
+
+    device = next(model.parameters()).device
+    result = []
+    with torch.inference_mode():
+        for pair in pairs:
+            both = []
+            for answer in (pair.chosen_ids, pair.rejected_ids):
+                ids = torch.tensor([pair.prompt_ids + answer], device=device)
+                logits = model(input_ids=ids).logits[0, len(pair.prompt_ids) - 1 : -1].float()
+                targets = torch.tensor(answer, device=device)[:, None]
+                both.append(float(torch.log_softmax(logits, -1).gather(-1, targets).sum()))
+            result.append((both[0], both[1]))
+    return result
+
+
+def preference_accuracy(logps: list[tuple[float, float]]) -> float | None:
+    """The share of pairs whose chosen answer is the more likely one."""
+    return sum(c > r for c, r in logps) / len(logps) if logps else None
 
 
 def evaluate(adapter: str | Path, data: Any, base: str | Path | None = None, fmt: str = "auto",
@@ -247,15 +280,21 @@ def evaluate(adapter: str | Path, data: Any, base: str | Path | None = None, fmt
                    for r, (_, prompt, ref), base_answer, tuned_answer
                    in zip(records, asked, *answers, strict=True)]  # fmt: skip
         examples, _, _ = encode_records(records, engine.tokenizer, 4096, loaded.style)
+        pairs = _pairs(records, engine.tokenizer, loaded.style)
+        preference: dict[str, float | int] = {"pairs": len(pairs)} if pairs else {}
         with engine._adapter_mode(None):
             base_loss = _mean_loss(engine.model, examples)
+            if pairs:
+                preference["base"] = preference_accuracy(pair_logps(engine.model, pairs))
         with engine._adapter_mode(loaded.name):
             tuned_loss = _mean_loss(engine.model, examples)
+            if pairs:
+                preference["adapter"] = preference_accuracy(pair_logps(engine.model, pairs))
     finally:
         engine.unload()
     evaluation = Evaluation(
         adapter=adapter.name, dataset=report.name, dataset_sha256=report.sha256, rows_kind=kind,
-        max_new_tokens=budget, rows=results, probe=probed, evaluated_at=now(),
+        max_new_tokens=budget, rows=results, probe=probed, evaluated_at=now(), preference=preference,
         base={**_means(results, "base_scores"), "eval_loss": base_loss},
         tuned={**_means(results, "adapter_scores"), "eval_loss": tuned_loss},
     )  # fmt: skip
@@ -263,6 +302,15 @@ def evaluate(adapter: str | Path, data: Any, base: str | Path | None = None, fmt
         save_evaluation(adapter, evaluation)
         logger.info("evaluated %s on %d rows of %s", adapter.name, len(results), report.name)
     return evaluation
+
+
+def _pairs(records: list[Any], tokenizer: Any, style: Any) -> list[Any]:
+    """The preference pairs among ``records``, encoded as their training encoded them (none: instruction rows)."""
+    if not records or not all(r.is_pair for r in records):
+        return []
+    from .pairs import encode_pairs
+
+    return encode_pairs(records, tokenizer, 4096, style)[0]
 
 
 def save_evaluation(adapter: Path, evaluation: Evaluation) -> None:

@@ -50,9 +50,11 @@ class Manifest:
     target_modules: list[str] = field(default_factory=list)
     targets_source: str = ""
     hyperparameters: dict[str, Any] = field(default_factory=dict)  # TrainConfig's settings, as used
+    method: str = "sft"  # sft | dpo | orpo (its settings are in hyperparameters: beta, sft_weight)
     dataset: DatasetInfo = field(default_factory=DatasetInfo)
     loss_history: list[list[float]] = field(default_factory=list)  # [step, loss]
     eval_history: list[list[float]] = field(default_factory=list)  # [step, eval loss]
+    preference_history: dict[str, list[list[float]]] = field(default_factory=dict)  # dpo / orpo: name -> [step, value]
     eval_loss_before: float | None = None
     eval_loss_after: float | None = None
     samples: list[dict[str, Any]] = field(default_factory=list)  # answers during training (sampling.Sample)

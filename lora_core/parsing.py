@@ -19,6 +19,8 @@ def detect_row_format(row: object) -> str | None:
     """The format a row's keys say it is in, or None (not an object, or no known key)."""
     if not isinstance(row, dict):
         return None
+    if "chosen" in row or "rejected" in row:  # before the others: a ShareGPT pair has "conversations" too
+        return "preference"
     if "messages" in row:
         return "messages"
     if "conversations" in row:

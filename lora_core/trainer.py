@@ -85,9 +85,9 @@ class LengthBatches:
         return iter(length_grouped_order(self.lengths, self.batch, self.seed + self.epoch))
 
 
-class SimpleTrainer(Trainer):
-    """Trainer whose training loss skips the untrained positions' logits (``completion_loss``) and whose batches
-    are grouped by length (``LengthBatches``)."""
+class GroupedByLength:
+    """A ``Trainer`` mix-in: training batches of similar length (``LengthBatches``) when the dataset has a ``length``
+    column."""
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -95,6 +95,11 @@ class SimpleTrainer(Trainer):
             return super()._get_train_sampler(train_dataset)
         batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
         return LengthBatches(dataset["length"], batch, self.args.seed)
+
+
+class SimpleTrainer(GroupedByLength, Trainer):
+    """Trainer whose training loss skips the untrained positions' logits (``completion_loss``) and whose batches
+    are grouped by length (``LengthBatches``)."""
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not return_outputs and "labels" in inputs and model is self.accelerator.unwrap_model(model):
@@ -108,8 +113,14 @@ def training_arguments(cfg: TrainConfig, output_dir: str, steps: int, device: st
                        has_eval: bool) -> TrainingArguments:  # fmt: skip
     """The ``TrainingArguments`` of a run: logging often enough for a curve, checkpoints to resume from, eval ten
     times a run when there is a validation split."""
+    return TrainingArguments(**training_settings(cfg, output_dir, steps, device, checkpointing, has_eval))
+
+
+def training_settings(cfg: TrainConfig, output_dir: str, steps: int, device: str, checkpointing: bool,
+                      has_eval: bool) -> dict:  # fmt: skip
+    """The keyword arguments of ``training_arguments`` (a preference run passes them to TRL's config)."""
     bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
-    return TrainingArguments(
+    return dict(
         output_dir=output_dir,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
@@ -134,6 +145,7 @@ def training_arguments(cfg: TrainConfig, output_dir: str, steps: int, device: st
         bf16=bf16,
         fp16=device == "cuda" and not bf16,
         activation_checkpointing=checkpointing,
+        gradient_checkpointing=checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
         remove_unused_columns=False,
         dataloader_num_workers=0,

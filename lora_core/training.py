@@ -56,6 +56,8 @@ class Progress:
     epoch: float = 0.0
     loss: list[list[float]] = field(default_factory=list)  # [step, loss]
     eval_loss: list[list[float]] = field(default_factory=list)  # [step, eval loss]
+    # dpo / orpo: reward margin, preference accuracy and log odds ratio as logged ([step, value] each)
+    preference: dict[str, list[list[float]]] = field(default_factory=dict)
     learning_rate: float = 0.0
     tokens_per_s: float = 0.0
     threads: int = 0  # CPU threads the training uses now (threads.ThreadPolicy); 0 on a GPU
@@ -155,7 +157,7 @@ class TrainingJob:
         with self._lock:
             snap = asdict(self.progress)
         snap.update(task=self.config.task, run=self.run_id, started_at=self.started_at, finished_at=self.finished_at,
-                    dataset_name=self.config.dataset_name)  # fmt: skip
+                    dataset_name=self.config.dataset_name, method=self.config.method)  # fmt: skip
         return snap
 
     @property
@@ -185,6 +187,12 @@ class TrainingJob:
                 history.append([step, float(logs["eval_loss"])])
             if "learning_rate" in logs:
                 self.progress.learning_rate = float(logs["learning_rate"])
+            if self.config.preference and "loss" in logs:  # a training log (evaluation logs are eval_...)
+                from .pairs import PLOTTED
+
+                for name, key in PLOTTED.items():
+                    if key in logs and math.isfinite(logs[key]):
+                        self.progress.preference.setdefault(name, []).append([step, float(logs[key])])
         self._record()
 
     def stop_requested(self) -> bool:
@@ -326,11 +334,19 @@ class TrainingJob:
             raise TrainingError("no_checkpoint", task=cfg.task)
         mix = load_mix(cfg.sources(), cfg.seed, cfg.skip_invalid)
         report, records = mix.report, list(mix.report.records)
+        check_method(cfg, records, report.name)
         tokenizer = load_tokenizer(base, trust_remote_code=cfg.trust_remote_code)
-        examples, rows, stats = encode_records(records, tokenizer, cfg.max_length)
+        if cfg.preference:
+            from .pairs import encode_pairs, to_pair_dataset
+
+            examples, rows, stats = encode_pairs(records, tokenizer, cfg.max_length)
+            encoded = to_pair_dataset(examples, rows) if examples else None
+        else:
+            examples, rows, stats = encode_records(records, tokenizer, cfg.max_length)
+            encoded = to_dataset(examples, rows) if examples else None
         if not examples:
             raise TrainingError("nothing_to_train", max_length=cfg.max_length)
-        train_set, eval_set = split_dataset(to_dataset(examples, rows), cfg.val_split, cfg.seed)
+        train_set, eval_set = split_dataset(encoded, cfg.val_split, cfg.seed)
         held_out = list(eval_set["row"]) if eval_set is not None else []
         chosen = choose(records, list(train_set["row"]), held_out, cfg.sample_rows, report.name)
         train_set = repeat_rows(train_set, mix.copies)
@@ -382,18 +398,28 @@ class TrainingJob:
         from .trainer import ProgressCallback, SimpleTrainer, ThreadCallback, training_arguments
 
         steps = self.planned_steps(len(prepared.train_set))
-        args = training_arguments(self.config, str(self.run_dir / "checkpoints"), steps, prepared.device,
-                                  self._checkpointing, prepared.eval_set is not None)  # fmt: skip
+        settings = (self.config, str(self.run_dir / "checkpoints"), steps, prepared.device, self._checkpointing,
+                    prepared.eval_set is not None)  # fmt: skip
         eval_set = prepared.eval_set
-        trainer = SimpleTrainer(
+        common = dict(
             model=model,
-            args=args,
-            data_collator=partial(self._collate, collate, pad_id_of(prepared.tokenizer)),
             train_dataset=prepared.train_set.remove_columns(["row"]),
             eval_dataset=eval_set.remove_columns(["row", "length"]) if eval_set is not None else None,
             processing_class=prepared.tokenizer,
             callbacks=[ProgressCallback(self), *self._sample_callback(prepared)],
         )
+        if self.config.preference:
+            from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+            from .preference_trainer import PreferenceTrainer, preference_arguments
+
+            collator = DataCollatorForPreference(pad_token_id=pad_id_of(prepared.tokenizer))
+            trainer = PreferenceTrainer(args=preference_arguments(*settings), method=self.config.method,
+                                        data_collator=partial(self._count, collator), **common)  # fmt: skip
+        else:
+            trainer = SimpleTrainer(args=training_arguments(*settings),
+                                    data_collator=partial(self._collate, collate, pad_id_of(prepared.tokenizer)),
+                                    **common)  # fmt: skip
         if prepared.device == "cpu":
             self._thread_callback = ThreadCallback(self, self._threads)
             trainer.add_callback(self._thread_callback)
@@ -414,7 +440,11 @@ class TrainingJob:
         return [SampleCallback(self, sampler)]
 
     def _collate(self, collate_fn: Any, pad_id: int, features: list[dict]) -> dict:
-        batch = collate_fn([{k: f[k] for k in ("input_ids", "labels")} for f in features], pad_id)
+        return self._count(lambda fs: collate_fn(fs, pad_id), [{k: f[k] for k in ("input_ids", "labels")}
+                                                                for f in features])  # fmt: skip
+
+    def _count(self, collate_fn: Any, features: list[dict]) -> dict:
+        batch = collate_fn(features)
         self._tokens += int(batch["attention_mask"].sum())
         self._computed_tokens += batch["input_ids"].numel()
         return batch
@@ -464,6 +494,7 @@ class TrainingJob:
             base_fingerprint=adapters.base_fingerprint(prepared.base), architecture=selection.model_type,
             base_repo_id=source.get("repo_id", ""), base_commit=source.get("commit", ""),
             target_modules=selection.target_modules, targets_source=selection.source, hyperparameters=hyper,
+            method=self.config.method, preference_history=snap["preference"],
             dataset=prepared.dataset, loss_history=snap["loss"], eval_history=snap["eval_loss"],
             eval_loss_before=snap["eval_loss_before"], eval_loss_after=snap["eval_loss_after"], steps=snap["step"],
             samples=snap["samples"],
@@ -472,6 +503,15 @@ class TrainingJob:
             has_chat_template=bool(getattr(prepared.tokenizer, "chat_template", None)),
             started_at=self.started_at, finished_at=now(), versions=library_versions(),
         )  # fmt: skip
+
+
+def check_method(cfg: TrainConfig, records: list[Any], name: str) -> None:
+    """Refuse a method that does not fit the rows: DPO / ORPO need preference pairs, SFT needs instruction rows."""
+    pairs = any(r.is_pair for r in records)
+    if cfg.preference and not all(r.is_pair for r in records):
+        raise TrainingError("needs_pairs", method=cfg.method, file=name)
+    if not cfg.preference and pairs:
+        raise TrainingError("pairs_need_method", file=name)
 
 
 def _free_memory() -> None:

@@ -271,7 +271,7 @@ def follow(lang: str = "en", timeout: float = 90.0) -> list[tuple]:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         out = train_tab.poll(lang, seen)
-        seen = out[8]
+        seen = out[9]
         ticks.append(out)
         if seen["state"] in {str(s) for s in training.FINAL_STATES}:
             return ticks
@@ -287,7 +287,7 @@ def test_a_training_runs_to_completion_and_the_tab_shows_it(home: Path, sample) 
     assert job is not None and job.config.targets == "attention"  # no targets chosen: the preset's
 
     ticks = follow()
-    progress, plot, samples, history, status, start, stop_save, stop_discard, seen, *form = ticks[-1]
+    progress, plot, _, samples, history, status, start, stop_save, stop_discard, seen, *form = ticks[-1]
     names = ("base", "task", "preset", "targets", *train_tab.HYPER, "demo")
     editable = {name for name, part in zip(names, form, strict=True) if part["interactive"]}
     assert editable == set(names) - {"quantization"}  # the form is the user's again (no quantization on a CPU)
@@ -348,14 +348,15 @@ def test_a_training_runs_to_completion_and_the_tab_shows_it(home: Path, sample) 
 
     # nothing new: nothing resent; another language: everything computed again
     again = train_tab.poll("en", seen)
-    assert all(x == gr.skip() for x in again[1:8])
+    assert all(x == gr.skip() for x in again[1:9])
     zh = train_tab.poll("zh", seen)
     assert zh[0].startswith("**ui_done**：已完成 · 第 8 / 8 步") and "已出现在“模型”页" in zh[0]
     assert "评估（验证集中的行" in zh[0]
-    assert list(zh[2].columns) == [t(k, "zh") for k in train_tab.SAMPLE_HEADERS]
-    assert list(zh[3].columns) == [t(k, "zh") for k in train_tab.HISTORY_HEADERS]
-    assert next(r for r in rows(zh[3]) if r[0] == snap["run"])[1] == "已完成"
-    assert zh[4] == ""
+    assert list(zh[3].columns) == [t(k, "zh") for k in train_tab.SAMPLE_HEADERS]
+    assert list(zh[4].columns) == [t(k, "zh") for k in train_tab.HISTORY_HEADERS]
+    assert next(r for r in rows(zh[4]) if r[0] == snap["run"])[1] == "已完成"
+    assert zh[5] == ""
+    assert zh[2]["visible"] is False  # the preference plot is for DPO / ORPO runs
 
     # the API's view of the same run
     api = train_tab.training_status()
@@ -372,7 +373,7 @@ def test_stop_and_save_or_discard_and_one_training_at_a_time(home: Path, sample,
     job = train_tab.current_job()
     assert wait_for(lambda: running(job)), job.snapshot()
 
-    progress, _, _, _, _, start, stop_save, stop_discard, _, *form = train_tab.poll("en", None)
+    progress, _, _, _, _, _, start, stop_save, stop_discard, _, *form = train_tab.poll("en", None)
     assert f"**{task}**: running · step " in progress and " / 400 · epoch " in progress
     assert re.search(r"Dataset: \*\*demo_alpaca.json\*\*, 48 rows, sha256 `[0-9a-f]{12}…`", progress), progress
     # a page opened now (a reload) shows the running job's settings, read-only, not the form's defaults
@@ -395,7 +396,7 @@ def test_stop_and_save_or_discard_and_one_training_at_a_time(home: Path, sample,
     ticks = follow(lang)
     snap = job.snapshot()
     assert snap["state"] == State.STOPPED and snap["step"] < 400
-    progress, history = ticks[-1][0], ticks[-1][3]
+    progress, history = ticks[-1][0], ticks[-1][4]
     row = next(r for r in rows(history) if r[0] == job.run_id)
     if save:
         adapter = Path(snap["adapter_dir"])
@@ -426,7 +427,8 @@ def test_a_failed_training_is_explained_in_the_users_language(home: Path) -> Non
 
 
 def test_before_any_training_the_plot_is_empty_but_typed() -> None:
-    progress, plot, samples, history, *_ = train_tab.poll("zh", None)
+    progress, plot, pref, samples, history, *_ = train_tab.poll("zh", None)
+    assert pref["visible"] is False and sorted(pref["value"]["series"]) == ["accuracy", "signal"]
     assert plot["x_lim"] == [0, train_tab.EMPTY_X_MAX]
     plot = plot["value"]
     assert progress == "本次启动后还没有训练。"
@@ -487,12 +489,14 @@ def test_app_api_starts_follows_and_stops_a_training(home: Path) -> None:
 def test_opening_the_tab_redraws_the_plot_with_a_changed_property():
     from webui import train_tab
 
-    first, flip = train_tab.on_open("en", False)
-    second, flop = train_tab.on_open("en", flip)
+    first, first_pref, flip = train_tab.on_open("en", False)
+    second, second_pref, flop = train_tab.on_open("en", flip)
     assert flip is True and flop is False
     assert first["x_title"] != second["x_title"]  # the browser redraws only on a changed property
     assert second["x_title"].rstrip("\u200b") == first["x_title"]
+    assert first_pref["x_title"] == first["x_title"] and second_pref["x_title"] == second["x_title"]
     assert list(first["value"].columns) == ["step", "loss", "series"]
+    assert list(first_pref["value"].columns) == ["step", "value", "series"]
 
 
 def test_the_start_endpoint_names_every_setting_in_the_tabs_order():

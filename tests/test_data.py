@@ -351,8 +351,8 @@ UTF16_TEXT = '[{"instruction": "a", "output": "b"}]'
             "prompts.jsonl",
             jsonl({"title": "x", "body": "y"}, {"q": 1}),  # no column name says instruction and output
             "unknown_format",
-            "has no row in a known format (expected Alpaca 'instruction' + 'output', ShareGPT 'conversations' or "
-            "OpenAI 'messages'); row 1 has keys title, body.",
+            "has no row in a known format (expected Alpaca 'instruction' + 'output', ShareGPT 'conversations', "
+            "OpenAI 'messages' or preference pairs 'prompt' + 'chosen' + 'rejected'); row 1 has keys title, body.",
             {},
         ),
         ("strings.json", b'["a", "b"]', "rows_not_objects", "row 1 is a string", {}),
@@ -516,7 +516,7 @@ def chat(*turns: tuple[str, object]) -> dict:
             {"prompt": "x", "answer": "y"},
             [("", "unknown_format")],
             "Row 2: its fields ('prompt', 'answer') match no known format; expected Alpaca 'instruction' + 'output', "
-            "ShareGPT 'conversations' or OpenAI 'messages'.",
+            "ShareGPT 'conversations', OpenAI 'messages' or preference pairs 'prompt' + 'chosen' + 'rejected'.",
         ),
     ],
 )

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from tiny import wait_for
 
 from lora_core import adapters, estimate, models, runs, training
-from lora_core.demo import SAMPLE_DATASET
+from lora_core.demo import PREFERENCE_SAMPLE, SAMPLE_DATASET
 from lora_core.training import State, TrainConfig, TrainingError, TrainingJob
 
 ALLOWED = {
@@ -231,7 +231,8 @@ def test_progress_is_published_while_training(home):
 
 
 @pytest.mark.slow
-def test_torchrun_with_two_processes_writes_exactly_one_adapter(home, tmp_path):
+@pytest.mark.parametrize("method", ["sft", "dpo"])
+def test_torchrun_with_two_processes_writes_exactly_one_adapter(home, tmp_path, method):
     import os
     import subprocess
     import sys
@@ -241,7 +242,8 @@ def test_torchrun_with_two_processes_writes_exactly_one_adapter(home, tmp_path):
     (tmp_path / "Models" / "LLM" / "demo").symlink_to(home / "Models" / "LLM" / "demo")
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
-        "-m", "lora_core", "train", "--base", str(tmp_path / "Models" / "LLM" / "demo"), "--data", str(SAMPLE_DATASET),
+        "-m", "lora_core", "train", "--base", str(tmp_path / "Models" / "LLM" / "demo"),
+        "--data", str(SAMPLE_DATASET if method == "sft" else PREFERENCE_SAMPLE), "--method", method,
         "--task", "ddp", "--max-steps", "4", "--batch-size", "2", "--max-length", "96",
     ]  # fmt: skip
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
@@ -252,7 +254,8 @@ def test_torchrun_with_two_processes_writes_exactly_one_adapter(home, tmp_path):
     assert summary["status"] == "completed" and summary["steps"] == 4
     folders = [p for p in (tmp_path / "Models" / "LoRA").iterdir()]
     assert [p.name for p in folders] == [Path(summary["adapter_dir"]).name]
-    assert adapters.read_manifest(folders[0]).status == "completed"
+    manifest = adapters.read_manifest(folders[0])
+    assert manifest.status == "completed" and manifest.method == method
     assert len(list((tmp_path / "Runs").iterdir())) == 1
 
 

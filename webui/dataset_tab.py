@@ -154,11 +154,13 @@ def report_views(report: DatasetReport, lang: str) -> tuple[str, list[list], lis
     if report.columns:
         summary += " " + t("mapped_columns", lang, columns=md(report.columns))
     problems = [[p.row, p.field, problem_text(p, lang)] for p in report.problems[:PROBLEM_ROWS_SHOWN]]
-    preview = [
-        [record.row, t(f"role_{message.role}", lang), _cut(message.content)]
-        for record in report.records[:PREVIEW_ROWS]
-        for message in record.messages
-    ]
+    preview = []
+    for record in report.records[:PREVIEW_ROWS]:
+        for i, message in enumerate(record.messages):
+            role = "chosen" if record.is_pair and i == len(record.messages) - 1 else message.role
+            preview.append([record.row, t(f"role_{role}", lang), _cut(message.content)])
+        if record.is_pair:
+            preview.append([record.row, t("role_rejected", lang), _cut(record.rejected)])
     return summary, problems, preview
 
 
@@ -387,6 +389,8 @@ def on_tokens(lang: str, loaded: LoadedDataset | None, base_name: str | None, ma
     tokenizer = tokenizer_of(resolve_base(base_name))
     max_length = int(max_length)
     records = loaded.report.records
+    if all(r.is_pair for r in records):
+        return pair_tokens(lang, records, tokenizer, max_length)
     examples, _, stats = encode_records(records, tokenizer, max_length)
     highlighted: list[tuple[str, str | None]] = []
     trained_label, masked_label = t("trained", lang), t("masked", lang)
@@ -408,6 +412,34 @@ def on_tokens(lang: str, loaded: LoadedDataset | None, base_name: str | None, ma
         style=t(f"style_{prompt_style(tokenizer).value}", lang),
     )
     color_map = {trained_label: "#2ca02c", masked_label: "#d0d0d0"}
+    return (
+        gr.update(value=highlighted, color_map=color_map),
+        length_histogram(stats.lengths, max_length, lang),
+        summary,
+    )
+
+
+def pair_tokens(lang: str, records: list[Any], tokenizer: Any, max_length: int) -> tuple:
+    """The token view of preference pairs: each prompt once, untrained, then its chosen and its rejected answer,
+    each trained (in its own colour)."""
+    from lora_core.pairs import BRANCHES, encode_pairs, pair_spans
+
+    pairs, _, stats = encode_pairs(records, tokenizer, max_length)
+    masked = t("masked", lang)
+    names = {b: t(f"trained_{b}", lang) for b in BRANCHES}
+    highlighted: list[tuple[str, str | None]] = []
+    for i, pair in enumerate(pairs[:HIGHLIGHT_EXAMPLES]):
+        spans = pair_spans(tokenizer, pair)
+        highlighted += [("\n\n", None)] if i else []
+        highlighted += [(text, masked) for text, _ in spans["prompt"]]
+        for branch in BRANCHES:
+            highlighted += [(f"\n[{t(f'role_{branch}', lang)}] ", None)]
+            highlighted += [(text, names[branch]) for text, _ in spans[branch]]
+    trained = sum(len(p.chosen_ids) + len(p.rejected_ids) for p in pairs)
+    summary = t("token_stats", lang, total=stats.total, tokens=sum(len(p.prompt_ids) for p in pairs) + trained,
+                trained=trained, max_length=max_length, truncated=stats.truncated, dropped=sum(stats.dropped.values()),
+                style=t(f"style_{prompt_style(tokenizer).value}", lang))  # fmt: skip
+    color_map = {names["chosen"]: "#2ca02c", names["rejected"]: "#ff7f0e", masked: "#d0d0d0"}
     return (
         gr.update(value=highlighted, color_map=color_map),
         length_histogram(stats.lengths, max_length, lang),

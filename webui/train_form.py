@@ -9,7 +9,7 @@ import gradio as gr
 
 from lora_core import estimate, models
 from lora_core.config import TrainConfig, settings_where
-from lora_core.demo import DEMO_TRAINING
+from lora_core.demo import DEMO_PREFERENCE, DEMO_TRAINING
 
 from .common import user_errors
 from .dataset_tab import resolve_base
@@ -107,10 +107,12 @@ def checkpointing_default() -> bool:
     return checkpointing_for(DEFAULTS.quantization)
 
 
-def demo_settings() -> list[Any]:
-    """The settings that make the demo model learn the sample data in a few minutes on a CPU."""
+def demo_settings(loaded: Any = None) -> list[Any]:
+    """The settings that make the demo model learn the sample data in a few minutes on a CPU (the preference
+    sample's when the loaded dataset holds preference pairs)."""
     values = {**{k: getattr(DEFAULTS, k) for k in HYPER}, "gradient_checkpointing": checkpointing_default()}
-    values.update(DEMO_TRAINING)
+    pairs = loaded is not None and getattr(loaded.report, "format", "") == "preference"
+    values.update(DEMO_PREFERENCE if pairs else DEMO_TRAINING)
     if models.device_kind() != "cuda":
         values["quantization"] = "none"  # what the (locked) dropdown shows on a CPU
     return [values[k] for k in HYPER] + [values["targets"]]

@@ -35,12 +35,15 @@ from .train_form import (
 from .train_view import (
     EMPTY_X_MAX,
     HISTORY_HEADERS,
+    PREFERENCE_COLORS,
     SAMPLE_HEADERS,
     SERIES,
     SERIES_COLORS,
     history_rows,
     history_table,
     loss_frame,
+    preference_frame,
+    preference_points,
     progress_text,
     samples_table,
     x_max,
@@ -66,7 +69,7 @@ INT_SETTINGS = tuple(k for k in HYPER if type(getattr(DEFAULTS, k)) is int)
 STATUS_FIELDS = (
     "run", "task", "state", "step", "total_steps", "epoch", "loss", "eval_loss", "eta_s", "tokens_per_s", "threads",
     "elapsed_s", "eval_loss_before", "eval_loss_after", "adapter_dir", "error", "error_code", "started_at",
-    "finished_at", "samples", "evaluation",
+    "finished_at", "samples", "evaluation", "method", "preference",
 )  # fmt: skip
 
 
@@ -108,10 +111,10 @@ def setting_message(exc: TrainingError, lang: str) -> str | None:
 @user_errors
 def on_start(
     lang: str, loaded: LoadedDataset | None, base_name: str | None, task: str, preset: str, targets: list[str] | None,
-    epochs: float, max_steps: float, learning_rate: float, rank: float, alpha: float, dropout: float,
-    batch_size: float, grad_accum: float, max_length: float, val_split: float, warmup_ratio: float, scheduler: str,
-    seed: float, quantization: str, gradient_checkpointing: bool, skip_invalid: bool, samples: float,
-    sample_rows: str, eval_rows: float, mix: list | None = None,
+    method: str, beta: float, sft_weight: float, epochs: float, max_steps: float, learning_rate: float, rank: float,
+    alpha: float, dropout: float, batch_size: float, grad_accum: float, max_length: float, val_split: float,
+    warmup_ratio: float, scheduler: str, seed: float, quantization: str, gradient_checkpointing: bool,
+    skip_invalid: bool, samples: float, sample_rows: str, eval_rows: float, mix: list | None = None,
 ) -> str:  # fmt: skip
     """Start a training on a background thread; the timer shows it. No targets chosen: the preset's. While the
     Dataset tab's mix (``mix``, the page's state) has datasets, they are the data.
@@ -124,9 +127,9 @@ def on_start(
         raise gr.Error(t("no_dataset", lang), print_exception=False)
     base = resolve_base(base_name)
     hyper = (
-        epochs, max_steps, learning_rate, rank, alpha, dropout, batch_size, grad_accum, max_length, val_split,
-        warmup_ratio, scheduler, seed, quantization, gradient_checkpointing, skip_invalid, samples, sample_rows,
-        eval_rows,
+        method, beta, sft_weight, epochs, max_steps, learning_rate, rank, alpha, dropout, batch_size, grad_accum,
+        max_length, val_split, warmup_ratio, scheduler, seed, quantization, gradient_checkpointing, skip_invalid,
+        samples, sample_rows, eval_rows,
     )  # fmt: skip
     try:
         values = _settings(hyper)
@@ -145,6 +148,7 @@ def on_start(
         raise gr.Error(message, print_exception=False) from exc
     usable = loaded.report.usable(skip_invalid=values["skip_invalid"])  # invalid rows: said now, not by the thread
     check_sample_rows(config, {r.row for r in usable}, loaded.report.name)
+    training.check_method(config, usable, loaded.report.name)  # pairs need dpo / orpo, instruction rows sft
     estimate.check_fits(config)  # a training that cannot fit is refused before a run exists
     _LAST[paths.current_user()] = TrainingJob(config).start()
     return t("started", lang, task=md(config.task))
@@ -261,14 +265,16 @@ def poll(lang: str, seen: dict | None) -> tuple:
         "run": snap["run"] if snap else None,
         "state": state,
         "lang": lang,
-        "points": len(snap["loss"]) + len(snap["eval_loss"]) if snap else 0,
+        "points": len(snap["loss"]) + len(snap["eval_loss"]) + preference_points(snap) if snap else 0,
         "samples": len(snap["samples"]) if snap else 0,
     }
     seen = seen or {}
     changed = any(seen.get(k, "?") != now[k] for k in ("run", "state", "lang"))
     plot: Any = gr.skip()
+    pref: Any = gr.skip()
     if changed or seen.get("points") != now["points"]:
         plot = gr.update(value=loss_frame(snap), x_lim=[0, x_max(snap)], y_lim=y_range(snap))
+        pref = preference_update(snap)
     if changed:
         active = state in ACTIVE_STATES
         history: Any = history_table(lang)
@@ -281,7 +287,7 @@ def poll(lang: str, seen: dict | None) -> tuple:
         history, status, buttons = gr.skip(), gr.skip(), [gr.skip()] * 3
     samples = samples_table(snap, lang) if changed or seen.get("samples") != now["samples"] else gr.skip()
     form = form_updates(job.config if job else None, state in ACTIVE_STATES) if changed else [gr.skip()] * FORM_SIZE
-    return progress_text(snap, lang), plot, samples, history, status, *buttons, now, *form
+    return progress_text(snap, lang), plot, pref, samples, history, status, *buttons, now, *form
 
 
 FORM_SIZE = 4 + len(HYPER) + 1  # base, task, preset, targets, the settings, the demo button
@@ -309,14 +315,21 @@ def form_updates(config: TrainConfig | None, active: bool) -> list[Any]:
     ]
 
 
-def on_open(lang: str, flip: bool) -> tuple[Any, bool]:
+def preference_update(snap: dict | None) -> Any:
+    """The preference plot: shown, with its points, for a DPO / ORPO run; hidden otherwise."""
+    shown = bool(snap) and snap.get("method", "sft") != "sft"
+    return gr.update(value=preference_frame(snap), x_lim=[0, x_max(snap)], visible=shown)
+
+
+def on_open(lang: str, flip: bool) -> tuple[Any, Any, bool]:
     """The tab is opened: draw the plot again. A plot that got its points while its tab was hidden was laid out
     with no size and stays empty, and the browser redraws it only when one of its properties changes, so the
     axis title alternates between two spellings that look the same (with and without a zero-width space)."""
     job = current_job()
     snap = job.snapshot() if job else None
     title = t("plot_step", lang) + ("\u200b" if flip else "")
-    return gr.update(value=loss_frame(snap), x_lim=[0, x_max(snap)], y_lim=y_range(snap), x_title=title), not flip
+    loss = gr.update(value=loss_frame(snap), x_lim=[0, x_max(snap)], y_lim=y_range(snap), x_title=title)
+    return loss, {**preference_update(snap), "x_title": title}, not flip
 
 
 def training_status() -> dict:
@@ -355,6 +368,11 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
     # No minimum / maximum on the numbers: Gradio would refuse a value in English; Start says it in the user's
     # language (TrainConfig.check decides what is in range).
     with labels.add(gr.Accordion(open=True), label="hyper"):
+        with gr.Row():
+            method = labels.add(gr.Radio([("SFT", "sft"), ("DPO", "dpo"), ("ORPO", "orpo")], value=DEFAULTS.method,
+                                         scale=2), label="method", info="method_info")  # fmt: skip
+            beta = labels.add(Number(DEFAULTS.beta, scale=1), label="beta", info="beta_info")
+            sft_weight = labels.add(Number(DEFAULTS.sft_weight, scale=1), label="sft_weight", info="sft_weight_info")
         with gr.Row():
             epochs = labels.add(Number(DEFAULTS.epochs), label="epochs")
             max_steps = labels.add(Number(DEFAULTS.max_steps, precision=0), label="max_steps")
@@ -415,6 +433,23 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
         label="loss_plot",
         x_title="plot_step",
     )
+    pref_plot = labels.add(
+        gr.LinePlot(
+            preference_frame(None),
+            x="step",
+            y="value",
+            color="series",
+            color_map=PREFERENCE_COLORS,
+            colors_in_legend=[],
+            x_lim=[0, EMPTY_X_MAX],
+            y_title=" ",
+            show_label=True,
+            visible=False,  # shown for a DPO / ORPO run
+            elem_id="preference-plot",
+        ),
+        label="preference_plot",
+        x_title="plot_step",
+    )
     samples_view = labels.add(
         gr.Dataframe(
             samples_table(None, DEFAULT_LANG),
@@ -434,8 +469,9 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
     seen = gr.State(None)
     discard_ok = gr.Checkbox(True, visible=False)  # what the confirmation dialog answered
 
-    form = dict(epochs=epochs, max_steps=max_steps, learning_rate=lr, rank=rank, alpha=alpha, dropout=dropout,
-                batch_size=batch, grad_accum=accum, max_length=max_len, val_split=val, warmup_ratio=warmup,
+    form = dict(method=method, beta=beta, sft_weight=sft_weight, epochs=epochs, max_steps=max_steps, learning_rate=lr,
+                rank=rank, alpha=alpha, dropout=dropout, batch_size=batch, grad_accum=accum, max_length=max_len,
+                val_split=val, warmup_ratio=warmup,
                 scheduler=scheduler, seed=seed, quantization=quant, gradient_checkpointing=checkpointing,
                 skip_invalid=skip_invalid, samples=samples, sample_rows=sample_rows, eval_rows=eval_rows)  # fmt: skip
     hyper = [form[name] for name in HYPER]  # every form setting of TrainConfig has its component
@@ -449,7 +485,7 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
                     lang.change):  # fmt: skip
         trigger(on_estimate, estimate_inputs, model_info, api_visibility="private")
     refresh.click(refresh_bases, base, base, api_visibility="private")
-    demo_btn.click(demo_settings, None, [*hyper, preset], api_visibility="private")
+    demo_btn.click(demo_settings, shared["loaded"], [*hyper, preset], api_visibility="private")
     saving = save_btn.click(on_save_settings, [lang, saved_name, base, preset, targets, *hyper],
                             [saved_status, saved_pick], api_name="save_settings")  # fmt: skip
     picking = saved_pick.input(on_pick_settings, [lang, saved_pick], [preset, targets, *hyper, saved_status],
@@ -477,14 +513,14 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
     timer.tick(
         poll,
         [lang, seen],
-        [progress, plot, samples_view, history, status, start, stop_save, stop_discard, seen, *shown_form],
+        [progress, plot, pref_plot, samples_view, history, status, start, stop_save, stop_discard, seen, *shown_form],
         api_visibility="private",
     )
     gr.api(training_status, api_name="training_status")
     shared["train_base"] = base
     flip = gr.State(False)
-    shared["train_open"] = (on_open, [lang, flip], [plot, flip])
-    lang.change(on_open, [lang, flip], [plot, flip], api_visibility="private", show_progress="hidden")
+    shared["train_open"] = (on_open, [lang, flip], [plot, pref_plot, flip])
+    lang.change(on_open, [lang, flip], [plot, pref_plot, flip], api_visibility="private", show_progress="hidden")
     # one max length: the Dataset tab's token counts are the ones this training will have
     max_len.change(lambda value: value, max_len, shared["max_length"], api_visibility="private", queue=False,
                    show_progress="hidden")  # fmt: skip

@@ -36,6 +36,30 @@ def loss_frame(snap: dict | None) -> pd.DataFrame:
     )
 
 
+# A DPO / ORPO run's second plot: the share of pairs preferred, and the method's own signal (DPO's reward margin,
+# ORPO's log odds ratio), under fixed names as for the loss plot.
+PREFERENCE_SERIES = ("accuracy", "signal")
+PREFERENCE_COLORS = {"accuracy": "#54a24b", "signal": "#b279a2"}  # green and purple, as the plot's label says
+
+
+def preference_frame(snap: dict | None) -> pd.DataFrame:
+    history = (snap or {}).get("preference") or {}
+    signal = history.get("log_odds") or history.get("margin") or []
+    rows = [(s, v, "accuracy") for s, v in history.get("accuracy", [])] + [(s, v, "signal") for s, v in signal]
+    rows += [(0, None, name) for name in PREFERENCE_SERIES if name not in {r[2] for r in rows}]
+    return pd.DataFrame(
+        {
+            "step": pd.Series([r[0] for r in rows], dtype="int64"),
+            "value": pd.Series([r[1] for r in rows], dtype="float64"),
+            "series": pd.Series([r[2] for r in rows], dtype="str"),
+        }
+    )
+
+
+def preference_points(snap: dict | None) -> int:
+    return sum(len(points) for points in ((snap or {}).get("preference") or {}).values())
+
+
 def x_max(snap: dict | None) -> int:
     """The end of the plot's step axis: the run's last step, so the curve fills the plot as the run goes."""
     if not snap:

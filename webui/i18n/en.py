@@ -94,6 +94,10 @@ TEXT: dict[str, str] = {
     "col_text": "text",
     "role_user": "user",
     "role_assistant": "assistant",
+    "role_chosen": "chosen answer",
+    "role_rejected": "rejected answer",
+    "trained_chosen": "chosen answer (trained to prefer)",
+    "trained_rejected": "rejected answer (trained to avoid)",
     "role_system": "system",
     "tokens_header": "### Tokens for a base model",
     "base_model": "Base model (Models/LLM/)",
@@ -158,6 +162,13 @@ TEXT: dict[str, str] = {
         "memory needed."
     ),
     "hyper": "Hyper-parameters",
+    "method": "Method",
+    "method_info": "SFT learns the answers of instruction rows; DPO and ORPO learn to prefer the chosen answer of "
+    "preference pairs (prompt, chosen, rejected)",
+    "beta": "Beta (DPO / ORPO)",
+    "beta_info": "DPO: how far the adapter may move from the base (higher: less); ORPO: the preference term's weight",
+    "sft_weight": "Answer loss weight (DPO)",
+    "sft_weight_info": "DPO also learns to say the chosen answers (0 = pure DPO; ORPO always does)",
     "epochs": "Epochs",
     "max_steps": "Max steps (0 = by epochs)",
     "learning_rate": "Learning rate",
@@ -198,6 +209,8 @@ TEXT: dict[str, str] = {
     "confirm_discard": "Stop the training and throw away what it has learnt so far?",
     "discard_cancelled": "The training goes on.",
     "loss_plot": "Loss: blue line = training, red line = validation (when a validation split is set)",
+    "preference_plot": "Preference: green line = share of pairs whose chosen answer is preferred, purple line = "
+    "reward margin (DPO) or log odds ratio (ORPO)",
     "history": "Training runs",
     "plot_step": "step",
     "col_run": "run",

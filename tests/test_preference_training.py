@@ -1,0 +1,131 @@
+"""DPO and ORPO on the demo model: the bundled preference sample is learned (the chosen answer becomes the more
+likely one, and the greedy answer), the run stops, saves and is scanned like an instruction run, and a method that
+does not fit the rows is refused before any work."""
+
+import json
+from pathlib import Path
+
+import pytest
+from tiny import wait_for
+
+from lora_core import adapters, training
+from lora_core.demo import DEMO_PREFERENCE, PREFERENCE_SAMPLE, SAMPLE_DATASET
+from lora_core.evaluation import pair_logps, preference_accuracy
+from lora_core.training import State, TrainConfig, TrainingJob
+
+pytestmark = pytest.mark.usefixtures("in_demo_home")
+
+
+def config(home: Path, **overrides) -> TrainConfig:
+    values = dict(base=str(home / "Models" / "LLM" / "demo"), data=str(PREFERENCE_SAMPLE), task="pref",
+                  **{**DEMO_PREFERENCE, "samples": 0, "eval_rows": 24})  # fmt: skip
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["orpo", "dpo"])
+def test_the_demo_model_learns_to_prefer_the_chosen_answers(demo_home, method):
+    snap = TrainingJob(config(demo_home, method=method, task=method)).run()
+    assert snap["state"] == State.COMPLETED, snap["error"]
+    folder = Path(snap["adapter_dir"])
+    card = snap["evaluation"]
+    # the preference accuracy of the 24 pairs it trained on: about chance before, nearly all after
+    assert card["rows_kind"] == "trained" and card["preference"]["pairs"] == 24
+    assert 0.25 <= card["preference"]["base"] <= 0.75
+    assert card["preference"]["adapter"] >= 0.9
+    assert card["adapter"]["exact_match"] >= 0.5  # its greedy answer is the chosen one on most
+    manifest = adapters.read_manifest(folder)
+    assert manifest.method == method and manifest.hyperparameters["beta"] == DEMO_PREFERENCE["beta"]
+    assert manifest.dataset.format == "preference" and manifest.dataset.train_examples == 24
+    accuracy = [value for _, value in manifest.preference_history["accuracy"]]
+    assert accuracy[-1] >= 0.9 and accuracy[-1] > accuracy[0]
+    if method == "orpo":
+        assert manifest.preference_history["log_odds"][-1][1] > manifest.preference_history["log_odds"][0][1]
+    else:
+        assert manifest.preference_history["margin"][-1][1] > 0
+    assert {p.name for p in folder.iterdir()} <= {"adapter_config.json", "adapter_model.safetensors", "eval.json",
+        "training_meta.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"}  # fmt: skip
+    assert str(folder) in {str(a.path) for a in adapters.scan() if a.valid}
+
+
+@pytest.mark.slow
+def test_the_reference_is_the_base_with_the_adapter_disabled(demo_home):
+    """DPO's reference log-probabilities are the base model's (the adapter disabled): at the first step, before any
+    update, the policy is the reference, so its reward margin is exactly zero; no copy of the adapter is kept."""
+    from lora_core.chat import ChatEngine
+    from lora_core.data import load_records
+    from lora_core.pairs import encode_pairs
+
+    snap = TrainingJob(config(demo_home, method="dpo", task="ref", max_steps=6, eval_rows=0)).run()
+    assert snap["preference"]["margin"][0] == [1, pytest.approx(0.0, abs=1e-6)]
+    assert snap["preference"]["margin"][-1][1] != pytest.approx(0.0, abs=1e-6)
+    assert not (Path(snap["adapter_dir"]) / "ref").exists()
+    engine = ChatEngine()
+    engine.load_base(demo_home / "Models" / "LLM" / "demo")
+    try:
+        records = load_records(PREFERENCE_SAMPLE).records[:6]
+        pairs = encode_pairs(records, engine.tokenizer, 256)[0]
+        bare = pair_logps(engine.model, pairs)
+        engine.activate(snap["adapter_dir"])
+        with engine._adapter_mode(None):
+            disabled = pair_logps(engine.model, pairs)
+        with engine._adapter_mode(engine.active):
+            tuned = pair_logps(engine.model, pairs)
+    finally:
+        engine.unload()
+
+    def flat(logps):
+        return [x for pair in logps for x in pair]
+
+    assert flat(disabled) == pytest.approx(flat(bare), abs=1e-4)
+    assert flat(tuned) != pytest.approx(flat(bare), abs=1e-3)
+    assert preference_accuracy(bare) is not None
+
+
+@pytest.mark.slow
+def test_stop_saves_a_stopped_preference_adapter(demo_home):
+    job = TrainingJob(config(demo_home, method="dpo", task="stopdpo", max_steps=400, eval_rows=0)).start()
+    assert wait_for(lambda: job.snapshot()["step"] >= 2), job.snapshot()
+    job.stop(save=True)
+    assert job.wait(60)
+    snap = job.snapshot()
+    assert snap["state"] == State.STOPPED and snap["step"] < 400
+    manifest = adapters.read_manifest(snap["adapter_dir"])
+    assert manifest.status == "stopped" and manifest.method == "dpo" and manifest.steps == snap["step"]
+    assert training.active_job() is None
+
+
+def test_a_method_that_does_not_fit_the_rows_is_refused_naming_the_file(demo_home):
+    snap = TrainingJob(config(demo_home, method="sft", task="sftpairs")).run()
+    assert snap["state"] == State.FAILED and snap["error_code"] == "pairs_need_method"
+    assert "demo_preference.json holds preference pairs" in snap["error"]
+    snap = TrainingJob(config(demo_home, method="dpo", task="dporows", data=str(SAMPLE_DATASET))).run()
+    assert snap["state"] == State.FAILED and snap["error_code"] == "needs_pairs"
+    assert "demo_alpaca.json holds instruction rows" in snap["error"]
+    assert not list((demo_home / "Models" / "LoRA").glob("sftpairs_*"))
+    assert not list((demo_home / "Models" / "LoRA").glob("dporows_*"))
+
+
+def test_method_and_beta_are_checked_like_every_setting(demo_home):
+    from lora_core.errors import TrainingError
+
+    with pytest.raises(TrainingError) as err:
+        TrainingJob(config(demo_home, method="ppo"))
+    assert err.value.code == "setting_choice" and "method" in err.value.message
+    for beta in (0.0, -1.0, float("nan"), 11.0):
+        with pytest.raises(TrainingError, match="beta"):
+            TrainingJob(config(demo_home, beta=beta))
+    with pytest.raises(TrainingError, match="sft_weight"):
+        TrainingJob(config(demo_home, sft_weight=-0.5))
+
+
+def test_the_bundled_preference_sample_is_valid_bilingual_and_balanced():
+    from lora_core.data import load_records
+
+    report = load_records(PREFERENCE_SAMPLE)
+    assert report.ok and report.format == "preference" and report.valid_rows == 24
+    rows = json.loads(PREFERENCE_SAMPLE.read_text(encoding="utf-8"))
+    chinese = [r for r in rows if any("\u4e00" <= ch <= "\u9fff" for ch in r["prompt"])]
+    assert len(chinese) == 12
+    assert len({r["prompt"] for r in rows}) == 24  # (that the base prefers neither side: the training test above)
