@@ -18,7 +18,7 @@ from .errors import SimpleLoraError
 
 logger = logging.getLogger("lora_core")
 
-FORMAT_CHOICES = ("auto", "alpaca", "sharegpt", "messages")
+FORMAT_CHOICES = ("auto", "alpaca", "sharegpt", "messages", "preference")
 
 
 def _print_json(obj: object) -> None:
@@ -70,9 +70,17 @@ def cmd_encode(args: argparse.Namespace) -> int:
         records = records[: args.limit]
     tokenizer = load_tokenizer(base, trust_remote_code=args.trust_remote_code)
     max_length = args.max_length or default_max_length(tokenizer, _config_of(base))
-    examples, rows, stats = encode_records(records, tokenizer, max_length)
-    for example, row in zip(examples, rows, strict=True):
-        _print_json({"row": row, "input_ids": example.input_ids, "labels": example.labels})
+    if records and all(r.is_pair for r in records):  # preference pairs: the prompt once, each answer trained
+        from .pairs import encode_pairs
+
+        pairs, rows, stats = encode_pairs(records, tokenizer, max_length)
+        for pair, row in zip(pairs, rows, strict=True):
+            _print_json({"row": row, "prompt_ids": pair.prompt_ids, "chosen_ids": pair.chosen_ids,
+                         "rejected_ids": pair.rejected_ids})  # fmt: skip
+    else:
+        examples, rows, stats = encode_records(records, tokenizer, max_length)
+        for example, row in zip(examples, rows, strict=True):
+            _print_json({"row": row, "input_ids": example.input_ids, "labels": example.labels})
     dropped = sum(stats.dropped.values())
     print(
         f"encoded {stats.kept} of {stats.total} rows (max length {max_length}): "
@@ -388,6 +396,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         flag, default, helps = f"--{f.name.replace('_', '-')}", getattr(defaults, f.name), f.metadata["help"]
         if f.name == "format":
             p.add_argument(flag, default=default, choices=FORMAT_CHOICES, help=helps)
+        elif f.name == "method":
+            p.add_argument(flag, default=default, choices=f.metadata["choices"], help=f"{helps} (default: {default})")
         elif default is None:  # unset means "decide for the device"
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=helps)
         elif isinstance(default, bool):

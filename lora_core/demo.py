@@ -25,6 +25,7 @@ SAMPLE_DATASET = paths.PACKAGE_DIR / "samples" / "demo_alpaca.json"
 # Preference pairs in the same two languages and the same made-up town: a right, friendly answer (chosen) and a
 # wrong or rude one (rejected) of about the same length, so the base model prefers neither.
 PREFERENCE_SAMPLE = paths.PACKAGE_DIR / "samples" / "demo_preference.json"
+BUNDLED = {SAMPLE_DATASET.resolve(), PREFERENCE_SAMPLE.resolve()}  # the datasets that ship with the app
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CHAT_TEMPLATE = (

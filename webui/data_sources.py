@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -13,7 +14,7 @@ import gradio as gr
 from lora_core import columns as colmap
 from lora_core import storage
 from lora_core.data import load_records
-from lora_core.demo import SAMPLE_DATASET
+from lora_core.demo import BUNDLED
 from lora_core.errors import DatasetError
 from lora_core.mixing import MAX_LIMIT, MAX_SOURCES, MAX_WEIGHT, DataSource, load_mix
 
@@ -93,7 +94,7 @@ def on_columns(lang: str, pending: dict | None, instruction: str, input_: str, o
     report = load_records(pending["path"], "auto", max_bytes=dataset_tab.MAX_UPLOAD_BYTES, columns=mapping,
                           sheet=pending.get("sheet", ""), guess=False)  # fmt: skip
     report = replace(report, name=pending["name"])
-    if pending["path"] != str(SAMPLE_DATASET):
+    if Path(pending["path"]).resolve() not in BUNDLED:
         storage.save_upload_meta(pending["path"], columns=report.columns, sheet=report.sheet)
     loaded = LoadedDataset(pending["path"], report)
     remember_dataset(loaded)

@@ -14,8 +14,8 @@ import gradio as gr
 
 from lora_core import paths, storage
 from lora_core.config import TrainConfig, setting_range
-from lora_core.data import FORMAT_NAMES, DatasetReport, needs_columns, records_of
-from lora_core.demo import SAMPLE_DATASET
+from lora_core.data import FORMAT_NAMES, FORMATS, DatasetReport, needs_columns, records_of
+from lora_core.demo import BUNDLED, PREFERENCE_SAMPLE, SAMPLE_DATASET
 from lora_core.errors import PathError
 from lora_core.files import write_json
 from lora_core.masking import encode_records, trained_spans
@@ -197,7 +197,7 @@ def read_upload(lang: str, file: str | None, fmt: str, sheet: str = "", columns:
     needs = needs_columns(table)
     report = None if needs else records_of(table, file, fmt, guess=False)  # a file refused is not stored
     source = Path(file).resolve()
-    if source == SAMPLE_DATASET or source.parent == paths.uploads_dir().resolve():
+    if source in BUNDLED or source.parent == paths.uploads_dir().resolve():
         stored, name = source, storage.upload_meta(source).get("name") or source.name
     else:
         stored, name = store_upload(file, table.sha256, Path(file).name), Path(file).name
@@ -283,7 +283,7 @@ def last_dataset() -> dict | None:
         columns, sheet = str(record.get("columns") or "")[:2000], str(record.get("sheet") or "")[:255]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    stored = {s.path.resolve() for s in storage.uploads()} | {SAMPLE_DATASET.resolve()}
+    stored = {s.path.resolve() for s in storage.uploads()} | BUNDLED
     found = path in stored and path.is_file()
     return {"path": path, "name": name, "columns": columns, "sheet": sheet} if found else None
 
@@ -458,10 +458,11 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
         with gr.Column(scale=2):
             upload = labels.add(gr.File(file_types=UPLOAD_TYPES, type="filepath"), label="upload")
         with gr.Column(scale=1):
-            fmt = labels.add(gr.Dropdown(["auto", "alpaca", "sharegpt", "messages"], value="auto"), label="format")
+            fmt = labels.add(gr.Dropdown(["auto", *FORMATS], value="auto"), label="format")
             sheet = labels.add(gr.Dropdown([], visible=False, allow_custom_value=True, elem_id="sheet"),
                                label="sheet")  # fmt: skip
             sample = labels.add(gr.Button(variant="secondary"), value="use_sample")
+            pair_sample = labels.add(gr.Button(variant="secondary"), value="use_preference_sample")
             last = gr.Button(variant="secondary", visible=False)  # named by last_offer, in the page's language
     hub = data_sources.hub_section(labels)
     summary = gr.Markdown()
@@ -500,6 +501,12 @@ def build(labels: Labels, lang: gr.State) -> dict[str, Any]:
         fmt.change(on_format, [lang, fmt, pending, loaded], dataset_outputs, api_visibility="private"),
         sample.click(
             lambda lang_, fmt_: on_upload(lang_, str(SAMPLE_DATASET), fmt_),
+            [lang, fmt],
+            dataset_outputs,
+            api_visibility="private",
+        ),
+        pair_sample.click(
+            lambda lang_, fmt_: on_upload(lang_, str(PREFERENCE_SAMPLE), fmt_),
             [lang, fmt],
             dataset_outputs,
             api_visibility="private",

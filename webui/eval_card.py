@@ -92,6 +92,9 @@ def card_views(name: str | None, lang: str) -> tuple[str, Any, Any, Any, Any]:
     summary = evaluation_text(card.summary(), lang)
     header = t("card_header", lang, name=md(name), dataset=md(card.dataset), when=card.evaluated_at.replace("T", " "))
     scores = [[t(f"score_{s}", lang), _num(card.base.get(s)), _num(card.tuned.get(s))] for s in (*SCORES, "eval_loss")]
+    if card.preference:
+        scores.append([t("score_preference", lang), _num(card.preference.get("base")),
+                       _num(card.preference.get("adapter"))])  # fmt: skip
     best, worst = card.best_and_worst(3)
     rows = [[t(which, lang), r.row, _short(r.prompt), _short(r.reference), _short(r.base), _short(r.adapter),
              f"{r.adapter_scores['rouge_l']:.2f}"]

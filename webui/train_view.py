@@ -130,7 +130,10 @@ def evaluation_text(summary: dict, lang: str) -> str:
         return t("eval_failed", lang, error=md(error_message(error, summary.get("params") or {}, lang, error)))
     base, tuned = summary.get("base") or {}, summary.get("adapter") or {}
     right = summary.get("probe_right") or ["–", "–"]
-    return t("eval_done", lang, kind=t(f"rows_{summary.get('rows_kind')}", lang), rows=summary.get("rows", 0),
+    preference = summary.get("preference") or {}
+    pairs = t("eval_pairs", lang, pairs=preference.get("pairs", 0), base=_score(preference.get("base")),
+              tuned=_score(preference.get("adapter"))) + " " if preference else ""  # fmt: skip
+    return pairs + t("eval_done", lang, kind=t(f"rows_{summary.get('rows_kind')}", lang), rows=summary.get("rows", 0),
              base_em=_score(base.get("exact_match")), tuned_em=_score(tuned.get("exact_match")),
              base_rl=_score(base.get("rouge_l")), tuned_rl=_score(tuned.get("rouge_l")),
              changed=summary.get("probe_changed", 0), total=summary.get("probe_total", 0),

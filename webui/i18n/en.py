@@ -84,6 +84,7 @@ TEXT: dict[str, str] = {
     "{max_weight}.",
     "format": "Format",
     "use_sample": "Use the bundled sample dataset",
+    "use_preference_sample": "Use the bundled preference pairs",
     "report": "Validation",
     "problems": "Problems by row",
     "preview": "First rows",
@@ -243,6 +244,8 @@ TEXT: dict[str, str] = {
         "{tuned_rl}; general prompts: {changed} of {total} answers changed, right {base_right} → {tuned_right}."
     ),
     "eval_see_card": "The full card is in the Models tab.",
+    "eval_pairs": "Preference accuracy (the chosen answer more likely than the rejected one) on {pairs} pairs: "
+    "base {base} → adapter {tuned}.",
     "eval_failed": "The adapter is saved, but its evaluation failed: {error}",
     "eval_stopped": "The adapter is saved; its evaluation was stopped.",
     "rows_held_out": "held-out rows",
@@ -286,6 +289,7 @@ TEXT: dict[str, str] = {
     "score_rouge_l": "ROUGE-L",
     "score_token_f1": "token F1",
     "score_eval_loss": "eval loss",
+    "score_preference": "preference accuracy (pairs)",
     "setting_not_number": "“{label}” needs a number (a whole number where it counts something); it is “{value}”.",
     "setting_range": "“{label}” must be between {low} and {high}; it is {value}.",
     "setting_choice": "“{label}” must be one of {choices}; it is “{value}”.",

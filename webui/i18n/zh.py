@@ -77,6 +77,7 @@ TEXT: dict[str, str] = {
     "mix_bad_numbers": "行数上限必须是 0 到 {max_limit} 之间的整数，权重必须大于 0 且不超过 {max_weight}。",
     "format": "格式",
     "use_sample": "使用内置示例数据集",
+    "use_preference_sample": "使用内置偏好对示例",
     "report": "校验结果",
     "problems": "逐行问题",
     "preview": "前几行预览",
@@ -227,6 +228,7 @@ TEXT: dict[str, str] = {
         "通用问题：{total} 个中 {changed} 个回答变化，答对 {base_right} → {tuned_right}。"
     ),
     "eval_see_card": "完整卡片见“模型”页。",
+    "eval_pairs": "偏好准确率（chosen 回答比 rejected 回答概率更高）共 {pairs} 对：基座 {base} → 适配器 {tuned}。",
     "eval_failed": "适配器已保存，但评估失败：{error}",
     "eval_stopped": "适配器已保存；评估已停止。",
     "rows_held_out": "验证集中的行",
@@ -270,6 +272,7 @@ TEXT: dict[str, str] = {
     "score_rouge_l": "ROUGE-L",
     "score_token_f1": "词 F1",
     "score_eval_loss": "验证损失",
+    "score_preference": "偏好准确率（偏好对）",
     "setting_not_number": "“{label}”需要填写数字（计数类设置需为整数），当前为“{value}”。",
     "setting_range": "“{label}”必须在 {low} 到 {high} 之间，当前为 {value}。",
     "setting_choice": "“{label}”必须是 {choices} 之一，当前为“{value}”。",
