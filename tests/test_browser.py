@@ -27,7 +27,7 @@ try:
 except ImportError:  # the tests say so (skip, or fail where the browser is required)
     expect = sync_playwright = None
 
-from lora_core.demo import DEMO_MODEL_NAME, SAMPLE_DATASET, build_demo_model
+from lora_core.demo import DEMO_MODEL_NAME, PREFERENCE_SAMPLE, SAMPLE_DATASET, build_demo_model
 from webui.i18n import t
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -710,4 +710,55 @@ def test_a_csv_of_questions_and_answers_is_mapped_shown_and_trained(browser, url
         manifest = json.loads((home / saved.group(1) / "training_meta.json").read_text(encoding="utf-8"))
         assert manifest["dataset"]["columns"] == "instruction=question,output=answer"
         assert manifest["dataset"]["name"] == "lighthouse_qa.csv" and manifest["dataset"]["rows_total"] == 8
+        expect_no_error(page)
+
+
+def test_preference_pairs_are_shown_trained_with_orpo_and_compared(browser, url, home, shots, tmp_path):
+    """The bundled preference pairs: each prompt once with both answers highlighted, the demo settings for them
+    (ORPO), the second plot, the preference accuracy after the run, and Compare answering with the chosen answer."""
+    pairs = json.loads(PREFERENCE_SAMPLE.read_text(encoding="utf-8"))
+    first = pairs[0]
+    with opened(browser, url, "en-US", failure_shot=tmp_path / "failure.png") as page:
+        dataset = page.locator("#tab-dataset")
+        dataset.get_by_role("button", name=t("use_preference_sample", "en")).click()
+        expect(dataset).to_contain_text("demo_preference.json: preference pairs format, 24 rows, all valid.")
+        expect(dataset).to_contain_text(t("role_rejected", "en"))
+        dataset.get_by_role("button", name=t("analyze", "en")).click()
+        tokens = dataset.locator("[data-testid=highlighted-text] .token")
+        expect(tokens.filter(has_text=first["chosen"])).to_have_css("background-color", "rgba(44, 160, 44, 0.5)")
+        expect(tokens.filter(has_text=first["rejected"])).to_have_css("background-color", "rgba(255, 127, 14, 0.5)")
+        expect(tokens.filter(has_text=first["prompt"])).to_have_css("background-color", "rgba(208, 208, 208, 0.5)")
+        expect_no_error(page)
+
+        page.click("#tab-train-button")
+        train = page.locator("#tab-train")
+        train.get_by_role("button", name=t("demo_settings", "en")).click()
+        expect(train.get_by_role("radio", name="ORPO")).to_be_checked()
+        expect(train.get_by_label(t("epochs", "en"), exact=True)).to_have_value("40")
+        train.get_by_label(t("task_name", "en")).fill("prefs")
+        train.get_by_role("button", name=t("start", "en")).click()
+        expect(train).to_contain_text(re.compile(r"prefs: (completed|stopped|failed)"), timeout=TRAINING_TIMEOUT_MS)
+        progress = train.inner_text()
+        assert "prefs: completed" in progress, progress
+        expect(page.locator("#preference-plot").first).to_be_visible()
+        expect(page.locator("#preference-plot .vega-embed .mark-line path").first).to_be_visible()
+        # from about half of the pairs before to (nearly) all of them after (the form evaluates 20 rows)
+        expect(train).to_contain_text(re.compile(r"on 20 pairs: base 0\.\d\d → adapter (0\.9\d|1\.00)"))
+        expect_no_error(page)
+        page.screenshot(path=shots / "10-preference.png", full_page=True)
+        adapter = re.search(r"Adapter saved in (\S+)\. ", progress).group(1).rsplit("/", 1)[-1]
+
+        page.click("#tab-models-button")
+        models = page.locator("#tab-models")
+        expect(models.locator("tbody tr", has_text=adapter)).to_contain_text("completed", timeout=30_000)
+        pick(page, models.get_by_role("combobox"), adapter)
+        models.get_by_role("button", name=t("activate", "en"), exact=True).click()
+        expect(models).to_contain_text(f"with adapter {adapter}.", timeout=60_000)
+        expect(page.locator("#eval-card")).to_contain_text(t("score_preference", "en"))
+
+        page.click("#tab-chat-button")
+        chat = page.locator("#tab-chat")
+        chat.get_by_placeholder(t("compare_hint", "en")).fill(first["prompt"])
+        chat.get_by_role("button", name=t("compare", "en"), exact=True).click()
+        expect(chat.get_by_label(t("adapter_reply", "en"), exact=True)).to_have_value(first["chosen"], timeout=60_000)
         expect_no_error(page)
