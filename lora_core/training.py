@@ -404,7 +404,10 @@ class TrainingJob:
         common = dict(
             model=model,
             train_dataset=prepared.train_set.remove_columns(["row"]),
-            eval_dataset=eval_set.remove_columns(["row", "length"]) if eval_set is not None else None,
+            # (the evaluation's sampler groups by length too: pairs keep theirs, instruction rows have input_ids)
+            eval_dataset=eval_set.remove_columns(["row", *([] if self.config.preference else ["length"])])
+            if eval_set is not None
+            else None,
             processing_class=prepared.tokenizer,
             callbacks=[ProgressCallback(self), *self._sample_callback(prepared)],
         )

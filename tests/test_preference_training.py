@@ -129,3 +129,23 @@ def test_the_bundled_preference_sample_is_valid_bilingual_and_balanced():
     chinese = [r for r in rows if any("\u4e00" <= ch <= "\u9fff" for ch in r["prompt"])]
     assert len(chinese) == 12
     assert len({r["prompt"] for r in rows}) == 24  # (that the base prefers neither side: the training test above)
+
+
+@pytest.mark.slow
+def test_with_a_validation_split_the_card_scores_the_held_out_pairs(demo_home):
+    from lora_core.data import load_records
+    from lora_core.masking import split_dataset
+    from lora_core.models import load_tokenizer
+    from lora_core.pairs import encode_pairs, to_pair_dataset
+
+    snap = TrainingJob(config(demo_home, method="orpo", task="heldout", val_split=0.25, max_steps=4)).run()
+    assert snap["state"] == State.COMPLETED, snap["error"]
+    assert snap["eval_loss_before"] is not None and snap["eval_loss_after"] is not None
+    card = snap["evaluation"]
+    assert card["rows_kind"] == "held_out" and card["preference"]["pairs"] == 6
+    tokenizer = load_tokenizer(demo_home / "Models" / "LLM" / "demo")
+    pairs, rows, _ = encode_pairs(load_records(PREFERENCE_SAMPLE).records, tokenizer, DEMO_PREFERENCE["max_length"])
+    train_set, held_out = split_dataset(to_pair_dataset(pairs, rows), 0.25, DEMO_PREFERENCE.get("seed", 42))
+    scored = json.loads((Path(snap["adapter_dir"]) / "eval.json").read_text(encoding="utf-8"))["rows"]
+    assert sorted(r["row"] for r in scored) == sorted(held_out["row"])
+    assert not set(held_out["row"]) & set(train_set["row"])
