@@ -210,7 +210,8 @@ def model_card(adapter: Path, repo_id: str) -> str:
         d = m.dataset
         before = f"{m.eval_loss_before:.4f}" if m.eval_loss_before is not None else "n/a"
         after = f"{m.eval_loss_after:.4f}" if m.eval_loss_after is not None else "n/a"
-        lines += ["## Training", "", "| | |", "|---|---|", f"| dataset | {_cell(d.name)} (sha256 `{d.sha256}`) |",
+        lines += ["## Training", "", "| | |", "|---|---|", f"| method | {_cell(m.method)} |",
+                  f"| dataset | {_cell(d.name)} (sha256 `{d.sha256}`) |",
                   *([f"| columns | {_cell(d.columns)} |"] if d.columns else []),
                   *[f"| part {i} | {_cell(p.get('name'))} (sha256 `{p.get('sha256')}`): {p.get('rows_used')} rows "
                     f"used{', columns ' + _cell(p['columns']) if p.get('columns') else ''} |"

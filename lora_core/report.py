@@ -47,6 +47,10 @@ def card_markdown(evaluation: Evaluation, image: str | None = None) -> str:
     for name in (*SCORES, "eval_loss"):
         lines.append(f"| {SCORE_NAMES[name]} | {_number(evaluation.base.get(name))} | "
                      f"{_number(evaluation.tuned.get(name))} |")  # fmt: skip
+    preference = evaluation.preference  # pairs: the share whose chosen answer is the more likely one
+    if preference:
+        lines.append(f"| preference accuracy ({preference.get('pairs')} pairs) | {_number(preference.get('base'))} | "
+                     f"{_number(preference.get('adapter'))} |")  # fmt: skip
     if image:
         lines += ["", f"![evaluation card]({image})"]
     if evaluation.probe:

@@ -490,6 +490,8 @@ class TrainingJob:
         private = ("base", "data", "datasets", "task", "resume", "trust_remote_code")
         hyper = {k: v for k, v in settings.items() if k not in private}
         hyper["gradient_checkpointing"] = self._checkpointing  # what was used, also when left to the default
+        if self.config.preference:  # TRL's DPOTrainer turns dropout off: the policy and its reference match
+            hyper["dropout"] = 0.0
         detail = snap["detail"]
         return Manifest(
             status=str(status), task=paths.safe_name(self.config.task), run=self.run_id,

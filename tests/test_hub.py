@@ -172,7 +172,7 @@ def test_a_push_holds_exactly_the_adapter_files_and_its_card(local_hub, tmp_path
     assert all(push["files"][name] == data for name, data in adapter_files.items())
     card = push["files"]["README.md"].decode()
     for fact in ("library_name: peft", "mine.json", "ab" * 32, "| rank | 4 |", "PeftModel.from_pretrained",
-                 '"me/pushme"', "![loss curve](loss_curve.png)"):  # fmt: skip
+                 '"me/pushme"', "![loss curve](loss_curve.png)", "| method | sft |"):  # fmt: skip
         assert fact in card, fact
     assert push["files"]["loss_curve.png"].startswith(b"\x89PNG")
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and b"hf_good_token" in p.read_bytes()]

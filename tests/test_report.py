@@ -44,6 +44,13 @@ def test_the_markdown_card_has_the_scores_the_probe_and_the_best_and_worst_rows(
     assert "| 1 | a \\| b<br>c &lt;script&gt;x&lt;/script&gt; |" in best and "| 2 |" in best
     assert "| 3 |" in worst and "| 4 |" in worst and "| 1 |" not in worst
     assert "<script>" not in text
+    assert "preference accuracy" not in text  # instruction rows have none
+
+
+def test_a_preference_adapters_card_has_its_preference_accuracy() -> None:
+    evaluation = card()
+    evaluation.preference = {"pairs": 4, "base": 0.5, "adapter": 1.0}
+    assert "| preference accuracy (4 pairs) | 0.500 | 1.000 |" in card_markdown(evaluation)
 
 
 def test_the_png_and_the_export(tmp_path) -> None:
