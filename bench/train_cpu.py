@@ -74,8 +74,8 @@ FLOPS_FORMULA = (
 class _Counter:
     """Wraps a data collator and counts what the model is given: real tokens, computed tokens, trained tokens."""
 
-    def __init__(self, collate) -> None:
-        self.collate = collate
+    def __init__(self, collate, piece_tokens: int = 0) -> None:
+        self.collate, self.piece_tokens = collate, piece_tokens
         self.real = self.computed = self.trained = self.batches = 0
 
     def __call__(self, features):
@@ -83,7 +83,12 @@ class _Counter:
         ids = batch["input_ids"]
         mask = batch.get("attention_mask")
         self.batches += 1
-        self.computed += ids.numel()
+        if mask is not None and self.piece_tokens:  # Simple LoRA computes a long batch in pieces, each padded less
+            from lora_core.trainer import computed_tokens
+
+            self.computed += computed_tokens(mask.sum(1).tolist(), ids.shape[1], self.piece_tokens)
+        else:
+            self.computed += ids.numel()
         self.real += int(mask.sum()) if mask is not None else ids.numel()
         self.trained += int((batch["labels"] != IGNORE_INDEX).sum())
         return batch
@@ -96,7 +101,8 @@ def _instrument_trainer(measure: dict) -> None:
     original = Trainer.train
 
     def timed_train(self, *args, **kwargs):
-        counter = _Counter(self.data_collator)
+        pieces = getattr(self, "piece_tokens", 0) if self.args.device.type == "cpu" else 0
+        counter = _Counter(self.data_collator, pieces)
         self.data_collator = counter
         start = time.perf_counter()
         output = original(self, *args, **kwargs)

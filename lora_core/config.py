@@ -12,6 +12,7 @@ where a user sets it (``where`` in its metadata):
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -33,6 +34,27 @@ SCHEDULERS = ("linear", "cosine", "constant")
 QUANTIZATIONS = ("auto", "4bit", "8bit", "none")
 METHODS = ("sft", "dpo", "orpo")
 FORMATS = ("auto", "alpaca", "sharegpt", "messages", "preference")
+
+
+# On a CPU a training batch's forward and backward run in pieces of at most this many tokens, padding included
+# (``trainer.pieces``): the gradients add up to the whole batch's, and what autograd keeps for the backward (about
+# 1.7 MB per token on a 135M model) stays small. Smaller products cost little there; new memory costs more.
+CPU_PIECE_TOKENS = 1024
+
+
+def cpu_piece_tokens() -> int:
+    """The piece size on a CPU: ``SIMPLE_LORA_PIECE_TOKENS`` when it is a whole number (0: whole batches), else
+    ``CPU_PIECE_TOKENS``."""
+    value = os.environ.get("SIMPLE_LORA_PIECE_TOKENS", "").strip()
+    return int(value) if value.isdigit() else CPU_PIECE_TOKENS
+
+
+def activation_tokens(batch_size: int, max_length: int, device: str) -> int:
+    """The most tokens whose activations are kept at once: a whole batch, or on a CPU one piece of it (a row
+    longer than a piece is a piece of its own)."""
+    tokens = batch_size * max_length
+    pieces = cpu_piece_tokens() if device == "cpu" else 0
+    return min(tokens, max(pieces, max_length)) if pieces else tokens
 
 
 def uses_checkpointing(setting: bool | None, quantization: str, device: str) -> bool:

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import models
-from .config import uses_checkpointing
+from .config import activation_tokens, uses_checkpointing
 
 # Bytes per base weight: NF4 packs two weights a byte plus its block scales (~0.56 with double quantization);
 # int8 has a scale per row (~1.1); unquantized weights are float32 on a CPU, bf16 / fp16 on a GPU.
@@ -85,7 +85,8 @@ def estimate(
     total = sum(p.numel() for p in model.parameters())
     lora = lora_parameter_count(model, selection.target_modules, rank)
     checkpointing = uses_checkpointing(gradient_checkpointing, quant, device)
-    memory = memory_bytes(model.config, total, lora, quant, device, batch_size * max_length, checkpointing)
+    tokens = activation_tokens(batch_size, max_length, device)
+    memory = memory_bytes(model.config, total, lora, quant, device, tokens, checkpointing)
     return Estimate(
         model_type=selection.model_type,
         target_modules=selection.target_modules,

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from .config import TrainConfig
+from .config import CPU_PIECE_TOKENS, TrainConfig
 from .masking import IGNORE_INDEX
 
 # Architectures whose logits are exactly lm_head(last hidden state): no scaling, no soft-capping. For them the
@@ -42,9 +42,43 @@ def completion_loss(model: Any, inputs: dict, num_items_in_batch: Any = None) ->
     hidden = causal.model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask")).last_hidden_state
     targets = labels[:, 1:]
     trained = targets != IGNORE_INDEX
-    logits = causal.lm_head(hidden[:, :-1][trained]).float()
-    loss = F.cross_entropy(logits, targets[trained], reduction="sum")
+    head, kept = causal.lm_head, hidden[:, :-1][trained]
+    if (
+        type(head) is torch.nn.Linear
+        and head.bias is None
+        and not head.weight.requires_grad
+        and kept.dtype == head.weight.dtype
+        and kept.dtype in (torch.float32, torch.float64)
+    ):
+        loss = HeadCrossEntropy.apply(kept, head.weight, targets[trained])
+    else:
+        loss = F.cross_entropy(head(kept).float(), targets[trained], reduction="sum")
     return loss / (num_items_in_batch if num_items_in_batch is not None else trained.sum().clamp(min=1))
+
+
+class HeadCrossEntropy(torch.autograd.Function):
+    """The summed cross-entropy of the logits ``hidden @ weight.T`` against ``targets``, for a frozen ``weight``:
+    the same value and input gradient as ``F.cross_entropy(F.linear(hidden, weight), targets, reduction="sum")``,
+    with the [tokens × vocabulary] logits made once and turned into their own gradient in place. The usual path
+    builds three more tensors of that size (log-probabilities, and in the backward a one-hot gradient and the
+    softmax's), a large share of a step with a 49k vocabulary."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets):
+        logits = hidden @ weight.t()
+        picked = logits.gather(1, targets[:, None])
+        top = logits.amax(dim=1, keepdim=True)
+        probs = logits.sub_(top).exp_()
+        total = probs.sum(dim=1, keepdim=True)
+        loss = (total.log() + top - picked).sum()
+        probs.div_(total).scatter_add_(1, targets[:, None], torch.full_like(picked, -1.0))  # softmax − one-hot
+        ctx.save_for_backward(probs, weight)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad):
+        probs, weight = ctx.saved_tensors
+        return (probs @ weight) * grad, None, None
 
 
 def length_grouped_order(lengths: list[int], batch: int, seed: int, group_batches: int = GROUP_BATCHES) -> list[int]:
@@ -97,9 +131,67 @@ class GroupedByLength:
         return LengthBatches(dataset["length"], batch, self.args.seed)
 
 
+def pieces(lengths: list[int], budget: int) -> list[list[int]]:
+    """A batch's rows (by their lengths), longest first, cut into pieces of at most ``budget`` tokens counted as
+    rows × the piece's longest row; a row longer than ``budget`` is a piece of its own."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    cut: list[list[int]] = []
+    for i in order:
+        if cut and (len(cut[-1]) + 1) * lengths[cut[-1][0]] <= budget:
+            cut[-1].append(i)
+        else:
+            cut.append([i])
+    return cut
+
+
+def computed_tokens(lengths: list[int], width: int, budget: int) -> int:
+    """The tokens (padding included) computed for a right-padded batch of ``lengths`` padded to ``width``: in
+    pieces when ``piece_inputs`` cuts it, else the whole batch."""
+    if budget <= 0 or len(lengths) * width <= budget:
+        return len(lengths) * width
+    cut = pieces(lengths, budget)
+    return len(lengths) * width if len(cut) == 1 else sum(len(rows) * max(1, lengths[rows[0]]) for rows in cut)
+
+
+def piece_inputs(inputs: dict, budget: int) -> list[dict] | None:
+    """``inputs`` (a right-padded batch) as pieces of ``pieces``, each cut to its own longest row; None when the
+    batch fits in one piece or is not a right-padded batch of rows."""
+    mask = inputs.get("attention_mask")
+    if budget <= 0 or mask is None or mask.dim() != 2 or mask.numel() <= budget:
+        return None
+    if set(inputs) - {"input_ids", "labels", "attention_mask"}:
+        return None
+    lengths = mask.sum(1)
+    if not torch.equal(mask, (torch.arange(mask.shape[1]) < lengths[:, None]).to(mask.dtype)):
+        return None  # not right-padded
+    lengths = lengths.tolist()
+    out = []
+    for rows in pieces(lengths, budget):
+        index, width = torch.tensor(rows), max(1, lengths[rows[0]])
+        out.append({k: v[index, :width] for k, v in inputs.items()})
+    return out if len(out) > 1 else None
+
+
 class SimpleTrainer(GroupedByLength, Trainer):
-    """Trainer whose training loss skips the untrained positions' logits (``completion_loss``) and whose batches
-    are grouped by length (``LengthBatches``)."""
+    """Trainer whose training loss skips the untrained positions' logits (``completion_loss``), whose batches
+    are grouped by length (``LengthBatches``) and, on a CPU, computed in pieces of ``piece_tokens`` tokens
+    (``config.cpu_piece_tokens``)."""
+
+    piece_tokens = CPU_PIECE_TOKENS
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        # Each piece's loss is its trained tokens' sum / the whole batch's count, so the pieces' gradients add up
+        # to the batch's. Without that count (or off a CPU, where bigger products are faster) one piece.
+        parts = None
+        if num_items_in_batch is not None and self.args.device.type == "cpu" and not self.is_deepspeed_enabled:
+            parts = piece_inputs(inputs, self.piece_tokens)
+        if parts is None:
+            return super().training_step(model, inputs, num_items_in_batch)
+        total = None
+        for part in parts:
+            loss = super().training_step(model, part, num_items_in_batch)
+            total = loss if total is None else total + loss
+        return total
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not return_outputs and "labels" in inputs and model is self.accelerator.unwrap_model(model):

@@ -394,6 +394,7 @@ class TrainingJob:
     def _trainer(self, model: Any, prepared: Prepared) -> Any:
         from transformers import PrinterCallback
 
+        from .config import cpu_piece_tokens
         from .masking import collate, pad_id_of
         from .trainer import ProgressCallback, SimpleTrainer, ThreadCallback, training_arguments
 
@@ -420,9 +421,12 @@ class TrainingJob:
             trainer = PreferenceTrainer(args=preference_arguments(*settings), method=self.config.method,
                                         data_collator=partial(self._count, collator), **common)  # fmt: skip
         else:
+            pieces = cpu_piece_tokens() if prepared.device == "cpu" else 0
             trainer = SimpleTrainer(args=training_arguments(*settings),
-                                    data_collator=partial(self._collate, collate, pad_id_of(prepared.tokenizer)),
+                                    data_collator=partial(self._collate, collate, pad_id_of(prepared.tokenizer),
+                                                          pieces),
                                     **common)  # fmt: skip
+            trainer.piece_tokens = pieces
         if prepared.device == "cpu":
             self._thread_callback = ThreadCallback(self, self._threads)
             trainer.add_callback(self._thread_callback)
@@ -442,14 +446,19 @@ class TrainingJob:
                           prompt_style(prepared.tokenizer).value)  # fmt: skip
         return [SampleCallback(self, sampler)]
 
-    def _collate(self, collate_fn: Any, pad_id: int, features: list[dict]) -> dict:
+    def _collate(self, collate_fn: Any, pad_id: int, piece_tokens: int, features: list[dict]) -> dict:
         return self._count(lambda fs: collate_fn(fs, pad_id), [{k: f[k] for k in ("input_ids", "labels")}
-                                                                for f in features])  # fmt: skip
+                                                                for f in features], piece_tokens)  # fmt: skip
 
-    def _count(self, collate_fn: Any, features: list[dict]) -> dict:
+    def _count(self, collate_fn: Any, features: list[dict], piece_tokens: int = 0) -> dict:
+        """Collate, counting the real tokens and the tokens computed (padding included; in a batch computed in
+        pieces, each piece's own padding: ``trainer.pieces``)."""
+        from .trainer import computed_tokens
+
         batch = collate_fn(features)
-        self._tokens += int(batch["attention_mask"].sum())
-        self._computed_tokens += batch["input_ids"].numel()
+        lengths = batch["attention_mask"].sum(1).tolist()
+        self._tokens += sum(lengths)
+        self._computed_tokens += computed_tokens(lengths, batch["input_ids"].shape[1], piece_tokens)
         return batch
 
     def _fit(self, trainer: Any, prepared: Prepared) -> None:

@@ -528,6 +528,7 @@ def test_two_pages_chat_each_with_their_own_model_and_stop_only_their_own_reply(
             most = chat.get_by_label(f"number input for {t('max_new_tokens', 'en')}")
             most.fill("2048")
             most.press("Enter")
+            most.blur()  # the slider takes a typed number when its field loses focus (page A keeps it otherwise)
         ask(chat_a, "Tell me a long story.")
         expect(chat_a.locator("[data-testid=bot]").last).not_to_have_text("", timeout=60_000)  # A's reply streams
         ask(chat_b, "Tell me a long story.")

@@ -3,6 +3,8 @@ sentence, before it costs memory or time, and what they type reaches other pages
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import gradio as gr
@@ -72,9 +74,16 @@ def test_hostile_adapter_names_get_one_sentence(name) -> None:
     assert err.value.message.startswith("There is no adapter named") and len(err.value.message) < 200
 
 
-def test_a_training_that_cannot_fit_in_memory_is_refused_with_the_numbers(demo_model) -> None:
-    config = TrainConfig(base=str(demo_model), data=str(SAMPLE_DATASET), task="huge", rank=1024, batch_size=1024,
-                         max_length=131072)  # fmt: skip
+def test_a_training_that_cannot_fit_in_memory_is_refused_with_the_numbers(demo_model, tmp_path) -> None:
+    # A model folder whose config has the shape of a 70B Llama (the estimate reads the config alone).
+    big = tmp_path / "big"
+    shutil.copytree(demo_model, big)
+    shape = json.loads((big / "config.json").read_text(encoding="utf-8"))
+    shape.update(hidden_size=8192, intermediate_size=28672, num_hidden_layers=80, num_attention_heads=64,
+                 num_key_value_heads=8, vocab_size=128256, head_dim=128)  # fmt: skip
+    (big / "config.json").write_text(json.dumps(shape), encoding="utf-8")
+    config = TrainConfig(base=str(big), data=str(SAMPLE_DATASET), task="huge", rank=64, batch_size=8,
+                         max_length=4096)  # fmt: skip
     config.check()  # every number is in its range...
     with pytest.raises(TrainingError) as err:
         estimate.check_fits(config)  # ...but together they need far more memory than there is

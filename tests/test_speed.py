@@ -4,11 +4,13 @@ length-grouped batches cut the padding."""
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 
 import pytest
 import torch
+import torch.nn.functional as F
 from peft import LoraConfig, get_peft_model
 
 from lora_core import trainer, training
@@ -96,22 +98,96 @@ def test_on_the_real_model_the_completion_loss_equals_its_own_loss_and_gradients
 
 
 def same_loss_and_gradients(peft_model, features, pad):
+    """``completion_loss`` (its own cross-entropy over the LM head, ``trainer.HeadCrossEntropy``) against the
+    model's own loss: equal up to float32 rounding, and in float64 to 1e-6 (Llama's norms compute in float32
+    even then)."""
     batch = collate(features[:8], pad)
     assert (batch["labels"] == IGNORE_INDEX).any(dim=1).all()  # every example has a prompt that is not trained
     n_items = int((batch["labels"] != IGNORE_INDEX).sum())
-    for num_items in (None, n_items):
-        peft_model.zero_grad()
-        kwargs = {} if num_items is None else {"num_items_in_batch": num_items}
-        own = peft_model(**batch, **kwargs).loss
-        own.backward()
-        own_grads = {n: p.grad.clone() for n, p in peft_model.named_parameters() if p.requires_grad}
-        peft_model.zero_grad()
-        fast = completion_loss(peft_model, batch, num_items)
-        fast.backward()
-        assert torch.allclose(fast, own, rtol=1e-5, atol=1e-6), (fast, own)
-        for name, param in peft_model.named_parameters():
-            if param.requires_grad:
-                assert torch.allclose(param.grad, own_grads[name], rtol=1e-4, atol=1e-7), name
+    precise = copy.deepcopy(peft_model).double()
+    for model, tolerance in ((peft_model, 1e-4), (precise, 1e-6)):
+        for num_items in (None, n_items):
+            model.zero_grad()
+            if model is precise:  # the model's own loss casts the logits to float32: here it is written out
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                own = F.cross_entropy(logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(),
+                                      ignore_index=IGNORE_INDEX, reduction="sum") / n_items  # fmt: skip
+            else:
+                own = model(**batch, **({} if num_items is None else {"num_items_in_batch": num_items})).loss
+            own.backward()
+            own_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+            model.zero_grad()
+            fast = completion_loss(model, batch, num_items)
+            fast.backward()
+            assert torch.allclose(fast, own, rtol=tolerance / 10, atol=0), (fast, own)
+            for name, param in model.named_parameters():
+                if param.requires_grad:  # each gradient as a whole: its size near zero is all rounding
+                    error = float((param.grad - own_grads[name]).norm() / own_grads[name].norm())
+                    assert error < tolerance * 10 if model is peft_model else error < tolerance, (name, error)
+
+
+def same_step_in_pieces(model, features, pad, tmp_path):
+    """A training step computed in pieces (``trainer.piece_inputs``) gives the whole batch's loss and gradients."""
+    from transformers import TrainingArguments
+
+    batch = collate(features[:8], pad)
+    lengths = batch["attention_mask"].sum(1).tolist()
+    assert len(set(lengths)) > 2  # pieces are cut to their own longest row
+    n_items = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    step = trainer.SimpleTrainer(model=model, args=args)
+    budget = 3 * max(lengths)
+    parts = trainer.piece_inputs(batch, budget)
+    assert parts is not None and len(parts) >= 2
+    assert sorted(int(n) for p in parts for n in p["attention_mask"].sum(1)) == sorted(lengths)  # every row once
+    assert all(p["input_ids"].numel() <= budget and p["attention_mask"][0, -1] == 1 for p in parts)
+    assert trainer.computed_tokens(lengths, max(lengths), budget) == sum(p["input_ids"].numel() for p in parts)
+    assert trainer.computed_tokens(lengths, max(lengths), budget) < batch["input_ids"].numel()
+    results = {}
+    for pieces in (0, budget):
+        step.piece_tokens = pieces
+        model.zero_grad()
+        loss = step.training_step(model, {k: v.clone() for k, v in batch.items()}, torch.tensor(n_items))
+        results[pieces] = loss, {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    (whole, whole_grads), (cut, cut_grads) = results[0], results[budget]
+    assert torch.allclose(whole, cut, rtol=1e-5, atol=1e-6), (whole, cut)
+    assert any(float(g.abs().max()) > 0 for g in whole_grads.values())
+    for name, grad in whole_grads.items():
+        assert torch.allclose(cut_grads[name], grad, rtol=1e-4, atol=1e-7), name
+
+
+def test_a_batch_computed_in_pieces_trains_as_the_whole_batch(peft_model, examples, tmp_path):
+    same_step_in_pieces(peft_model, *examples, tmp_path)
+
+
+@pytest.mark.slow
+def test_on_the_real_model_a_batch_computed_in_pieces_trains_as_the_whole_batch(real, tmp_path):
+    model, (features, pad) = real
+    same_step_in_pieces(model, features[::4], pad, tmp_path)
+
+
+def test_pieces_hold_every_row_once_within_the_budget_longest_first():
+    rng = random.Random(5)
+    for _ in range(200):
+        lengths = [rng.randint(1, 300) for _ in range(rng.randint(1, 16))]
+        budget = rng.randint(1, 2000)
+        cut = trainer.pieces(lengths, budget)
+        assert sorted(i for rows in cut for i in rows) == list(range(len(lengths)))
+        flat = [lengths[i] for rows in cut for i in rows]
+        assert flat == sorted(lengths, reverse=True)
+        for rows in cut:
+            assert len(rows) == 1 or len(rows) * lengths[rows[0]] <= budget
+        for a, b in zip(cut, cut[1:]):  # a piece ends only when the next row would not fit
+            assert (len(a) + 1) * lengths[a[0]] > budget
+
+
+def test_only_right_padded_batches_of_rows_are_cut():
+    batch = collate([{"input_ids": [1] * n, "labels": [2] * n} for n in (9, 7, 5, 3)], 0)
+    assert trainer.piece_inputs(batch, 0) is None and trainer.piece_inputs(batch, 36) is None  # fits in one
+    assert [p["input_ids"].shape for p in trainer.piece_inputs(batch, 18)] == [(2, 9), (2, 5)]
+    left = {k: v.flip(1) for k, v in batch.items()}
+    assert trainer.piece_inputs(left, 18) is None
+    assert trainer.piece_inputs({**batch, "position_ids": batch["attention_mask"]}, 18) is None
 
 
 def per_example_losses(model, features, pad, order, batch_size=8):
@@ -188,3 +264,16 @@ def test_the_length_grouped_order_is_a_permutation_of_similar_length_batches():
         return 1 - sum(lengths) / sum(max(b) * len(b) for b in batches)
 
     assert padding(order) < 0.1 < 0.3 < padding(list(range(157)))
+
+
+def test_on_a_cpu_the_memory_estimate_counts_one_piece_of_a_batch(monkeypatch):
+    from lora_core.config import activation_tokens
+
+    assert activation_tokens(8, 512, "cuda") == 4096  # a GPU computes whole batches
+    monkeypatch.setenv("SIMPLE_LORA_PIECE_TOKENS", "1024")
+    assert activation_tokens(8, 512, "cpu") == 1024 and activation_tokens(1, 512, "cpu") == 512
+    assert activation_tokens(4, 4096, "cpu") == 4096  # a row longer than a piece is a piece of its own
+    monkeypatch.setenv("SIMPLE_LORA_PIECE_TOKENS", "0")
+    assert activation_tokens(8, 512, "cpu") == 4096
+    monkeypatch.setenv("SIMPLE_LORA_PIECE_TOKENS", "lots")  # not a number: the default
+    assert activation_tokens(8, 512, "cpu") == min(4096, max(512, trainer.CPU_PIECE_TOKENS))
