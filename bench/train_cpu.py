@@ -107,6 +107,7 @@ def _instrument_trainer(measure: dict) -> None:
         start = time.perf_counter()
         output = original(self, *args, **kwargs)
         measure["train_s"] = time.perf_counter() - start
+        measure["before_train_s"] = start - T_PROCESS  # imports, loading, tokenizing, adding the adapter
         losses = [entry["loss"] for entry in self.state.log_history if "loss" in entry]
         measure.update(
             steps=int(self.state.global_step),
@@ -315,6 +316,8 @@ def worker(args: argparse.Namespace) -> None:
             if measure["checkpointing"] or measure["autocast"] or measure["dtype"] != "torch.float32":
                 raise RuntimeError(f"not fp32 without checkpointing: {measure}")
         measure["process_s"] = time.perf_counter() - T_PROCESS
+        if "train_s" in measure:  # saving the adapter (and what else the trainer does after its training)
+            measure["after_train_s"] = measure["process_s"] - measure["before_train_s"] - measure["train_s"]
         measure["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -8,8 +8,9 @@ held-out row when there is a validation split (an answer it was not trained on),
 The cost is bounded: answers are cut a little past their reference's length (at most ``ANSWER_MAX`` tokens), and
 the samples of a run take at most ``BUDGET`` of its training time (projected from its steps so far), or ``FREE_S``
 seconds when that is more (on a run of seconds, a fraction of a second for a few answers is not worth skipping).
-The first sample measures what one costs and the last one (the answers at the run's end) is always taken; one in
-between is skipped when it and the last one would pass the budget.
+Before the first one, a forward pass of a few tokens (about one decoding step) is timed and multiplied by the
+answer's tokens and the rows to estimate what a sample costs; each sample taken then measures it. The last one (the
+answers at the run's end) is always taken; one before it is skipped when it and the last one would pass the budget.
 """
 
 from __future__ import annotations
@@ -109,10 +110,14 @@ class Sampler:
         self.total = total_steps
         self.started, self.spent = time.monotonic(), 0.0
 
-    def due(self, step: int) -> bool:
+    def due(self, step: int, model: Any = None) -> bool:
         if step not in self.steps:
             return False
-        if self.cost is None or step == self.last:  # the first measures the cost; the last shows the run's end
+        if step == self.last:  # the answers at the run's end
+            return True
+        if self.cost is None and model is not None:
+            self.cost = self.estimate(model)
+        if self.cost is None:  # nothing to estimate it with: this one measures it
             return True
         training = time.monotonic() - self.started - self.spent
         allowance = max(FREE_S, BUDGET * training / step * self.total)
@@ -123,6 +128,27 @@ class Sampler:
                         allowance)  # fmt: skip
             return False
         return True
+
+    def estimate(self, model: Any) -> float | None:
+        """What answering the records should cost: a forward pass of 8 tokens in eval mode (about one decoding step,
+        which reads every weight once) × the new tokens of an answer × the records. None when it cannot be timed."""
+        import torch
+
+        was_training = model.training
+        started = time.monotonic()
+        try:
+            model.eval()
+            device = next(model.parameters()).device
+            with torch.inference_mode():
+                model(input_ids=torch.zeros((1, 8), dtype=torch.long, device=device))
+        except Exception:  # noqa: BLE001 (an estimate only: the sample itself then measures its cost)
+            logger.exception("the sample cost could not be estimated")
+            return None
+        finally:
+            model.train(was_training)
+        step_s = time.monotonic() - started
+        self.spent += step_s
+        return step_s * (self.max_new_tokens + 1) * len(self.records)
 
     def answer(self, model: Any, step: int) -> list[dict]:
         """The records answered by ``model`` now (in eval mode for the answers, back to training mode after)."""

@@ -338,7 +338,7 @@ class SampleCallback(TrainerCallback):
         self.sampler.begin(state.max_steps)
 
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
-        if model is not None and not self.job.stop_requested() and self.sampler.due(state.global_step):
+        if model is not None and not self.job.stop_requested() and self.sampler.due(state.global_step, model):
             self.job.add_samples(self.sampler.answer(model, state.global_step))
 
 

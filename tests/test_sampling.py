@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from lora_core import sampling
 from lora_core.config import TrainConfig
@@ -83,3 +84,34 @@ def test_answers_are_cut_a_little_past_the_longest_reference() -> None:
 
     sampler = Sampler(word_tokenizer(), [record(1)], times=5)
     assert sampler.max_new_tokens == sampling.ANSWER_MARGIN + 2  # "answer 1": two words
+
+
+class Timed(torch.nn.Module):
+    """A model whose forward pass takes ``step_s`` seconds on ``clock``."""
+
+    def __init__(self, clock: Clock, step_s: float) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.clock, self.step_s, self.calls = clock, step_s, 0
+
+    def forward(self, input_ids):
+        self.clock.now += self.step_s
+        self.calls += 1
+
+
+def test_before_the_first_sample_its_cost_is_estimated_from_one_forward_pass(monkeypatch) -> None:
+    from tests.tiny import word_tokenizer
+
+    clock = Clock()
+    monkeypatch.setattr(sampling.time, "monotonic", clock)
+    for step_s, taken in ((0.2, False), (0.001, True)):
+        sampler = Sampler(word_tokenizer(), [record(1)], times=5)
+        sampler.begin(100)  # samples at steps 20, 40, 60, 80, 100
+        clock.now = 20.0  # 20 s for 20 steps: 100 s projected, 2 s allowed
+        model = Timed(clock, step_s).train()
+        # 0.2 s a decoding step: this sample and the last one would take about 2 × 0.2 × (new tokens + 1) s
+        assert sampler.due(20, model) is taken and model.calls == 1 and model.training
+        assert sampler.cost == pytest.approx(step_s * (sampler.max_new_tokens + 1))
+        assert sampler.skipped == (0 if taken else 1)
+        clock.now = 101.0
+        assert sampler.due(100, model) and model.calls == 1  # the last one is taken, and nothing more estimated
