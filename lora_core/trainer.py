@@ -181,9 +181,11 @@ class SimpleTrainer(GroupedByLength, Trainer):
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         # Each piece's loss is its trained tokens' sum / the whole batch's count, so the pieces' gradients add up
-        # to the batch's. Without that count (or off a CPU, where bigger products are faster) one piece.
+        # to the batch's. Without that count, off a CPU (bigger products are faster there) or under DDP (each
+        # backward would synchronise the gradients) one piece.
         parts = None
-        if num_items_in_batch is not None and self.args.device.type == "cpu" and not self.is_deepspeed_enabled:
+        single = self.args.world_size == 1 and not self.is_deepspeed_enabled
+        if num_items_in_batch is not None and self.args.device.type == "cpu" and single:
             parts = piece_inputs(inputs, self.piece_tokens)
         if parts is None:
             return super().training_step(model, inputs, num_items_in_batch)

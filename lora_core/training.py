@@ -421,7 +421,8 @@ class TrainingJob:
             trainer = PreferenceTrainer(args=preference_arguments(*settings), method=self.config.method,
                                         data_collator=partial(self._count, collator), **common)  # fmt: skip
         else:
-            pieces = cpu_piece_tokens() if prepared.device == "cpu" else 0
+            single = int(os.environ.get("WORLD_SIZE", "1")) == 1  # SimpleTrainer cuts no batch under DDP
+            pieces = cpu_piece_tokens() if prepared.device == "cpu" and single else 0
             trainer = SimpleTrainer(args=training_arguments(*settings),
                                     data_collator=partial(self._collate, collate, pad_id_of(prepared.tokenizer),
                                                           pieces),
