@@ -8,9 +8,10 @@ held-out row when there is a validation split (an answer it was not trained on),
 The cost is bounded: answers are cut a little past their reference's length (at most ``ANSWER_MAX`` tokens), and
 the samples of a run take at most ``BUDGET`` of its training time (projected from its steps so far), or ``FREE_S``
 seconds when that is more (on a run of seconds, a fraction of a second for a few answers is not worth skipping).
-Before the first one, a forward pass of a few tokens (about one decoding step) is timed and multiplied by the
-answer's tokens and the rows to estimate what a sample costs; each sample taken then measures it. The last one (the
-answers at the run's end) is always taken; one before it is skipped when it and the last one would pass the budget.
+Before the first one, a forward pass of a few tokens (about one decoding step) is timed, the faster of two, and
+multiplied by the answer's tokens and the rows to estimate what a sample costs; each sample taken then measures
+it. The last one (the answers at the run's end) is always taken; one before it is skipped when it and the last
+one would pass the budget.
 """
 
 from __future__ import annotations
@@ -131,24 +132,28 @@ class Sampler:
 
     def estimate(self, model: Any) -> float | None:
         """What answering the records should cost: a forward pass of 8 tokens in eval mode (about one decoding step,
-        which reads every weight once) × the new tokens of an answer × the records. None when it cannot be timed."""
+        which reads every weight once; the faster of two, the first may pay for warming up) × the new tokens of an
+        answer × the records. None when it cannot be timed."""
         import torch
 
         was_training = model.training
         started = time.monotonic()
+        times = []
         try:
             model.eval()
-            device = next(model.parameters()).device
+            ids = torch.zeros((1, 8), dtype=torch.long, device=next(model.parameters()).device)
             with torch.inference_mode():
-                model(input_ids=torch.zeros((1, 8), dtype=torch.long, device=device))
+                for _ in range(2):
+                    begun = time.monotonic()
+                    model(input_ids=ids)
+                    times.append(time.monotonic() - begun)
         except Exception:  # noqa: BLE001 (an estimate only: the sample itself then measures its cost)
             logger.exception("the sample cost could not be estimated")
             return None
         finally:
             model.train(was_training)
-        step_s = time.monotonic() - started
-        self.spent += step_s
-        return step_s * (self.max_new_tokens + 1) * len(self.records)
+            self.spent += time.monotonic() - started
+        return min(times) * (self.max_new_tokens + 1) * len(self.records)
 
     def answer(self, model: Any, step: int) -> list[dict]:
         """The records answered by ``model`` now (in eval mode for the answers, back to training mode after)."""

@@ -87,7 +87,8 @@ def test_answers_are_cut_a_little_past_the_longest_reference() -> None:
 
 
 class Timed(torch.nn.Module):
-    """A model whose forward pass takes ``step_s`` seconds on ``clock``."""
+    """A model whose forward pass takes ``step_s`` seconds on ``clock``, the first one ten times that (warming
+    up)."""
 
     def __init__(self, clock: Clock, step_s: float) -> None:
         super().__init__()
@@ -95,7 +96,7 @@ class Timed(torch.nn.Module):
         self.clock, self.step_s, self.calls = clock, step_s, 0
 
     def forward(self, input_ids):
-        self.clock.now += self.step_s
+        self.clock.now += self.step_s * (10 if self.calls == 0 else 1)
         self.calls += 1
 
 
@@ -110,8 +111,8 @@ def test_before_the_first_sample_its_cost_is_estimated_from_one_forward_pass(mon
         clock.now = 20.0  # 20 s for 20 steps: 100 s projected, 2 s allowed
         model = Timed(clock, step_s).train()
         # 0.2 s a decoding step: this sample and the last one would take about 2 × 0.2 × (new tokens + 1) s
-        assert sampler.due(20, model) is taken and model.calls == 1 and model.training
+        assert sampler.due(20, model) is taken and model.calls == 2 and model.training
         assert sampler.cost == pytest.approx(step_s * (sampler.max_new_tokens + 1))
         assert sampler.skipped == (0 if taken else 1)
         clock.now = 101.0
-        assert sampler.due(100, model) and model.calls == 1  # the last one is taken, and nothing more estimated
+        assert sampler.due(100, model) and model.calls == 2  # the last one is taken, and nothing more estimated
