@@ -459,16 +459,19 @@ def test_a_model_from_the_hub_is_trained_and_its_adapter_taken_home(browser, tmp
 
 
 def slow_model(folder: Path) -> Path:
-    """A random base model with the demo tokenizer, large enough that a long reply takes many seconds on 2 cores
-    (and, being random, it does not stop by itself)."""
+    """A random base model with the demo tokenizer, large enough that a long reply takes many seconds on 2 cores,
+    that never stops by itself: its generation config suppresses the end tokens (a random model does emit them
+    now and then, and a reply that ends early leaves nothing for a second page to wait for)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    from lora_core.chat import _stop_ids
     from lora_core.demo import MODEL_CONFIG, build_tokenizer, random_model
 
     tokenizer = build_tokenizer()
     shape = {**MODEL_CONFIG, "hidden_size": 512, "intermediate_size": 1376, "num_hidden_layers": 8,
              "max_position_embeddings": 4096}  # fmt: skip
     model = random_model(LlamaForCausalLM, LlamaConfig, tokenizer, 3, vocab_size=len(tokenizer), **shape)
+    model.generation_config.suppress_tokens = _stop_ids(tokenizer)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

@@ -106,7 +106,7 @@ def same_loss_and_gradients(peft_model, features, pad):
     n_items = int((batch["labels"] != IGNORE_INDEX).sum())
     precise = copy.deepcopy(peft_model).double()
     for model, tolerance in ((peft_model, 1e-4), (precise, 1e-6)):
-        for num_items in (None, n_items):
+        for num_items in (None, n_items) if model is peft_model else (n_items,):
             model.zero_grad()
             if model is precise:  # the model's own loss casts the logits to float32: here it is written out
                 logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
