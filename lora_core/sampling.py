@@ -158,18 +158,26 @@ class Sampler:
     def answer(self, model: Any, step: int) -> list[dict]:
         """The records answered by ``model`` now (in eval mode for the answers, back to training mode after)."""
         from .chat import GenerationSettings, generate
+        from .merge import ExactMerge
 
         started = time.monotonic()
         settings = GenerationSettings(max_new_tokens=self.max_new_tokens)
         was_training = model.training
         model.eval()
+        # As the Chat tab does: the adapter merged into the base layers while it answers (fewer operations per
+        # token), the base weights put back exactly after.
+        merge = ExactMerge()
+        adapter = getattr(model, "active_adapter", None)
         try:
+            if isinstance(adapter, str):
+                merge.merge(model, adapter)
             samples = []
             for record in self.records:
                 messages, prompt, reference = split_last_reply(record)
                 answer = generate(model, self.tokenizer, messages, settings, self.style)
                 samples.append(asdict(Sample(step, record.row, prompt, reference, answer)))
         finally:
+            merge.unmerge(model)
             model.train(was_training)
             self.cost = time.monotonic() - started
             self.spent += self.cost

@@ -382,10 +382,13 @@ class TrainingJob:
                           target_modules=selection.target_modules, bias="none", task_type="CAUSAL_LM")  # fmt: skip
         model = get_peft_model(model, lora)
         if prepared.device != "cuda":
-            # Same dropout distribution with a twentieth of the random draws (CUDA's dropout is cheap already).
+            # Same dropout distribution with a twentieth of the random draws (CUDA's dropout is cheap already),
+            # and the LoRA branch without its full-size element-wise passes (lora_core/fused_lora.py).
             from .dropout import use_sparse_dropout
+            from .fused_lora import use_fused_lora
 
             use_sparse_dropout(model)
+            use_fused_lora(model)
         trainable, total = model.get_nb_trainable_parameters()
         self._detail(trainable_params=int(trainable), total_params=int(total), target_modules=selection.target_modules,
                      targets_source=selection.source, model_type=selection.model_type)  # fmt: skip

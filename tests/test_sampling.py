@@ -116,3 +116,31 @@ def test_before_the_first_sample_its_cost_is_estimated_from_one_forward_pass(mon
         assert sampler.skipped == (0 if taken else 1)
         clock.now = 101.0
         assert sampler.due(100, model) and model.calls == 2  # the last one is taken, and nothing more estimated
+
+
+def test_a_sample_answers_with_the_adapter_merged_and_puts_the_base_back_exactly(monkeypatch) -> None:
+    from lora_core import chat
+    from tests.tiny import tiny_peft_model, word_tokenizer
+
+    model = tiny_peft_model(layers=2).train()
+    tokenizer = word_tokenizer()
+    base = {n: p.detach().clone() for n, p in model.named_parameters() if "base_layer" in n}
+    model.eval()
+    unmerged = chat.generate(model, tokenizer, [{"role": "user", "content": "question 1"}],
+                             chat.GenerationSettings(max_new_tokens=10))  # fmt: skip
+    model.train()
+    seen = []
+    generate = chat.generate
+
+    def spy(model, *args, **kwargs):
+        seen.append([m.merged for m in model.modules() if hasattr(m, "merged_adapters")])
+        return generate(model, *args, **kwargs)
+
+    monkeypatch.setattr(chat, "generate", spy)
+    [sample] = Sampler(tokenizer, [record(1)], times=1).answer(model, 1)
+    assert seen and all(seen[0]) and len(seen[0]) == 4  # q and v of two layers, merged while it answered
+    assert sample["answer"] == unmerged  # the same greedy answer as PEFT's own (unmerged) forward
+    assert model.training and not any(m.merged for m in model.modules() if hasattr(m, "merged_adapters"))
+    for name, param in model.named_parameters():
+        if name in base:
+            assert torch.equal(param, base[name]), name  # exactly the base weights again

@@ -166,6 +166,69 @@ def test_on_the_real_model_a_batch_computed_in_pieces_trains_as_the_whole_batch(
     same_step_in_pieces(model, features[::4], pad, tmp_path)
 
 
+def same_step_fused(peft_model, features, pad, monkeypatch):
+    """The fused LoRA branch (``fused_lora``) against PEFT's own forward with the same dropout (``SparseDropout``
+    with the same random state drops the same positions): equal loss and gradients in training, equal logits in
+    eval mode and with the adapter disabled (which goes to PEFT's forward)."""
+    from peft.tuners.lora import Linear
+
+    from lora_core import fused_lora
+    from lora_core.dropout import SparseDropout
+
+    plain = copy.deepcopy(peft_model)
+    for module in plain.modules():
+        if isinstance(getattr(module, "lora_dropout", None), torch.nn.ModuleDict):
+            for name in module.lora_dropout:
+                module.lora_dropout[name] = SparseDropout(0.05)
+    fused = copy.deepcopy(plain)
+    layers = sum(type(m) is Linear for m in fused.modules())
+    assert fused_lora.use_fused_lora(fused) == layers > 0
+    assert fused_lora.use_fused_lora(fused) == 0  # routed once
+    calls = []
+    apply = fused_lora.LoraBranch.apply
+    monkeypatch.setattr(fused_lora.LoraBranch, "apply", lambda *a: calls.append(1) or apply(*a))
+    batch = collate(features[:8], pad)
+    results = []
+    for model in (plain, fused):
+        model.train()
+        model.zero_grad()
+        torch.manual_seed(3)
+        loss = model(**batch).loss
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}))
+    assert len(calls) == layers  # every LoRA layer went through the fused branch
+    (loss, grads), (fused_loss, fused_grads) = results
+    assert torch.allclose(fused_loss, loss, rtol=1e-5, atol=0), (fused_loss, loss)
+    for name, grad in grads.items():
+        assert float(grad.norm()) > 0, name
+        error = float((fused_grads[name] - grad).norm() / grad.norm())
+        assert error < 1e-4, (name, error)
+    with torch.no_grad():
+        torch.manual_seed(4)
+        other = fused(**batch).loss  # another draw of the dropout: the masks really are applied
+        assert abs(float(other) - float(fused_loss)) > 1e-6
+        plain.eval(), fused.eval()
+        calls.clear()
+        eval_logits = fused(**batch).logits
+        assert len(calls) == layers
+        assert torch.allclose(eval_logits, plain(**batch).logits, rtol=1e-4, atol=1e-5)
+        assert abs(float(fused(**batch).loss) - float(fused_loss)) > 1e-6  # no dropout in eval mode
+        calls.clear()
+        with fused.disable_adapter(), plain.disable_adapter():
+            assert torch.equal(fused(**batch).logits, plain(**batch).logits)
+        assert not calls
+
+
+def test_the_fused_lora_branch_trains_as_pefts_own_forward(peft_model, examples, monkeypatch):
+    same_step_fused(peft_model, *examples, monkeypatch)
+
+
+@pytest.mark.slow
+def test_on_the_real_model_the_fused_lora_branch_trains_as_pefts_own_forward(real, monkeypatch):
+    model, (features, pad) = real
+    same_step_fused(model, features[::4], pad, monkeypatch)
+
+
 def test_pieces_hold_every_row_once_within_the_budget_longest_first():
     rng = random.Random(5)
     for _ in range(200):
