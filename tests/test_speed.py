@@ -156,14 +156,20 @@ def same_step_in_pieces(model, features, pad, tmp_path):
         assert torch.allclose(cut_grads[name], grad, rtol=1e-4, atol=1e-7), name
 
 
-def test_a_batch_computed_in_pieces_trains_as_the_whole_batch(peft_model, examples, tmp_path):
-    same_step_in_pieces(peft_model, *examples, tmp_path)
+BOTH_MODELS = pytest.mark.parametrize("which", ["demo", pytest.param("real", marks=pytest.mark.slow)])
 
 
-@pytest.mark.slow
-def test_on_the_real_model_a_batch_computed_in_pieces_trains_as_the_whole_batch(real, tmp_path):
-    model, (features, pad) = real
-    same_step_in_pieces(model, features[::4], pad, tmp_path)
+def model_and_rows(which, request):
+    """The demo model and its mixed rows, or SmolLM2 and every fourth row of the sample (12 rows of every kind)."""
+    if which == "demo":
+        return request.getfixturevalue("peft_model"), *request.getfixturevalue("examples")
+    model, (features, pad) = request.getfixturevalue("real")
+    return model, features[::4], pad
+
+
+@BOTH_MODELS
+def test_a_batch_computed_in_pieces_trains_as_the_whole_batch(which, request, tmp_path):
+    same_step_in_pieces(*model_and_rows(which, request), tmp_path)
 
 
 def same_step_fused(peft_model, features, pad, monkeypatch):
@@ -219,14 +225,9 @@ def same_step_fused(peft_model, features, pad, monkeypatch):
         assert not calls
 
 
-def test_the_fused_lora_branch_trains_as_pefts_own_forward(peft_model, examples, monkeypatch):
-    same_step_fused(peft_model, *examples, monkeypatch)
-
-
-@pytest.mark.slow
-def test_on_the_real_model_the_fused_lora_branch_trains_as_pefts_own_forward(real, monkeypatch):
-    model, (features, pad) = real
-    same_step_fused(model, features[::4], pad, monkeypatch)
+@BOTH_MODELS
+def test_the_fused_lora_branch_trains_as_pefts_own_forward(which, request, monkeypatch):
+    same_step_fused(*model_and_rows(which, request), monkeypatch)
 
 
 def test_pieces_hold_every_row_once_within_the_budget_longest_first():
