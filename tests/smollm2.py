@@ -5,6 +5,7 @@ package registry cannot be reached, except in CI (``CI=true``), where it fails."
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -42,10 +43,14 @@ def gguf_file() -> Path:
 
 
 def model_folder() -> Path:
-    """The model imported from the GGUF file into a model folder, once per machine."""
+    """The model imported from the GGUF file into a model folder, once per machine (one test process fetches
+    and imports it while the others wait)."""
     from lora_core.gguf_import import import_gguf
 
     folder = cache() / "models" / NAME
-    if not (folder / "config.json").is_file():
-        import_gguf(gguf_file(), name=folder.name, root=folder.parent)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(cache() / "fetch.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "config.json").is_file():
+            import_gguf(gguf_file(), name=folder.name, root=folder.parent)
     return folder
