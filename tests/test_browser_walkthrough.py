@@ -325,6 +325,8 @@ def test_two_pages_chat_each_with_their_own_model_and_stop_only_their_own_reply(
             most.fill("2048")
             most.press("Enter")
             most.blur()  # the slider takes a typed number when its field loses focus (page A keeps it otherwise)
+            # taken: else a reply of the default length may end before the other page asks (on a busy machine)
+            expect(chat.get_by_label(f"range slider for {t('max_new_tokens', 'en')}")).to_have_value("2048")
         ask(chat_a, "Tell me a long story.")
         expect(chat_a.locator("[data-testid=bot]").last).not_to_have_text("", timeout=60_000)  # A's reply streams
         ask(chat_b, "Tell me a long story.")
