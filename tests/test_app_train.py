@@ -287,7 +287,10 @@ def test_a_training_runs_to_completion_and_the_tab_shows_it(home: Path, sample) 
     assert job is not None and job.config.targets == "attention"  # no targets chosen: the preset's
 
     ticks = follow()
-    progress, plot, _, samples, history, status, start, stop_save, stop_discard, seen, *form = ticks[-1]
+    progress, plot, _, samples, history, status, start, stop_save, stop_discard, seen, *form, tick = ticks[-1]
+    # the timer: every second from the first tick of the run, every few seconds once it has ended, said once each
+    intervals = [t[-1].value for t in ticks if t[-1] != gr.skip()]
+    assert intervals == [train_tab.TICK_ACTIVE_S, train_tab.TICK_IDLE_S] and tick.value == train_tab.TICK_IDLE_S
     names = ("base", "task", "preset", "targets", *train_tab.HYPER, "demo")
     editable = {name for name, part in zip(names, form, strict=True) if part["interactive"]}
     assert editable == set(names) - {"quantization"}  # the form is the user's again (no quantization on a CPU)
@@ -348,7 +351,7 @@ def test_a_training_runs_to_completion_and_the_tab_shows_it(home: Path, sample) 
 
     # nothing new: nothing resent; another language: everything computed again
     again = train_tab.poll("en", seen)
-    assert all(x == gr.skip() for x in again[1:9])
+    assert all(x == gr.skip() for x in again[1:9]) and again[-1] == gr.skip()
     zh = train_tab.poll("zh", seen)
     assert zh[0].startswith("**ui_done**：已完成 · 第 8 / 8 步") and "已出现在“模型”页" in zh[0]
     assert "评估（验证集中的行" in zh[0]
@@ -373,7 +376,8 @@ def test_stop_and_save_or_discard_and_one_training_at_a_time(home: Path, sample,
     job = train_tab.current_job()
     assert wait_for(lambda: running(job)), job.snapshot()
 
-    progress, _, _, _, _, _, start, stop_save, stop_discard, _, *form = train_tab.poll("en", None)
+    progress, _, _, _, _, _, start, stop_save, stop_discard, _, *form, tick = train_tab.poll("en", None)
+    assert tick.value == train_tab.TICK_ACTIVE_S  # a page opened during a run follows it every second
     assert f"**{task}**: running · step " in progress and " / 400 · epoch " in progress
     assert re.search(r"Dataset: \*\*demo_alpaca.json\*\*, 48 rows, sha256 `[0-9a-f]{12}…`", progress), progress
     # a page opened now (a reload) shows the running job's settings, read-only, not the form's defaults
@@ -427,7 +431,8 @@ def test_a_failed_training_is_explained_in_the_users_language(home: Path) -> Non
 
 
 def test_before_any_training_the_plot_is_empty_but_typed() -> None:
-    progress, plot, pref, samples, history, *_ = train_tab.poll("zh", None)
+    progress, plot, pref, samples, history, *_, tick = train_tab.poll("zh", None)
+    assert tick.value == train_tab.TICK_IDLE_S > train_tab.TICK_ACTIVE_S  # nothing to follow: a slower timer
     assert pref["visible"] is False and sorted(pref["value"]["series"]) == ["accuracy", "signal"]
     assert plot["x_lim"] == [0, train_tab.EMPTY_X_MAX]
     plot = plot["value"]

@@ -255,9 +255,18 @@ def on_delete_settings(lang: str, name: str | None) -> tuple[str, Any]:
 # --- what the timer shows -----------------------------------------------------------------------------------------
 
 
+# How often a page asks for the training's progress: every second while a run is going, every few seconds otherwise
+# (a run started from another page or the API shows up then). Each tick costs the page about 0.2 s of script time
+# once the Train tab has been opened, and the server a little (BENCHMARKS.md, "Test suite"): an idle tab left open
+# on a laptop or a Space should not keep a core busy.
+TICK_ACTIVE_S = 1.0
+TICK_IDLE_S = 3.0
+
+
 def poll(lang: str, seen: dict | None) -> tuple:
     """Timer tick: progress every time; the plot when it has new points; the history, the buttons and the
-    status line when the run, its state or the language changed."""
+    status line when the run, its state or the language changed; the timer's interval when a run started or
+    ended (the last output)."""
     job = current_job()
     snap = job.snapshot() if job else None
     state = str(snap["state"]) if snap else None
@@ -267,6 +276,7 @@ def poll(lang: str, seen: dict | None) -> tuple:
         "lang": lang,
         "points": len(snap["loss"]) + len(snap["eval_loss"]) + preference_points(snap) if snap else 0,
         "samples": len(snap["samples"]) if snap else 0,
+        "tick": TICK_ACTIVE_S if state in ACTIVE_STATES else TICK_IDLE_S,
     }
     seen = seen or {}
     changed = any(seen.get(k, "?") != now[k] for k in ("run", "state", "lang"))
@@ -287,7 +297,8 @@ def poll(lang: str, seen: dict | None) -> tuple:
         history, status, buttons = gr.skip(), gr.skip(), [gr.skip()] * 3
     samples = samples_table(snap, lang) if changed or seen.get("samples") != now["samples"] else gr.skip()
     form = form_updates(job.config if job else None, state in ACTIVE_STATES) if changed else [gr.skip()] * FORM_SIZE
-    return progress_text(snap, lang), plot, pref, samples, history, status, *buttons, now, *form
+    tick = gr.Timer(now["tick"]) if seen.get("tick") != now["tick"] else gr.skip()
+    return progress_text(snap, lang), plot, pref, samples, history, status, *buttons, now, *form, tick
 
 
 FORM_SIZE = 4 + len(HYPER) + 1  # base, task, preset, targets, the settings, the demo button
@@ -494,28 +505,29 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
                                   api_visibility="private")  # fmt: skip
     for event in (saving, picking, deleting):
         keep_reason(event, markdown=[saved_status])
+    timer = gr.Timer(TICK_ACTIVE_S)  # the first tick soon: a reload during a run shows it at once
+    starting = start.click(
+        on_start,
+        [lang, shared["loaded"], base, task, preset, targets, *hyper, shared["mix"]],
+        status,
+        api_name="start_training",
+    )
+    # the run started here: follow it every second from now, not from the next idle tick
+    starting.success(lambda: gr.Timer(TICK_ACTIVE_S), None, timer, api_visibility="private", queue=False,
+                     show_progress="hidden")  # fmt: skip
     for event in (
-        start.click(
-            on_start,
-            [lang, shared["loaded"], base, task, preset, targets, *hyper, shared["mix"]],
-            status,
-            api_name="start_training",
-        ),
+        starting,
         stop_save.click(stop_training, lang, status, api_name="stop_training"),
         stop_discard.click(
             discard_training, [lang, discard_ok], status, api_name="discard_training", js=CONFIRM_DISCARD_JS
         ),
     ):
         keep_reason(event, markdown=[status])
-    timer = gr.Timer(1.0)
     # while a run is going the form shows its settings, read-only (after a reload too); the demo button waits
     shown_form = [base, task, preset, targets, *hyper, demo_btn]
-    timer.tick(
-        poll,
-        [lang, seen],
-        [progress, plot, pref_plot, samples_view, history, status, start, stop_save, stop_discard, seen, *shown_form],
-        api_visibility="private",
-    )
+    ticked = [progress, plot, pref_plot, samples_view, history, status, start, stop_save, stop_discard, seen,
+              *shown_form, timer]  # fmt: skip
+    timer.tick(poll, [lang, seen], ticked, api_visibility="private")
     gr.api(training_status, api_name="training_status")
     shared["train_base"] = base
     flip = gr.State(False)
