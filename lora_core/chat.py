@@ -166,27 +166,49 @@ def generate(
     return _cut_tail(text)[0] or text
 
 
+# Batches of replies: at most this many rows, and rows x (longest prompt + new tokens) at most this many tokens (the
+# key-value cache grows with it). A decoding step reads every weight once whatever the rows, so on a CPU 12 replies
+# in one batch take about what 8 do (SmolLM2, 48 new tokens: 8.5 s against 11.4 s in batches of 8; BENCHMARKS.md).
+BATCH_ROWS = 32
+BATCH_TOKENS = 8192
+
+
+def reply_batches(lengths: list[int], new_tokens: int, rows: int = BATCH_ROWS, tokens: int = BATCH_TOKENS
+                  ) -> list[list[int]]:  # fmt: skip
+    """The prompts' indices in batches: sorted by length (little padding), each batch within ``rows`` rows and
+    ``tokens`` tokens (rows x (its longest prompt + ``new_tokens``)), a prompt longer than that alone."""
+    batches: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        batch = batches[-1] if batches else None
+        if batch is None or len(batch) >= rows or (len(batch) + 1) * (lengths[i] + new_tokens) > tokens:
+            batches.append([i])
+        else:
+            batch.append(i)
+    return batches
+
+
 def generate_batch(model: Any, tokenizer: Any, conversations: list[list[dict]], settings: GenerationSettings,
-                   style: str | None = None, batch_size: int = 8) -> list[str]:  # fmt: skip
-    """The replies to many conversations, ``batch_size`` at a time (prompts padded on the left, which the model's
-    attention mask and positions skip): for scoring many rows, several times faster than one by one."""
+                   style: str | None = None) -> list[str]:  # fmt: skip
+    """The replies to many conversations, in the order given, computed in batches of similar lengths
+    (``reply_batches``; prompts padded on the left, which the model's attention mask and positions skip): for
+    scoring many rows, several times faster than one by one, and the same greedy answers."""
     import torch
 
     from .masking import pad_id_of, prompt_ids
 
     device = next(model.parameters()).device
     pad = pad_id_of(tokenizer)
-    replies: list[str] = []
-    for start in range(0, len(conversations), batch_size):
-        prompts = [prompt_ids(tokenizer, c, style) for c in conversations[start : start + batch_size]]
-        width = max(len(p) for p in prompts)
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+    prompts = [prompt_ids(tokenizer, c, style) for c in conversations]
+    replies: list[str] = [""] * len(prompts)
+    for batch in reply_batches([len(p) for p in prompts], settings.max_new_tokens):
+        width = max(len(prompts[i]) for i in batch)
+        ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i in batch], device=device)
+        mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in batch], device=device)
         with torch.inference_mode():
             out = model.generate(input_ids=ids, attention_mask=mask, **_generate_kwargs(tokenizer, settings))
-        for row in out[:, width:]:
+        for i, row in zip(batch, out[:, width:], strict=True):
             text = tokenizer.decode(row, skip_special_tokens=True).strip()
-            replies.append(_cut_tail(text)[0] or text)
+            replies[i] = _cut_tail(text)[0] or text
     return replies
 
 

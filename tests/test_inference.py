@@ -107,6 +107,47 @@ def test_compare_gives_two_different_answers_after_training(engine, adapter_a):
         engine.compare(QUESTION, GREEDY)
 
 
+def mixed_prompts() -> list[list[dict]]:
+    """Prompts of many lengths, Chinese and English: the forgetting probe's and every sixth sample row's."""
+    from lora_core.evaluation import probe_prompts
+
+    rows = [r["instruction"] + ("\n\n" + r["input"] if r.get("input") else "") for r in sample_rows()[::6]]
+    return [[{"role": "user", "content": text}] for text in [p["prompt"] for p in probe_prompts()] + rows]
+
+
+def test_replies_in_batches_are_the_replies_one_by_one_in_the_order_asked(engine, adapter_a, monkeypatch):
+    """``answer_all`` batches prompts of similar lengths (padded on the left): the same greedy replies as one by
+    one, base and adapter, each in its place."""
+    from lora_core import chat
+
+    engine.activate(adapter_a)
+    prompts = mixed_prompts()
+    calls = []
+    batches = chat.reply_batches
+    monkeypatch.setattr(chat, "reply_batches", lambda *a, **k: calls.append(batches(*a, **k)) or calls[-1])
+    for adapter in (None, engine.active):
+        replies = engine.answer_all(prompts, GREEDY, adapter)
+        alone = [engine.generate(p, GREEDY) for p in prompts] if adapter else [engine.compare(p, GREEDY)["base"]
+                                                                                for p in prompts]  # fmt: skip
+        assert replies == alone and len(set(replies)) > 1
+    assert len(calls) == 2 and len(calls[0]) < len(prompts)  # in batches, not one by one
+
+
+def test_reply_batches_hold_every_prompt_once_by_length_within_their_bounds() -> None:
+    from lora_core.chat import reply_batches
+
+    lengths = [30, 5, 400, 12, 12, 90, 7000, 60, 1, 33] * 5
+    batches = reply_batches(lengths, 64, rows=8, tokens=2048)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    order = [lengths[i] for b in batches for i in b]
+    assert order == sorted(lengths)  # similar lengths together: little padding
+    for batch in batches:
+        longest = max(lengths[i] for i in batch)
+        assert len(batch) <= 8 and (len(batch) * (longest + 64) <= 2048 or len(batch) == 1), batch
+    assert all(len(b) == 1 for b in batches if lengths[b[0]] == 7000)  # too long for company: alone
+    assert reply_batches([], 64) == [] and reply_batches([10] * 3, 64) == [[0, 1, 2]]
+
+
 def test_replay_puts_dataset_rows_next_to_their_references(engine, adapter_a):
     engine.activate(adapter_a)
     records = load_records(SAMPLE_DATASET).records[:2]
