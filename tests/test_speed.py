@@ -296,12 +296,14 @@ def test_a_training_pads_little_and_falls_in_loss(demo, mixed, tmp_path, monkeyp
     monkeypatch.setenv("SIMPLE_LORA_HOME", str(tmp_path))
     config = TrainConfig(
         base=str(demo), data=str(mixed), task="grouped", epochs=1, batch_size=8, max_length=256,
-        learning_rate=2e-3, dropout=0.0, scheduler="constant", warmup_ratio=0.0,
-    )  # fmt: skip
+        learning_rate=2e-3, dropout=0.0, scheduler="constant", warmup_ratio=0.0, samples=0, eval_rows=0,
+    )  # fmt: skip  (no samples or evaluation card: this test is about the batches)
     job = TrainingJob(config)
     job.run()
     snap = job.snapshot()
     assert snap["state"] == State.COMPLETED and snap["step"] == snap["total_steps"] >= 40
+    losses = [loss for _, loss in snap["loss"]]
+    assert sum(losses[-10:]) < 0.8 * sum(losses[:10]), losses  # length-grouped batches in a random order learn
     padding = 1 - job._tokens / job._computed_tokens
     # The same examples in random batches of 8 pad a third or more of what they compute (checked below).
     from lora_core.data import load_records
