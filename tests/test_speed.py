@@ -294,10 +294,11 @@ def same_losses_in_any_batching(model, features, pad, batch_size):
 @pytest.mark.slow
 def test_a_training_pads_little_and_falls_in_loss(demo, mixed, tmp_path, monkeypatch):
     monkeypatch.setenv("SIMPLE_LORA_HOME", str(tmp_path))
+    # no samples or evaluation card: this test is about the batches
     config = TrainConfig(
         base=str(demo), data=str(mixed), task="grouped", epochs=1, batch_size=8, max_length=256,
         learning_rate=2e-3, dropout=0.0, scheduler="constant", warmup_ratio=0.0, samples=0, eval_rows=0,
-    )  # fmt: skip  (no samples or evaluation card: this test is about the batches)
+    )  # fmt: skip
     job = TrainingJob(config)
     job.run()
     snap = job.snapshot()
