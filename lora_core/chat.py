@@ -192,20 +192,34 @@ def generate_batch(model: Any, tokenizer: Any, conversations: list[list[dict]], 
     """The replies to many conversations, in the order given, computed in batches of similar lengths
     (``reply_batches``; prompts padded on the left, which the model's attention mask and positions skip): for
     scoring many rows, several times faster than one by one, and the same greedy answers."""
+    from .masking import prompt_ids
+
+    return _replies(model, tokenizer, [prompt_ids(tokenizer, c, style) for c in conversations], settings)
+
+
+BASE_ROW = "__base__"  # PEFT's name, in a batch of several adapters, for a row answered by the base model alone
+
+
+def _replies(model: Any, tokenizer: Any, prompts: list[list[int]], settings: GenerationSettings,
+             adapters: list[str] | None = None) -> list[str]:  # fmt: skip
+    """``generate_batch`` on token ids; ``adapters``: the adapter that answers each prompt (``BASE_ROW``: none), as
+    PEFT's batches of several adapters compute them (each row's LoRA update only on that row)."""
     import torch
 
-    from .masking import pad_id_of, prompt_ids
+    from .masking import pad_id_of
 
     device = next(model.parameters()).device
     pad = pad_id_of(tokenizer)
-    prompts = [prompt_ids(tokenizer, c, style) for c in conversations]
     replies: list[str] = [""] * len(prompts)
     for batch in reply_batches([len(p) for p in prompts], settings.max_new_tokens):
         width = max(len(prompts[i]) for i in batch)
         ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i in batch], device=device)
         mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in batch], device=device)
+        kwargs = _generate_kwargs(tokenizer, settings)
+        if adapters is not None:
+            kwargs["adapter_names"] = [adapters[i] for i in batch]
         with torch.inference_mode():
-            out = model.generate(input_ids=ids, attention_mask=mask, **_generate_kwargs(tokenizer, settings))
+            out = model.generate(input_ids=ids, attention_mask=mask, **kwargs)
         for i, row in zip(batch, out[:, width:], strict=True):
             text = tokenizer.decode(row, skip_special_tokens=True).strip()
             replies[i] = _cut_tail(text)[0] or text
@@ -527,6 +541,40 @@ class ChatEngine:
                                       replace(settings, max_new_tokens=budget), self._style(name))  # fmt: skip
         finally:
             self._busy.release()
+
+    def answer_both(self, conversations: list[list[dict]], settings: GenerationSettings,
+                    adapter: str | None | object = ACTIVE) -> tuple[list[str], list[str]]:  # fmt: skip
+        """Many conversations answered by the base and by ``adapter``: ``answer_all`` twice, in one pass where
+        PEFT can batch the two (a LoRA adapter, unmerged; each row's update only on its own rows): a decoding
+        step reads every weight once for all the rows, so on a CPU this takes about 0.6x the two passes
+        (BENCHMARKS.md). The same greedy replies, in the order given: (base, adapter)."""
+        name = self._adapter(adapter)
+        if name is None:
+            raise ChatError("no_active_adapter")
+        if not self._batches_both(name):
+            return self.answer_all(conversations, settings, None), self.answer_all(conversations, settings, name)
+        from .masking import prompt_ids
+
+        fitted = [self._fitted(c, replace(settings), n) for n in (None, name) for c in conversations]
+        budget = min((s.max_new_tokens for _, s in fitted), default=settings.max_new_tokens)
+        styles = [self._style(None)] * len(conversations) + [self._style(name)] * len(conversations)
+        prompts = [prompt_ids(self.tokenizer, m, style) for (m, _), style in zip(fitted, styles, strict=True)]
+        rows = [BASE_ROW] * len(conversations) + [name] * len(conversations)
+        self._hold()
+        try:
+            self._unmerge()  # the rows of each adapter get its update; merged weights would give it to every row
+            self.model.set_adapter(name)
+            replies = _replies(self.model, self.tokenizer, prompts, replace(settings, max_new_tokens=budget), rows)
+        finally:
+            self._busy.release()
+        return replies[: len(conversations)], replies[len(conversations) :]
+
+    def _batches_both(self, name: str) -> bool:
+        """Whether base and ``name`` can answer in one batch: a plain LoRA adapter of a PEFT model."""
+        from peft import PeftModel
+
+        config = self.model.peft_config.get(name) if isinstance(self.model, PeftModel) else None
+        return config is not None and config.peft_type == "LORA" and not config.use_dora
 
     def replay(self, records: list[Any], settings: GenerationSettings | None = None,
                adapter: str | None | object = ACTIVE, stop: threading.Event | None = None) -> list[dict]:  # fmt: skip

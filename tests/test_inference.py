@@ -116,21 +116,27 @@ def mixed_prompts() -> list[list[dict]]:
 
 
 def test_replies_in_batches_are_the_replies_one_by_one_in_the_order_asked(engine, adapter_a, monkeypatch):
-    """``answer_all`` batches prompts of similar lengths (padded on the left): the same greedy replies as one by
-    one, base and adapter, each in its place."""
+    """``answer_all`` batches prompts of similar lengths (padded on the left), and ``answer_both`` the base's rows
+    with the adapter's: the same greedy replies as one by one, base and adapter, each in its place."""
     from lora_core import chat
 
     engine.activate(adapter_a)
     prompts = mixed_prompts()
+    base_alone = [engine.compare(p, GREEDY)["base"] for p in prompts]
+    adapter_alone = [engine.generate(p, GREEDY) for p in prompts]
+    assert len(set(adapter_alone)) > 1 and base_alone != adapter_alone
     calls = []
     batches = chat.reply_batches
     monkeypatch.setattr(chat, "reply_batches", lambda *a, **k: calls.append(batches(*a, **k)) or calls[-1])
-    for adapter in (None, engine.active):
-        replies = engine.answer_all(prompts, GREEDY, adapter)
-        alone = [engine.generate(p, GREEDY) for p in prompts] if adapter else [engine.compare(p, GREEDY)["base"]
-                                                                                for p in prompts]  # fmt: skip
-        assert replies == alone and len(set(replies)) > 1
+    assert engine.answer_all(prompts, GREEDY, None) == base_alone
+    assert engine.answer_all(prompts, GREEDY) == adapter_alone
     assert len(calls) == 2 and len(calls[0]) < len(prompts)  # in batches, not one by one
+    assert engine.answer_both(prompts, GREEDY) == (base_alone, adapter_alone)
+    n = len(prompts)
+    assert len(calls) == 3 and any(min(b) < n <= max(b) for b in calls[2])  # base and adapter rows in one batch
+    assert engine.generate(prompts[0], GREEDY) == adapter_alone[0] and engine.merged == engine.active  # merged again
+    monkeypatch.setattr(chat.ChatEngine, "_batches_both", lambda self, name: False)  # an adapter PEFT cannot mix
+    assert engine.answer_both(prompts, GREEDY) == (base_alone, adapter_alone) and len(calls) == 5
 
 
 def test_reply_batches_hold_every_prompt_once_by_length_within_their_bounds() -> None:
