@@ -9,6 +9,7 @@ merged into the base layers (``merge.ExactMerge``), as fast as the bare base.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -167,16 +168,19 @@ def generate(
 
 
 # Batches of replies: at most this many rows, and rows x (longest prompt + new tokens) at most this many tokens (the
-# key-value cache grows with it). A decoding step reads every weight once whatever the rows, so on a CPU 12 replies
-# in one batch take about what 8 do (SmolLM2, 48 new tokens: 8.5 s against 11.4 s in batches of 8; BENCHMARKS.md).
-BATCH_ROWS = 32
+# key-value cache grows with it). A decoding step reads every weight once whatever the rows, so on a CPU a batch of
+# 40 replies takes little more than one of 20 (bench/evaluation.py; BENCHMARKS.md, "The evaluation card").
+BATCH_ROWS = 64
 BATCH_TOKENS = 8192
 
 
 def reply_batches(lengths: list[int], new_tokens: int, rows: int = BATCH_ROWS, tokens: int = BATCH_TOKENS
                   ) -> list[list[int]]:  # fmt: skip
     """The prompts' indices in batches: sorted by length (little padding), each batch within ``rows`` rows and
-    ``tokens`` tokens (rows x (its longest prompt + ``new_tokens``)), a prompt longer than that alone."""
+    ``tokens`` tokens (rows x (its longest prompt + ``new_tokens``)), a prompt longer than that alone. Rows are
+    shared evenly (70 rows: 35 and 35, not 64 and 6: a batch's decoding steps cost about the same whatever its
+    rows)."""
+    rows = math.ceil(len(lengths) / math.ceil(len(lengths) / rows)) if lengths else rows
     batches: list[list[int]] = []
     for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
         batch = batches[-1] if batches else None

@@ -1,5 +1,6 @@
 """The GPU benchmark script keeps working where there is no GPU to run it: its --smoke mode builds a tiny model of
-the same architecture from a small CPU fixture and trains it with Simple LoRA, reporting the same table."""
+the same architecture from a small CPU fixture and trains it with Simple LoRA, reporting the same table. The
+evaluation benchmark runs, and its three ways give the same replies."""
 
 from __future__ import annotations
 
@@ -64,3 +65,14 @@ def test_the_gpu_benchmark_says_what_it_needs(fixture, tmp_path):
     assert not list(tmp_path.glob("model*"))  # nothing built for a run that cannot happen
     limit = bench("--fixture", str(fixture), "--smoke", "--configs", "simple-16bit", "--max-minutes", "0.1")
     assert limit.endswith("No training finished within --max-minutes.")  # 6 s: the model is built, no training fits
+
+
+@pytest.mark.slow
+def test_the_evaluation_benchmark_gives_the_same_replies_every_way(demo_model):
+    run = subprocess.run(
+        [sys.executable, "bench/evaluation.py", "--base", str(demo_model), "--runs", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("the same replies every way") == 2, run.stdout
+    assert run.stdout.count("| Simple LoRA: both sides in one pass | ") == 2

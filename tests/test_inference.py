@@ -152,6 +152,7 @@ def test_reply_batches_hold_every_prompt_once_by_length_within_their_bounds() ->
         assert len(batch) <= 8 and (len(batch) * (longest + 64) <= 2048 or len(batch) == 1), batch
     assert all(len(b) == 1 for b in batches if lengths[b[0]] == 7000)  # too long for company: alone
     assert reply_batches([], 64) == [] and reply_batches([10] * 3, 64) == [[0, 1, 2]]
+    assert [len(b) for b in reply_batches([10] * 70, 8)] == [35, 35]  # shared evenly, not 64 and 6
 
 
 def test_replay_puts_dataset_rows_next_to_their_references(engine, adapter_a):

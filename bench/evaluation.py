@@ -1,0 +1,114 @@
+"""The evaluation card's replies: the time to answer its prompts with the base model and with the adapter, three
+ways, alternating, several runs each, medians, against the first way measured in the same run:
+
+- before (the peer): each side in its own pass, batches of 8 prompts in the order given;
+- each side in its own pass, batches of similar prompt lengths (``ChatEngine.answer_all``, up to 32 rows);
+- Simple LoRA: both sides in the same batches (``ChatEngine.answer_both``, PEFT's batches of several adapters).
+
+Two workloads, as the card has them: the forgetting probe (12 prompts, 48 new tokens) and the first 20 rows of the
+bundled sample (the default ``eval_rows``, new tokens a little past the longest reference). Every way must give
+the same greedy replies; the script says so.
+
+    .venv/bin/python bench/evaluation.py [--base DIR] [--runs 3]
+
+Without --base it uses the bench fixture's model (bench/fixture.py) when present, else a fresh demo model. The
+adapter is LoRA r=16 on q,k,v,o with random weights (bench/chat.py's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from chat import make_adapter  # noqa: E402 (bench/chat.py, beside this script)
+
+
+def before(engine, conversations, settings) -> tuple[list[str], list[str]]:
+    sides = []
+    for adapter in (None, engine.active):
+        replies = []
+        for start in range(0, len(conversations), 8):
+            replies += engine.answer_all(conversations[start : start + 8], settings, adapter)
+        sides.append(replies)
+    return sides[0], sides[1]
+
+
+def sorted_sides(engine, conversations, settings) -> tuple[list[str], list[str]]:
+    return engine.answer_all(conversations, settings, None), engine.answer_all(conversations, settings)
+
+
+def both(engine, conversations, settings) -> tuple[list[str], list[str]]:
+    return engine.answer_both(conversations, settings)
+
+
+WAYS = {
+    "before: a pass per side, batches of 8 in order": before,
+    "a pass per side, batches by length": sorted_sides,
+    "Simple LoRA: both sides in one pass": both,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", type=Path)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    import torch
+
+    from lora_core.chat import ChatEngine, GenerationSettings
+    from lora_core.demo import build_demo_model, sample_rows
+    from lora_core.evaluation import ANSWER_MARGIN, PROBE_MAX_NEW_TOKENS, probe_prompts
+    from lora_core.sampling import ANSWER_MAX, answer_budget
+
+    with tempfile.TemporaryDirectory() as tmp:
+        base = args.base
+        fixture = ROOT / "bench" / ".fixture" / "model"
+        if base is None:
+            base = fixture if (fixture / "config.json").is_file() else build_demo_model(Path(tmp) / "demo")
+        engine = ChatEngine()
+        engine.load_base(base)
+        engine.activate(make_adapter(base, Path(tmp) / "adapter"))
+        rows = sample_rows()[:20]
+        workloads = {
+            "forgetting probe, 12 prompts": (
+                [[{"role": "user", "content": p["prompt"]}] for p in probe_prompts()],
+                GenerationSettings(max_new_tokens=PROBE_MAX_NEW_TOKENS),
+            ),
+            "sample rows, 20": (
+                [[{"role": "user", "content": r["instruction"]}] for r in rows],
+                GenerationSettings(
+                    max_new_tokens=answer_budget(
+                        engine.tokenizer, [r["output"] for r in rows], ANSWER_MARGIN, ANSWER_MAX
+                    )  # fmt: skip
+                ),
+            ),
+        }
+        print(f"base {base}, {torch.get_num_threads()} threads, {args.runs} runs of each way, alternating")
+        for workload, (conversations, settings) in workloads.items():
+            times: dict[str, list[float]] = {name: [] for name in WAYS}
+            replies: dict[str, tuple] = {}
+            for _ in range(args.runs):
+                for name, way in WAYS.items():
+                    start = time.perf_counter()
+                    replies[name] = way(engine, conversations, settings)
+                    times[name].append(time.perf_counter() - start)
+            peer = statistics.median(times[next(iter(WAYS))])
+            print(f"\n{workload}, {settings.max_new_tokens} new tokens at most")
+            print("| way | s (median) | min | max | ratio to before |\n|---|---:|---:|---:|---:|")
+            for name, seconds in times.items():
+                median = statistics.median(seconds)
+                print(f"| {name} | {median:.2f} | {min(seconds):.2f} | {max(seconds):.2f} | {peer / median:.2f}x |")
+            same = len({repr(r) for r in replies.values()}) == 1
+            print("the same replies every way" if same else "REPLIES DIFFER between the ways")
+
+
+if __name__ == "__main__":
+    main()
