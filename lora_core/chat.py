@@ -172,6 +172,7 @@ def generate(
 # 40 replies takes little more than one of 20 (bench/evaluation.py; BENCHMARKS.md, "The evaluation card").
 BATCH_ROWS = 64
 BATCH_TOKENS = 8192
+REPLAY_ROWS = 32  # dataset rows a replay answers between two looks at its stop
 
 
 def reply_batches(lengths: list[int], new_tokens: int, rows: int = BATCH_ROWS, tokens: int = BATCH_TOKENS
@@ -582,17 +583,24 @@ class ChatEngine:
 
     def replay(self, records: list[Any], settings: GenerationSettings | None = None,
                adapter: str | None | object = ACTIVE, stop: threading.Event | None = None) -> list[dict]:  # fmt: skip
-        """Dataset rows answered by base and adapter next to their reference answers (the rows before ``stop`` was
-        set, when it is)."""
-        results = []
+        """Dataset rows answered by base and adapter next to their reference answers, ``REPLAY_ROWS`` rows at a
+        time in batches (``answer_both``; the rows before ``stop`` was set, when it is)."""
+        name = self._adapter(adapter)
+        if name is None:
+            raise ChatError("no_active_adapter")
+        asked = []
         for record in records:
-            if stop is not None and stop.is_set():
-                break
             messages = [{"role": m.role, "content": m.content} for m in record.messages]
             last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-            answers = self.compare(messages[:last], settings, adapter)
-            results.append({"row": record.row, "prompt": messages[last - 1]["content"],
-                            "reference": messages[last]["content"], **answers})  # fmt: skip
+            asked.append((record.row, messages[:last], messages[last - 1]["content"], messages[last]["content"]))
+        results = []
+        for start in range(0, len(asked), REPLAY_ROWS):
+            if stop is not None and stop.is_set():
+                break
+            chunk = asked[start : start + REPLAY_ROWS]
+            base, tuned = self.answer_both([a[1] for a in chunk], settings or GenerationSettings(), name)
+            results += [{"row": row, "prompt": prompt, "reference": reference, "base": b, "adapter": a}
+                        for (row, _, prompt, reference), b, a in zip(chunk, base, tuned, strict=True)]  # fmt: skip
         return results
 
     def status(self) -> dict:

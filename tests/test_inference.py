@@ -160,6 +160,9 @@ def test_replay_puts_dataset_rows_next_to_their_references(engine, adapter_a):
     records = load_records(SAMPLE_DATASET).records[:2]
     rows = engine.replay(records, GREEDY)
     assert [r["row"] for r in rows] == [1, 2]
+    for row, record in zip(rows, records, strict=True):  # in batches, the answers of one by one
+        asked = [{"role": m.role, "content": m.content} for m in record.messages[:-1]]
+        assert {k: row[k] for k in ("base", "adapter")} == engine.compare(asked, GREEDY)
     assert rows[0]["reference"] == sample_rows()[0]["output"]
     assert all({"prompt", "base", "adapter"} <= set(r) for r in rows)
 
