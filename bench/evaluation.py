@@ -2,7 +2,7 @@
 ways, alternating, several runs each, medians, against the first way measured in the same run:
 
 - before (the peer): each side in its own pass, batches of 8 prompts in the order given;
-- each side in its own pass, batches of similar prompt lengths (``ChatEngine.answer_all``, up to 32 rows);
+- each side in its own pass, batches of similar prompt lengths (``ChatEngine.answer_all``, up to 64 rows);
 - Simple LoRA: both sides in the same batches (``ChatEngine.answer_both``, PEFT's batches of several adapters).
 
 Two workloads, as the card has them: the forgetting probe (12 prompts, 48 new tokens) and the first 20 rows of the

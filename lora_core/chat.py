@@ -13,6 +13,7 @@ import math
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -172,7 +173,7 @@ def generate(
 # 40 replies takes little more than one of 20 (bench/evaluation.py; BENCHMARKS.md, "The evaluation card").
 BATCH_ROWS = 64
 BATCH_TOKENS = 8192
-REPLAY_ROWS = 32  # dataset rows a replay answers between two looks at its stop
+REPLAY_ROWS = 32  # dataset rows a replay answers at a time
 
 
 def reply_batches(lengths: list[int], new_tokens: int, rows: int = BATCH_ROWS, tokens: int = BATCH_TOKENS
@@ -199,16 +200,21 @@ def generate_batch(model: Any, tokenizer: Any, conversations: list[list[dict]], 
     scoring many rows, several times faster than one by one, and the same greedy answers."""
     from .masking import prompt_ids
 
-    return _replies(model, tokenizer, [prompt_ids(tokenizer, c, style) for c in conversations], settings)
+    prompts = [prompt_ids(tokenizer, c, style) for c in conversations]
+    return _replies(model, tokenizer, prompts, [settings.max_new_tokens] * len(prompts), settings) or []
 
 
 BASE_ROW = "__base__"  # PEFT's name, in a batch of several adapters, for a row answered by the base model alone
+UNMIXED_LAYERS = ("ParamWrapper", "MultiheadAttention")  # PEFT's LoRA layers that refuse batches of several adapters
 
 
-def _replies(model: Any, tokenizer: Any, prompts: list[list[int]], settings: GenerationSettings,
-             adapters: list[str] | None = None) -> list[str]:  # fmt: skip
-    """``generate_batch`` on token ids; ``adapters``: the adapter that answers each prompt (``BASE_ROW``: none), as
-    PEFT's batches of several adapters compute them (each row's LoRA update only on that row)."""
+def _replies(model: Any, tokenizer: Any, prompts: list[list[int]], budgets: list[int], settings: GenerationSettings,
+             adapters: list[str] | None = None, each: Any = None,
+             stop: threading.Event | None = None) -> list[str] | None:  # fmt: skip
+    """``generate_batch`` on token ids, each prompt with its own new-token budget (a batch holds one budget's
+    prompts); ``adapters``: the adapter that answers each prompt (``BASE_ROW``: none), as PEFT's batches of several
+    adapters compute them (each row's LoRA update only on that row); ``each``: a context entered around every
+    batch (the engine's lock: other sessions answer between batches). None when ``stop`` was set between batches."""
     import torch
 
     from .masking import pad_id_of
@@ -216,18 +222,26 @@ def _replies(model: Any, tokenizer: Any, prompts: list[list[int]], settings: Gen
     device = next(model.parameters()).device
     pad = pad_id_of(tokenizer)
     replies: list[str] = [""] * len(prompts)
-    for batch in reply_batches([len(p) for p in prompts], settings.max_new_tokens):
-        width = max(len(prompts[i]) for i in batch)
-        ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i in batch], device=device)
-        mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in batch], device=device)
-        kwargs = _generate_kwargs(tokenizer, settings)
-        if adapters is not None:
-            kwargs["adapter_names"] = [adapters[i] for i in batch]
-        with torch.inference_mode():
-            out = model.generate(input_ids=ids, attention_mask=mask, **kwargs)
-        for i, row in zip(batch, out[:, width:], strict=True):
-            text = tokenizer.decode(row, skip_special_tokens=True).strip()
-            replies[i] = _cut_tail(text)[0] or text
+    groups: dict[int, list[int]] = {}
+    for i, budget in enumerate(budgets):
+        groups.setdefault(budget, []).append(i)
+    for budget, members in groups.items():
+        for cut in reply_batches([len(prompts[i]) for i in members], budget):
+            if stop is not None and stop.is_set():
+                return None
+            batch = [members[j] for j in cut]
+            width = max(len(prompts[i]) for i in batch)
+            ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i in batch], device=device)
+            mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in batch],
+                                device=device)  # fmt: skip
+            kwargs = _generate_kwargs(tokenizer, replace(settings, max_new_tokens=budget))
+            if adapters is not None:
+                kwargs["adapter_names"] = [adapters[i] for i in batch]
+            with each() if each is not None else nullcontext(), torch.inference_mode():
+                out = model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+            for i, row in zip(batch, out[:, width:], strict=True):
+                text = tokenizer.decode(row, skip_special_tokens=True).strip()
+                replies[i] = _cut_tail(text)[0] or text
     return replies
 
 
@@ -492,7 +506,6 @@ class ChatEngine:
 
     def _adapter_mode(self, adapter: str | None) -> Any:
         """``adapter`` switched on, or every adapter disabled (exactly the base model) when it is None."""
-        from contextlib import nullcontext
 
         from peft import PeftModel
 
@@ -533,58 +546,76 @@ class ChatEngine:
         return {"base": base_reply, "adapter": adapter_reply}
 
     def answer_all(self, conversations: list[list[dict]], settings: GenerationSettings,
-                   adapter: str | None | object = ACTIVE) -> list[str]:  # fmt: skip
+                   adapter: str | None | object = ACTIVE, stop: threading.Event | None = None
+                   ) -> list[str] | None:  # fmt: skip
         """Many conversations answered by ``adapter`` (None: the pure base), in batches (``generate_batch``), each
-        first made to fit the model's context."""
-        name = self._adapter(adapter)
-        fitted = [self._fitted(c, replace(settings), name) for c in conversations]
-        budget = min((s.max_new_tokens for _, s in fitted), default=settings.max_new_tokens)
-        self._hold()
-        try:
-            with self._adapter_mode(name):
-                return generate_batch(self.model, self.tokenizer, [m for m, _ in fitted],
-                                      replace(settings, max_new_tokens=budget), self._style(name))  # fmt: skip
-        finally:
-            self._busy.release()
+        first made to fit the model's context (its own reply budget, as one by one). None when ``stop`` was set
+        between two batches."""
+        return self._answer([(c, self._adapter(adapter)) for c in conversations], settings, stop)
 
     def answer_both(self, conversations: list[list[dict]], settings: GenerationSettings,
-                    adapter: str | None | object = ACTIVE) -> tuple[list[str], list[str]]:  # fmt: skip
-        """Many conversations answered by the base and by ``adapter``: ``answer_all`` twice, in one pass where
-        PEFT can batch the two (a LoRA adapter, unmerged; each row's update only on its own rows): a decoding
-        step reads every weight once for all the rows, so on a CPU this takes about 0.6x the two passes
-        (BENCHMARKS.md). The same greedy replies, in the order given: (base, adapter)."""
+                    adapter: str | None | object = ACTIVE, stop: threading.Event | None = None
+                    ) -> tuple[list[str], list[str]] | None:  # fmt: skip
+        """Many conversations answered by the base and by ``adapter``, in the order given: (base, adapter). In the
+        same batches where PEFT can mix the two (``_batches_both``; the adapter unmerged, each row's update only
+        on its own rows): a decoding step reads every weight once for all the rows, so on a CPU this takes about
+        0.6-0.8x two passes (BENCHMARKS.md); otherwise in two passes. None when ``stop`` was set between batches."""
         name = self._adapter(adapter)
         if name is None:
             raise ChatError("no_active_adapter")
-        if not self._batches_both(name):
-            return self.answer_all(conversations, settings, None), self.answer_all(conversations, settings, name)
+        asked = [(c, n) for n in (None, name) for c in conversations]
+        if self._batches_both(name):
+            replies = self._answer(asked, settings, stop, mixed=name)
+        else:
+            base = self._answer(asked[: len(conversations)], settings, stop)
+            tuned = self._answer(asked[len(conversations) :], settings, stop) if base is not None else None
+            replies = base + tuned if base is not None and tuned is not None else None
+        return None if replies is None else (replies[: len(conversations)], replies[len(conversations) :])
+
+    def _answer(self, asked: list[tuple[list[dict], str | None]], settings: GenerationSettings,
+                stop: threading.Event | None, mixed: str | None = None) -> list[str] | None:  # fmt: skip
+        """Conversations, each with the adapter that answers it (None: the base), in batches; all with one
+        adapter unless ``mixed`` names the adapter that shares the batches with the base."""
         from .masking import prompt_ids
 
-        fitted = [self._fitted(c, replace(settings), n) for n in (None, name) for c in conversations]
-        budget = min((s.max_new_tokens for _, s in fitted), default=settings.max_new_tokens)
-        styles = [self._style(None)] * len(conversations) + [self._style(name)] * len(conversations)
-        prompts = [prompt_ids(self.tokenizer, m, style) for (m, _), style in zip(fitted, styles, strict=True)]
-        rows = [BASE_ROW] * len(conversations) + [name] * len(conversations)
-        self._hold()
-        try:
-            self._unmerge()  # the rows of each adapter get its update; merged weights would give it to every row
-            self.model.set_adapter(name)
-            replies = _replies(self.model, self.tokenizer, prompts, replace(settings, max_new_tokens=budget), rows)
-        finally:
-            self._busy.release()
-        return replies[: len(conversations)], replies[len(conversations) :]
+        fitted = [self._fitted(c, replace(settings), name) for c, name in asked]
+        prompts = [prompt_ids(self.tokenizer, m, self._style(name))
+                   for (m, _), (_, name) in zip(fitted, asked, strict=True)]  # fmt: skip
+        budgets = [s.max_new_tokens for _, s in fitted]
+        names = [BASE_ROW if name is None else name for _, name in asked] if mixed else None
+        adapter = mixed or (asked[0][1] if asked else None)
+
+        @contextmanager
+        def held() -> Iterator[None]:  # the model, for one batch
+            self._hold()
+            try:
+                if mixed:  # each row gets its own adapter's update; merged weights would give it to every row
+                    self._unmerge()
+                    self.model.set_adapter(mixed)
+                    yield
+                else:
+                    with self._adapter_mode(adapter):
+                        yield
+            finally:
+                self._busy.release()
+
+        return _replies(self.model, self.tokenizer, prompts, budgets, settings, names, held, stop)
 
     def _batches_both(self, name: str) -> bool:
-        """Whether base and ``name`` can answer in one batch: a plain LoRA adapter of a PEFT model."""
+        """Whether base and ``name`` can answer in one batch: a LoRA adapter (not DoRA) of a PEFT model on layers
+        whose batches PEFT can mix (not LoRA on parameters or on ``nn.MultiheadAttention``)."""
         from peft import PeftModel
 
         config = self.model.peft_config.get(name) if isinstance(self.model, PeftModel) else None
-        return config is not None and config.peft_type == "LORA" and not config.use_dora
+        if config is None or config.peft_type != "LORA" or config.use_dora:
+            return False
+        return not any(type(m).__name__ in UNMIXED_LAYERS and name in getattr(m, "lora_A", {})
+                       for m in self.model.modules())  # fmt: skip
 
     def replay(self, records: list[Any], settings: GenerationSettings | None = None,
                adapter: str | None | object = ACTIVE, stop: threading.Event | None = None) -> list[dict]:  # fmt: skip
         """Dataset rows answered by base and adapter next to their reference answers, ``REPLAY_ROWS`` rows at a
-        time in batches (``answer_both``; the rows before ``stop`` was set, when it is)."""
+        time in batches (``answer_both``; the chunks done before ``stop`` was set, when it is)."""
         name = self._adapter(adapter)
         if name is None:
             raise ChatError("no_active_adapter")
@@ -595,10 +626,11 @@ class ChatEngine:
             asked.append((record.row, messages[:last], messages[last - 1]["content"], messages[last]["content"]))
         results = []
         for start in range(0, len(asked), REPLAY_ROWS):
-            if stop is not None and stop.is_set():
-                break
             chunk = asked[start : start + REPLAY_ROWS]
-            base, tuned = self.answer_both([a[1] for a in chunk], settings or GenerationSettings(), name)
+            answers = self.answer_both([a[1] for a in chunk], settings or GenerationSettings(), name, stop)
+            if answers is None:
+                break
+            base, tuned = answers
             results += [{"row": row, "prompt": prompt, "reference": reference, "base": b, "adapter": a}
                         for (row, _, prompt, reference), b, a in zip(chunk, base, tuned, strict=True)]  # fmt: skip
         return results

@@ -327,10 +327,8 @@ def save_evaluation(adapter: Path, evaluation: Evaluation) -> None:
 def _both(engine: Any, conversations: list[list[dict]], settings: Any,
           stop: threading.Event | None) -> tuple[list[str], list[str]] | None:  # fmt: skip
     """The base's answers and the active adapter's, greedy, in batches (``ChatEngine.answer_both``); None when
-    ``stop`` was set before."""
-    if stop is not None and stop.is_set():
-        return None
-    return engine.answer_both(conversations, settings)
+    ``stop`` was set before or between two batches."""
+    return engine.answer_both(conversations, settings, stop=stop)
 
 
 def _probe(engine: Any, stop: threading.Event | None) -> list[ProbeResult]:

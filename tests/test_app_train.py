@@ -430,6 +430,14 @@ def test_a_failed_training_is_explained_in_the_users_language(home: Path) -> Non
     assert row[1] == "失败" and row[6].startswith("4bit 量化需要 CUDA GPU")
 
 
+def test_a_start_from_this_page_follows_the_run_every_second_until_a_tick_sees_it_ended() -> None:
+    """Start sets the timer to every second and tells the ticks so: a run that ended before the next tick (a
+    refusal in its thread, a run of a step) still slows the timer down again."""
+    timer, seen = train_tab.followed({"run": None, "state": None, "lang": "en", "tick": train_tab.TICK_IDLE_S})
+    assert timer.value == seen["tick"] == train_tab.TICK_ACTIVE_S and seen["lang"] == "en"
+    assert train_tab.poll("en", seen)[-1].value == train_tab.TICK_IDLE_S  # nothing runs: every few seconds again
+
+
 def test_before_any_training_the_plot_is_empty_but_typed() -> None:
     progress, plot, pref, samples, history, *_, tick = train_tab.poll("zh", None)
     assert tick.value == train_tab.TICK_IDLE_S > train_tab.TICK_ACTIVE_S  # nothing to follow: a slower timer

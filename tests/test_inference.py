@@ -139,6 +139,65 @@ def test_replies_in_batches_are_the_replies_one_by_one_in_the_order_asked(engine
     assert engine.answer_both(prompts, GREEDY) == (base_alone, adapter_alone) and len(calls) == 5
 
 
+def test_each_reply_keeps_its_own_budget_and_a_stop_ends_between_batches(engine, adapter_a, monkeypatch):
+    """Prompts with different new-token budgets are batched apart (each reply as long as it would be alone); a
+    stop set while a batch runs ends the call before the next batch, with no replies."""
+    import threading
+
+    from lora_core import chat
+
+    engine.activate(adapter_a)
+    prompts = mixed_prompts()[:4]
+    ids = [prompt_ids(engine.tokenizer, p, None) for p in prompts]
+    budgets = [3, 12, 3, 12]
+    with engine._adapter_mode(None):
+        replies = chat._replies(engine.model, engine.tokenizer, ids, budgets, GREEDY)
+        alone = [chat.generate_batch(engine.model, engine.tokenizer, [p], GenerationSettings(max_new_tokens=b))[0]
+                 for p, b in zip(prompts, budgets, strict=True)]  # fmt: skip
+    assert replies == alone and len(replies[0]) < len(replies[1])
+
+    stop = threading.Event()
+    generate = type(engine.model).generate
+    calls = []
+
+    def generate_then_stop(self, *args, **kwargs):
+        calls.append(1)
+        stop.set()  # Stop pressed while this batch runs
+        return generate(self, *args, **kwargs)
+
+    monkeypatch.setattr(chat, "reply_batches", lambda lengths, *a, **k: [[i] for i in range(len(lengths))])
+    monkeypatch.setattr(type(engine.model), "generate", generate_then_stop)
+    assert engine.answer_both(prompts, GREEDY, stop=stop) is None and len(calls) == 1
+    assert engine.replay(load_records(SAMPLE_DATASET).records[:3], GREEDY, stop=stop) == [] and len(calls) == 1
+    assert engine.answer_all(prompts, GREEDY, stop=None) is not None  # the engine is free again
+
+
+def test_a_dora_adapter_answers_both_in_two_passes(engine, base, home, monkeypatch):
+    """PEFT cannot batch a DoRA adapter with the base: two passes, the same replies as one by one."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from lora_core import chat
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32),
+                           LoraConfig(r=4, use_dora=True, target_modules=["q_proj", "v_proj"]))  # fmt: skip
+    torch.manual_seed(0)
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.05)
+    model.save_pretrained(home / "dora")
+    engine.activate(home / "dora")
+    assert not engine._batches_both(engine.active)
+    mixed = []
+    replies = chat._replies
+    monkeypatch.setattr(chat, "_replies", lambda *a, **k: mixed.append(a[5]) or replies(*a, **k))
+    prompts = mixed_prompts()[:3]
+    both = engine.answer_both(prompts, GREEDY)
+    assert mixed == [None, None]  # two passes, neither mixed
+    alone = [engine.compare(p, GREEDY)["base"] for p in prompts], [engine.generate(p, GREEDY) for p in prompts]
+    assert both == alone
+
+
 def test_reply_batches_hold_every_prompt_once_by_length_within_their_bounds() -> None:
     from lora_core.chat import reply_batches
 

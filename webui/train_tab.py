@@ -263,6 +263,11 @@ TICK_ACTIVE_S = 1.0
 TICK_IDLE_S = 3.0
 
 
+def followed(seen: dict | None) -> tuple[Any, dict]:
+    """A run was started from this page: the timer every second from now."""
+    return gr.Timer(TICK_ACTIVE_S), {**(seen or {}), "tick": TICK_ACTIVE_S}
+
+
 def poll(lang: str, seen: dict | None) -> tuple:
     """Timer tick: progress every time; the plot when it has new points; the history, the buttons and the
     status line when the run, its state or the language changed; the timer's interval when a run started or
@@ -512,9 +517,9 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
         status,
         api_name="start_training",
     )
-    # the run started here: follow it every second from now, not from the next idle tick
-    starting.success(lambda: gr.Timer(TICK_ACTIVE_S), None, timer, api_visibility="private", queue=False,
-                     show_progress="hidden")  # fmt: skip
+    # the run started here: follow it every second from now, not from the next idle tick (and the ticks know it,
+    # so that a run that ends before the next one sees it running still slows the timer down again)
+    starting.success(followed, seen, [timer, seen], api_visibility="private", queue=False, show_progress="hidden")
     for event in (
         starting,
         stop_save.click(stop_training, lang, status, api_name="stop_training"),
