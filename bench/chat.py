@@ -47,6 +47,16 @@ def make_adapter(base: Path, out: Path, seed: int = 0) -> Path:
     return out
 
 
+def choose_base(base: Path | None, tmp: str) -> Path:
+    """``--base``, else the bench fixture's model (bench/fixture.py) when present, else a fresh demo model."""
+    from lora_core.demo import build_demo_model
+
+    fixture = ROOT / "bench" / ".fixture" / "model"
+    if base is not None:
+        return base
+    return fixture if (fixture / "config.json").is_file() else build_demo_model(Path(tmp) / "demo")
+
+
 def timed_generate(model, ids, new_tokens: int) -> float:
     import torch
 
@@ -67,14 +77,10 @@ def main() -> None:
     from transformers import AutoModelForCausalLM
 
     from lora_core.chat import ChatEngine
-    from lora_core.demo import build_demo_model
     from lora_core.masking import prompt_ids
 
     with tempfile.TemporaryDirectory() as tmp:
-        base = args.base
-        fixture = ROOT / "bench" / ".fixture" / "model"
-        if base is None:
-            base = fixture if (fixture / "config.json").is_file() else build_demo_model(Path(tmp) / "demo")
+        base = choose_base(args.base, tmp)
         adapter = make_adapter(base, Path(tmp) / "adapter")
 
         bare = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).eval()

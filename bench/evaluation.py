@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from chat import make_adapter  # noqa: E402 (bench/chat.py, beside this script)
+from chat import choose_base, make_adapter  # noqa: E402 (bench/chat.py, beside this script)
 
 
 def before(engine, conversations, settings) -> tuple[list[str], list[str]]:
@@ -64,15 +64,12 @@ def main() -> None:
     import torch
 
     from lora_core.chat import ChatEngine, GenerationSettings
-    from lora_core.demo import build_demo_model, sample_rows
+    from lora_core.demo import sample_rows
     from lora_core.evaluation import ANSWER_MARGIN, PROBE_MAX_NEW_TOKENS, probe_prompts
     from lora_core.sampling import ANSWER_MAX, answer_budget
 
     with tempfile.TemporaryDirectory() as tmp:
-        base = args.base
-        fixture = ROOT / "bench" / ".fixture" / "model"
-        if base is None:
-            base = fixture if (fixture / "config.json").is_file() else build_demo_model(Path(tmp) / "demo")
+        base = choose_base(args.base, tmp)
         engine = ChatEngine()
         engine.load_base(base)
         engine.activate(make_adapter(base, Path(tmp) / "adapter"))
