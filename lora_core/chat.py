@@ -12,8 +12,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -193,28 +193,20 @@ def reply_batches(lengths: list[int], new_tokens: int, rows: int = BATCH_ROWS, t
     return batches
 
 
-def generate_batch(model: Any, tokenizer: Any, conversations: list[list[dict]], settings: GenerationSettings,
-                   style: str | None = None) -> list[str]:  # fmt: skip
-    """The replies to many conversations, in the order given, computed in batches of similar lengths
-    (``reply_batches``; prompts padded on the left, which the model's attention mask and positions skip): for
-    scoring many rows, several times faster than one by one, and the same greedy answers."""
-    from .masking import prompt_ids
-
-    prompts = [prompt_ids(tokenizer, c, style) for c in conversations]
-    return _replies(model, tokenizer, prompts, [settings.max_new_tokens] * len(prompts), settings) or []
-
-
 BASE_ROW = "__base__"  # PEFT's name, in a batch of several adapters, for a row answered by the base model alone
 UNMIXED_LAYERS = ("ParamWrapper", "MultiheadAttention")  # PEFT's LoRA layers that refuse batches of several adapters
 
 
 def _replies(model: Any, tokenizer: Any, prompts: list[list[int]], budgets: list[int], settings: GenerationSettings,
-             adapters: list[str] | None = None, each: Any = None,
+             adapters: list[str] | None = None, each: Callable[[], AbstractContextManager] | None = None,
              stop: threading.Event | None = None) -> list[str] | None:  # fmt: skip
-    """``generate_batch`` on token ids, each prompt with its own new-token budget (a batch holds one budget's
-    prompts); ``adapters``: the adapter that answers each prompt (``BASE_ROW``: none), as PEFT's batches of several
-    adapters compute them (each row's LoRA update only on that row); ``each``: a context entered around every
-    batch (the engine's lock: other sessions answer between batches). None when ``stop`` was set between batches."""
+    """The replies to many prompts (token ids), in the order given, computed in batches of similar lengths
+    (``reply_batches``; prompts padded on the left, which the model's attention mask and positions skip): for
+    scoring many rows, several times faster than one by one, and the same greedy answers. Each prompt has its own
+    new-token budget (a batch holds one budget's prompts). ``adapters``: the adapter that answers each prompt
+    (``BASE_ROW``: none), as PEFT's batches of several adapters compute them (each row's LoRA update only on that
+    row); ``each``: a context entered around every batch (the engine's lock: other sessions answer between
+    batches). None when ``stop`` was set between batches."""
     import torch
 
     from .masking import pad_id_of
@@ -548,10 +540,11 @@ class ChatEngine:
     def answer_all(self, conversations: list[list[dict]], settings: GenerationSettings,
                    adapter: str | None | object = ACTIVE, stop: threading.Event | None = None
                    ) -> list[str] | None:  # fmt: skip
-        """Many conversations answered by ``adapter`` (None: the pure base), in batches (``generate_batch``), each
-        first made to fit the model's context (its own reply budget, as one by one). None when ``stop`` was set
-        between two batches."""
-        return self._answer([(c, self._adapter(adapter)) for c in conversations], settings, stop)
+        """Many conversations answered by ``adapter`` (None: the pure base), in batches (``_replies``), each first
+        made to fit the model's context (its own reply budget, as one by one). None when ``stop`` was set between
+        two batches."""
+        name = self._adapter(adapter)
+        return self._answer([(c, name) for c in conversations], settings, stop)
 
     def answer_both(self, conversations: list[list[dict]], settings: GenerationSettings,
                     adapter: str | None | object = ACTIVE, stop: threading.Event | None = None

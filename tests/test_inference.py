@@ -152,8 +152,8 @@ def test_each_reply_keeps_its_own_budget_and_a_stop_ends_between_batches(engine,
     budgets = [3, 12, 3, 12]
     with engine._adapter_mode(None):
         replies = chat._replies(engine.model, engine.tokenizer, ids, budgets, GREEDY)
-        alone = [chat.generate_batch(engine.model, engine.tokenizer, [p], GenerationSettings(max_new_tokens=b))[0]
-                 for p, b in zip(prompts, budgets, strict=True)]  # fmt: skip
+        alone = [chat._replies(engine.model, engine.tokenizer, [p], [b], GREEDY)[0]
+                 for p, b in zip(ids, budgets, strict=True)]  # fmt: skip
     assert replies == alone and len(replies[0]) < len(replies[1])
 
     stop = threading.Event()

@@ -257,7 +257,7 @@ def on_delete_settings(lang: str, name: str | None) -> tuple[str, Any]:
 
 # How often a page asks for the training's progress: every second while a run is going, every few seconds otherwise
 # (a run started from another page or the API shows up then). Each tick costs the page about 0.2 s of script time
-# once the Train tab has been opened, and the server a little (BENCHMARKS.md, "Test suite"): an idle tab left open
+# once the Train tab has been opened, and the server a little (BENCHMARKS.md, "An open page"): an idle tab left open
 # on a laptop or a Space should not keep a core busy.
 TICK_ACTIVE_S = 1.0
 TICK_IDLE_S = 3.0
