@@ -76,3 +76,29 @@ def test_the_evaluation_benchmark_gives_the_same_replies_every_way(demo_model):
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("the same replies every way") == 2, run.stdout
     assert run.stdout.count("| Simple LoRA: both sides in one pass | ") == 2
+
+
+@pytest.mark.slow
+def test_the_step_profile_splits_the_operators_time_and_bounds_the_mfu(fixture, tmp_path):
+    work = tmp_path / "work"
+    run = subprocess.run(
+        [sys.executable, "bench/profile_step.py", "--fixture", str(fixture), "--rows", "8", "--skip", "0",
+         "--steps", "1", "--work", str(work)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    (result,) = work.glob("profile-*.json")
+    out = json.loads(result.read_text(encoding="utf-8"))
+    assert len(out["steps"]) == 1 and out["steps"][0]["real"] > 0
+    assert set(out["parts"]) == {"matrix products", "attention", "everything else"}
+    assert sum(p["share"] for p in out["parts"].values()) == pytest.approx(1.0)
+    assert sum(p["s"] for p in out["parts"].values()) == pytest.approx(out["ops_s"])
+    # the products' FLOPs come from their shapes: a rate below the machine's peak, and a ceiling above the MFU
+    assert out["product_gflops"] > 0 and 0 < out["product_vs_peak"] < 1.5
+    assert 0 < out["mfu_ops"] < out["mfu_if_only_products"]
+    assert "| matrix products |" in run.stdout and "if everything but the matrix products" in run.stdout
+
+    missing = subprocess.run([sys.executable, "bench/profile_step.py", "--fixture", str(tmp_path / "nothing")],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert missing.returncode == 2 and "run bench/fixture.py first" in missing.stderr
+    assert "Traceback" not in missing.stderr
