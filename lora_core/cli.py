@@ -128,11 +128,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     import threading
 
     done = threading.Event()
-    threading.Thread(target=_print_progress, args=(job, done), daemon=True).start()
+    printer = threading.Thread(target=_print_progress, args=(job, done), daemon=True)
+    printer.start()
     try:
         snap = job.run()
     finally:
         done.set()
+        printer.join(5)  # its last look at the job: a run shorter than a poll still says its mapping and end
     if not job.is_main_process:
         return 0 if snap["state"] != State.FAILED else 1
     summary = {
@@ -155,9 +157,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _print_progress(job: object, stop: object, every: float = 2.0) -> None:
-    """Progress on stderr, as the UI sees it: the job's snapshot, polled."""
-    last, samples, said = None, 0, False
-    while not stop.wait(every if last else 0.2):
+    """Progress on stderr, as the UI sees it: the job's snapshot, polled, and looked at once more when ``stop`` is
+    set (the run's end)."""
+    last, samples, said, ended = None, 0, False, False
+    while not ended:
+        ended = stop.wait(every if last else 0.2)
         snap = job.snapshot()
         parts = ((snap.get("detail") or {}).get("dataset") or {}).get("parts") or []
         if parts and not said:  # a mapping guessed from the names, said once the data is read

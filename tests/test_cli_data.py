@@ -125,6 +125,7 @@ def test_train_on_a_csv_says_the_guessed_mapping_and_records_it(demo_home, tmp_p
                             "--eval-rows", "0", "--samples", "0", "--max-length", "64")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "qa.csv: columns mapped by their names: instruction=question,output=answer" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("[completed] step 1/1")  # its end, however short
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     manifest = json.loads((Path(summary["adapter_dir"]) / "training_meta.json").read_text(encoding="utf-8"))
     assert manifest["dataset"]["columns"] == "instruction=question,output=answer"
