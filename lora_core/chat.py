@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import adapters
+from . import adapters, memory
 from .context import MAX_MESSAGE_CHARS, Fitted, context_length, fit_to_context
 from .errors import ChatError, ModelError
 from .merge import ExactMerge
@@ -268,6 +268,7 @@ class ChatEngine:
         self.tokenizer: Any = None
         self.adapters: dict[str, LoadedAdapter] = {}
         self.active: str | None = None
+        self._made: int | None = None  # memory.epoch() when the model was loaded
         # Generation with an adapter runs on its weights merged into the base layers (as fast as the bare base).
         self._merge = ExactMerge()
         # A plain Lock, not an RLock: a streamed reply may be resumed by another worker thread than the one that
@@ -304,6 +305,7 @@ class ChatEngine:
         self._hold()
         try:
             self._unload()
+            self._made = memory.epoch()
             self.model = load_for_inference(base, trust_remote_code)
             self.tokenizer = load_tokenizer(base, trust_remote_code=trust_remote_code)
             self.base = base
@@ -319,13 +321,13 @@ class ChatEngine:
             self._busy.release()
 
     def _unload(self) -> None:
-        import gc
-
+        loaded = self.model is not None
         self._unmerge()
         self.model = self.tokenizer = self.base = None
         self.adapters.clear()
         self.active = None
-        gc.collect()
+        if loaded:  # the model's memory back before the next one is loaded
+            memory.release(self._made)
 
     def _refuse_during_gpu_training(self) -> None:
         from .models import device_kind

@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import threading
+import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -41,6 +42,8 @@ from .runs import (
 __all__ = ["ACTIVE_STATES", "FINAL_STATES", "State", "TrainConfig", "TrainingError", "TrainingJob", "active_job"]
 
 logger = logging.getLogger(__name__)
+# A running job's record is rewritten for its losses at most this often (state changes are written at once).
+RECORD_EVERY_S = 2.0
 
 
 # --- the job -----------------------------------------------------------------------------------------------
@@ -110,6 +113,8 @@ class TrainingJob:
         self._tokens = 0  # real (non-pad) tokens batched so far, for tokens/s
         self._computed_tokens = 0  # padding included
         self._checkpointing = bool(config.gradient_checkpointing)  # resolved for the device in _build_model
+        self._made: int | None = None  # memory.epoch() when the run's model was made (after memory.settle())
+        self._recorded = 0.0  # time.monotonic() of the last run record written
         self.started_at = now()
         self.finished_at: str | None = None
         self.is_main_process = int(os.environ.get("RANK", "0")) == 0
@@ -193,7 +198,9 @@ class TrainingJob:
                 for name, key in PLOTTED.items():
                     if key in logs and math.isfinite(logs[key]):
                         self.progress.preference.setdefault(name, []).append([step, float(logs[key])])
-        self._record()
+        # Logged every step: writing the whole record (its loss history included) each time cost more the longer
+        # the run; a state change, samples and the end always write it.
+        self._record(every=RECORD_EVERY_S)
 
     def stop_requested(self) -> bool:
         return self._stop.is_set()
@@ -219,9 +226,13 @@ class TrainingJob:
         with self._lock:
             self.progress.detail.update(values)
 
-    def _record(self) -> None:
-        if not self.is_main_process:
+    def _record(self, every: float = 0.0) -> None:
+        """Write the run record; with ``every``, only when the last one is at least that many seconds old (the
+        page shows a run's progress from the job itself; the record is its history, and what is left of it after
+        a crash)."""
+        if not self.is_main_process or (every and time.monotonic() - self._recorded < every):
             return
+        self._recorded = time.monotonic()
         record = self.snapshot()
         record.update(state=str(record["state"]), pid=os.getpid(), config=asdict(self.config))
         record["task"] = paths.safe_name(self.config.task)
@@ -250,7 +261,7 @@ class TrainingJob:
         finally:
             self.finished_at = self.finished_at or now()
             release(self)
-            _free_memory()
+            _free_memory(self._made)
 
     def _fail(self, message: str, code: str, params: dict) -> None:
         self.finished_at = now()
@@ -265,7 +276,12 @@ class TrainingJob:
             raise Stopped
 
     def _train(self) -> None:
+        from . import memory
+        from . import trainer as _imports  # noqa: F401 (torch, transformers and PEFT, imported before the freeze)
         from .threads import ThreadPolicy
+
+        memory.settle()  # later collections skip what the imports made
+        self._made = memory.epoch()
 
         # Watching the machine from now on, its first choice of threads at the first step (on a CPU) sees what
         # other processes did while the data and the model were loaded.
@@ -289,7 +305,7 @@ class TrainingJob:
             shutil.rmtree(self.run_dir / "checkpoints", ignore_errors=True)
         del trainer, model  # the evaluation loads the saved adapter afresh, for inference
         if adapter_dir and not stopped and self.config.eval_rows > 0:
-            _free_memory()
+            _free_memory(self._made)
             self._evaluate_adapter(Path(adapter_dir), prepared)
         self._finish(status, adapter_dir)
 
@@ -532,10 +548,12 @@ def check_method(cfg: TrainConfig, records: list[Any], name: str) -> None:
         raise TrainingError("pairs_need_method", file=name)
 
 
-def _free_memory() -> None:
-    import gc
+def _free_memory(made: int | None) -> None:
+    """Free what a run let go of (``memory.release``; ``made``: the epoch its model was made at) and, on CUDA, the
+    cache of freed blocks."""
+    from . import memory
 
-    gc.collect()
+    memory.release(made)
     try:
         import torch
 

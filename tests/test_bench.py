@@ -102,3 +102,25 @@ def test_the_step_profile_splits_the_operators_time_and_bounds_the_mfu(fixture, 
                              cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert missing.returncode == 2 and "run bench/fixture.py first" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+@pytest.mark.slow
+def test_the_demo_job_benchmark_times_two_checkouts_alike(tmp_path):
+    work = tmp_path / "work"
+    run = subprocess.run(
+        [sys.executable, "bench/demo_job.py", "--against", str(ROOT), "--runs", "1", "--steps", "3", "--work",
+         str(work)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    (result,) = work.glob("demo-job-*.json")
+    runs = json.loads(result.read_text(encoding="utf-8"))
+    assert list(runs) == ["this checkout", str(ROOT)]
+    for (measure,) in runs.values():
+        assert measure["steps"] == 3 and 0 < measure["steps_s"] < measure["train_s"] < measure["job_s"]
+        assert measure["loop_s"] == pytest.approx(measure["train_s"] - measure["steps_s"])
+    assert "x as fast as" in run.stdout
+    refused = subprocess.run([sys.executable, "bench/demo_job.py", "--against", str(tmp_path)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert refused.returncode == 2 and "not a checkout of this project" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -345,3 +345,17 @@ def test_on_a_cpu_the_memory_estimate_counts_one_piece_of_a_batch(monkeypatch):
     assert activation_tokens(8, 512, "cpu") == 4096
     monkeypatch.setenv("SIMPLE_LORA_PIECE_TOKENS", "lots")  # not a number: the default
     assert activation_tokens(8, 512, "cpu") == min(4096, max(512, trainer.CPU_PIECE_TOKENS))
+
+
+def test_the_flop_count_in_the_trainers_logs_is_transformers_own(tmp_path):
+    """``SimpleTrainer`` counts the model's weights once per run instead of at every step; the count it logs is
+    the one transformers' ``Trainer`` gives."""
+    from tiny import tiny_peft_model
+    from transformers import Trainer, TrainingArguments
+
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    simple = trainer.SimpleTrainer(model=tiny_peft_model(layers=2), args=args)
+    for shape in ((2, 7), (3, 5), (1, 1)):
+        inputs = {"input_ids": torch.ones(shape, dtype=torch.long)}
+        assert simple.floating_point_ops(inputs) == Trainer.floating_point_ops(simple, inputs) > 0
+    assert simple.floating_point_ops({"labels": torch.ones(2, 3)}) == Trainer.floating_point_ops(simple, {}) == 0

@@ -216,7 +216,11 @@ def test_history_lists_runs_and_marks_dead_ones_interrupted(home):
 
 
 @pytest.mark.slow
-def test_progress_is_published_while_training(home):
+def test_progress_is_published_while_training(home, monkeypatch):
+    writes = []
+    monkeypatch.setattr(
+        training, "write_run", lambda folder, record: writes.append(record) or runs.write_run(folder, record)
+    )
     job = TrainingJob(config(home, task="events", max_steps=10)).start()
     seen = []
     while not job.wait(0.05):
@@ -228,6 +232,12 @@ def test_progress_is_published_while_training(home):
     assert final["tokens_per_s"] > 0 and final["detail"]["trainable_params"] > 0
     assert len(final["loss"]) == 10  # logged every step: a 10-step run still draws a curve
     assert threading.active_count() >= 1
+    # the run record is not rewritten at every step (at most every RECORD_EVERY_S for the losses), but every state
+    # is written and the last record holds the whole curve
+    assert len(writes) < final["step"] and writes[-1]["state"] == "completed"
+    assert [w["state"] for w in writes[:2]] == ["loading", "running"]
+    record = next(r for r in runs.list_runs() if r["run"] == final["run"])
+    assert record["loss"] == final["loss"]
 
 
 @pytest.mark.slow
