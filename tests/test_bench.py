@@ -70,12 +70,12 @@ def test_the_gpu_benchmark_says_what_it_needs(fixture, tmp_path):
 @pytest.mark.slow
 def test_the_evaluation_benchmark_gives_the_same_replies_every_way(demo_model):
     run = subprocess.run(
-        [sys.executable, "bench/evaluation.py", "--base", str(demo_model), "--runs", "1"],
+        [sys.executable, "bench/evaluation.py", "--base", str(demo_model), "--runs", "1", "--float64"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("the same replies every way") == 2, run.stdout
-    assert run.stdout.count("| Simple LoRA: both sides in one pass | ") == 2
+    assert run.stdout.count("| Simple LoRA: both sides in one pass | ") == 2 and "torch.float64" in run.stdout
 
 
 @pytest.mark.slow
