@@ -10,7 +10,9 @@ the permanent generation (``gc.freeze()``): later collections skip those objects
 training's model and trainer, a chat model loaded later) is collected as before. ``release(made)`` collects after
 a model is let go: a plain collection when the model was made after the last ``settle()``; otherwise the frozen
 objects are given back to the collector first (``gc.unfreeze()``), so that a model alive at a freeze is not kept
-for ever once it is garbage.
+for ever once it is garbage. The freeze lasts for the training only: when it ends (completed, stopped or failed)
+it releases with ``None``, so what was alive at its start (the job itself, a model an export or an import held
+then) is collected again once it is garbage.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from trl import DPOConfig, DPOTrainer
 
 from .config import TrainConfig
-from .trainer import GroupedByLength, training_settings
+from .trainer import GroupedByLength, KeepsOptimizerOptions, training_settings
 
 
 def preference_arguments(cfg: TrainConfig, output_dir: str, steps: int, device: str, checkpointing: bool,
@@ -59,7 +59,7 @@ def orpo_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor, chosen_n
     return chosen_nll - beta * F.logsigmoid(log_odds).mean(), log_odds
 
 
-class PreferenceTrainer(GroupedByLength, DPOTrainer):
+class PreferenceTrainer(KeepsOptimizerOptions, GroupedByLength, DPOTrainer):
     """TRL's ``DPOTrainer`` on pairs encoded by ``pairs.py``, with batches grouped by length; ``method="orpo"``
     replaces the DPO loss with ``orpo_loss`` (no reference model is run)."""
 

@@ -131,6 +131,26 @@ class GroupedByLength:
         return LengthBatches(dataset["length"], batch, self.args.seed)
 
 
+def keep_own_options(optimizer: Any, state_dict: dict) -> dict:
+    """An optimizer's ``load_state_dict`` pre-hook: a saved state brings its weights' moments, not its kernel
+    options. Without it a run resumed from a checkpoint of the unfused AdamW (Simple LoRA's before 2026-12-01)
+    would lose ``fused`` (and its step with an fp16 gradient scaler would fail)."""
+    for saved, own in zip(state_dict["param_groups"], optimizer.param_groups, strict=False):
+        for key in ("fused", "foreach"):
+            if key in own:
+                saved[key] = own[key]
+    return state_dict
+
+
+class KeepsOptimizerOptions:
+    """A ``Trainer`` mix-in: the optimizer keeps its own kernel options when it loads a checkpoint's state."""
+
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        optimizer.register_load_state_dict_pre_hook(keep_own_options)
+        return optimizer
+
+
 def pieces(lengths: list[int], budget: int) -> list[list[int]]:
     """A batch's rows (by their lengths), longest first, cut into pieces of at most ``budget`` tokens counted as
     rows × the piece's longest row; a row longer than ``budget`` is a piece of its own."""
@@ -172,7 +192,7 @@ def piece_inputs(inputs: dict, budget: int) -> list[dict] | None:
     return out if len(out) > 1 else None
 
 
-class SimpleTrainer(GroupedByLength, Trainer):
+class SimpleTrainer(KeepsOptimizerOptions, GroupedByLength, Trainer):
     """Trainer whose training loss skips the untrained positions' logits (``completion_loss``), whose batches
     are grouped by length (``LengthBatches``) and, on a CPU, computed in pieces of ``piece_tokens`` tokens
     (``config.cpu_piece_tokens``)."""
@@ -208,8 +228,9 @@ class SimpleTrainer(GroupedByLength, Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         # ``model is self.model``: not wrapped for distributed training (unwrap_model would walk every module to
-        # look for compiled ones, at every step).
-        if not return_outputs and "labels" in inputs and model is self.model:
+        # look for compiled ones, at every step); under FSDP ``self.model`` is the wrapper itself.
+        plain = model is self.model and not self.is_fsdp_enabled
+        if not return_outputs and "labels" in inputs and plain:
             loss = completion_loss(model, inputs, num_items_in_batch)
             if loss is not None:
                 return loss

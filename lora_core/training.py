@@ -261,7 +261,9 @@ class TrainingJob:
         finally:
             self.finished_at = self.finished_at or now()
             release(self)
-            _free_memory(self._made)
+            # None: everything frozen at the start is given back to the collector too (the job itself, an export
+            # or an import running when it started), so that nothing frozen outlives the run
+            _free_memory(None)
 
     def _fail(self, message: str, code: str, params: dict) -> None:
         self.finished_at = now()
@@ -492,6 +494,7 @@ class TrainingJob:
         finally:  # ended, stopped or failed: the process gets its thread count back
             if self._thread_callback is not None:
                 self._thread_callback.restore()
+        self._record()  # the whole curve, before the evaluation and the save (the losses are written every 2 s)
 
     def _evaluate(self, trainer: Any) -> float | None:
         from .trainer import finite

@@ -52,12 +52,15 @@ def test_an_object_alive_at_a_freeze_is_freed_once_let_go():
 
 
 @pytest.mark.slow
-def test_a_chat_model_loaded_before_a_training_is_freed_when_unloaded(demo_home, monkeypatch):
+def test_a_training_freezes_while_it_runs_and_a_chat_model_loaded_before_is_freed(demo_home, monkeypatch):
     from lora_core.chat import ChatEngine
     from lora_core.demo import SAMPLE_DATASET
     from lora_core.training import State, TrainConfig, TrainingJob
 
     monkeypatch.setenv("SIMPLE_LORA_HOME", str(demo_home))
+    frozen = []
+    settle = memory.settle
+    monkeypatch.setattr(memory, "settle", lambda: settle() or frozen.append(gc.get_freeze_count()))
     base = demo_home / "Models" / "LLM" / "demo"
     engine = ChatEngine()
     engine.load_base(base)
@@ -67,6 +70,8 @@ def test_a_chat_model_loaded_before_a_training_is_freed_when_unloaded(demo_home,
                          max_length=64, samples=0, eval_rows=0)  # fmt: skip
     snap = TrainingJob(config).run()
     assert snap["state"] == State.COMPLETED, snap["error"]
-    assert gc.get_freeze_count() > 100_000  # torch, transformers and PEFT's objects: skipped by later collections
+    assert frozen[0] > 100_000  # during the run torch, transformers and PEFT's objects were skipped by collections
+    assert gc.get_freeze_count() == 0  # given back when it ended: nothing frozen outlives a run
+    assert gone() is not None  # the chat model is still loaded
     engine.unload()
     assert gone() is None

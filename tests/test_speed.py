@@ -359,3 +359,31 @@ def test_the_flop_count_in_the_trainers_logs_is_transformers_own(tmp_path):
         inputs = {"input_ids": torch.ones(shape, dtype=torch.long)}
         assert simple.floating_point_ops(inputs) == Trainer.floating_point_ops(simple, inputs) > 0
     assert simple.floating_point_ops({"labels": torch.ones(2, 3)}) == Trainer.floating_point_ops(simple, {}) == 0
+
+
+def test_a_resumed_optimizer_keeps_its_fused_kernel(tmp_path):
+    """A checkpoint of the unfused AdamW (Simple LoRA's before 2026-12-01) brings its moments, not its options:
+    the fused optimizer stays fused, and steps."""
+    from tiny import tiny_peft_model
+    from transformers import TrainingArguments
+
+    def optimizer_of(optim: str):
+        args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", optim=optim)
+        return trainer.SimpleTrainer(model=model, args=args).create_optimizer()
+
+    model = tiny_peft_model(layers=1)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p) if p.requires_grad else None
+    old = optimizer_of("adamw_torch")
+    old.step()
+    plain = torch.optim.AdamW([{"params": g["params"]} for g in old.param_groups], lr=1e-3, fused=True)
+    plain.load_state_dict(old.state_dict())
+    assert not plain.param_groups[0]["fused"]  # what torch does alone
+
+    optimizer = optimizer_of("adamw_torch_fused")
+    optimizer.load_state_dict(old.state_dict())
+    group = optimizer.param_groups[0]
+    assert group["fused"] is True and not group["foreach"] and group["lr"] == old.param_groups[0]["lr"]
+    assert optimizer.state_dict()["state"][0]["step"] == 1  # the moments came with it
+    optimizer.step()
+    assert optimizer.state_dict()["state"][0]["step"] == 2
