@@ -143,10 +143,8 @@ class TrainingJob:
         """Stop after the current step; ``save`` keeps the adapter (marked stopped), else it is discarded."""
         with self._lock:
             self._save_on_stop = save
-            running = self.progress.state in (State.LOADING, State.RUNNING)
         self._stop.set()
-        if running:
-            self.publish(state=State.STOPPING)
+        self.publish(state=State.STOPPING)  # only while loading or running (publish checks it under the lock)
 
     def wait(self, timeout: float | None = None) -> bool:
         if self._thread is not None:
@@ -175,6 +173,8 @@ class TrainingJob:
         if changes.get("state") == State.RUNNING and self._stop.is_set():
             changes["state"] = State.STOPPING
         with self._lock:
+            if changes.get("state") == State.STOPPING and self.progress.state not in (State.LOADING, State.RUNNING):
+                del changes["state"]  # the run ended (or never began) meanwhile: its state stays
             for key, value in changes.items():
                 setattr(self.progress, key, value)
         if "state" in changes:

@@ -180,6 +180,32 @@ def test_crash_during_save_leaves_nothing_that_scan_calls_valid(home, monkeypatc
     assert training.active_job() is None  # the lock was released
 
 
+def test_stop_pressed_as_a_run_ends_leaves_its_end_as_it_is(home, tmp_path, monkeypatch):
+    """Stop and the run's end may cross: a run that completes between Stop's check and its 'stopping' stays
+    completed (it used to be left 'stopping', and its record later read 'interrupted')."""
+    monkeypatch.setenv("SIMPLE_LORA_HOME", str(tmp_path))  # its run records apart from the module's
+    job = TrainingJob(config(home, task="crossed"))
+    job.publish(state=State.RUNNING)
+    flag = job._stop
+    ends = job.publish
+
+    class EndsFirst:  # the run completes just as Stop sets the flag
+        def set(self):
+            ends(state=State.COMPLETED)
+            flag.set()
+
+        def is_set(self):
+            return flag.is_set()
+
+    job._stop = EndsFirst()
+    job.stop(save=True)
+    assert job.snapshot()["state"] == State.COMPLETED and flag.is_set()
+    running = TrainingJob(config(home, task="crossed"))
+    running.publish(state=State.RUNNING)
+    running.stop(save=False)  # while it runs, Stop is said at once
+    assert running.snapshot()["state"] == State.STOPPING
+
+
 @pytest.mark.slow
 def test_stop_during_loading_saves_nothing(home):
     job = TrainingJob(config(home, task="early"))
