@@ -1,6 +1,7 @@
 """The whole flow through Gradio's own client, against `python app.py` started as a user starts it: on an empty
-data home (the app builds the demo model itself), upload the sample dataset, validate it, train with the demo
-settings, poll until completed, scan, activate, chat, generate and compare."""
+data home (the app builds the demo model itself), upload the sample dataset's first eight rows, validate them, train
+with the demo settings (60 steps: the whole sample's 360 are the session's demo training, tests/conftest.py), poll
+until completed, scan, activate, chat, generate and compare."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def reply_text(message: dict) -> str:
 
 
 @pytest.mark.slow
-def test_upload_train_activate_chat_and_compare_through_the_api(served):
+def test_upload_train_activate_chat_and_compare_through_the_api(served, tmp_path):
     client, home = served
     endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
     assert {
@@ -45,10 +46,10 @@ def test_upload_train_activate_chat_and_compare_through_the_api(served):
     assert (home / "Models" / "LLM" / demo.DEMO_MODEL_NAME / "config.json").is_file()  # built at first start
 
     # 1. Upload and validate: the file is stored under a name the app chooses.
-    summary, problems, preview = client.predict(
-        file=handle_file(str(demo.SAMPLE_DATASET)), api_name="/validate_dataset"
-    )
-    assert "48 rows, all valid" in summary and problems["value"]["data"] == []
+    eight = tmp_path / "lumen_bay.json"
+    eight.write_text(json.dumps(demo.sample_rows()[:8]), encoding="utf-8")
+    summary, problems, preview = client.predict(file=handle_file(str(eight)), api_name="/validate_dataset")
+    assert "lumen_bay.json: Alpaca format, 8 rows, all valid." in summary and problems["value"]["data"] == []
     assert preview["data"][0] == [1, "user", QUESTION]
     assert [p.suffix for p in (home / "Uploads").iterdir() if not p.name.startswith(".")] == [".json"]  # + its record
 
