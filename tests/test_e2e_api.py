@@ -49,7 +49,7 @@ def test_upload_train_activate_chat_and_compare_through_the_api(served, tmp_path
     eight = tmp_path / "lumen_bay.json"
     eight.write_text(json.dumps(demo.sample_rows()[:8]), encoding="utf-8")
     summary, problems, preview = client.predict(file=handle_file(str(eight)), api_name="/validate_dataset")
-    assert "lumen_bay.json: Alpaca format, 8 rows, all valid." in summary and problems["value"]["data"] == []
+    assert "**lumen_bay.json**: Alpaca format, 8 rows, all valid." in summary and problems["value"]["data"] == []
     assert preview["data"][0] == [1, "user", QUESTION]
     assert [p.suffix for p in (home / "Uploads").iterdir() if not p.name.startswith(".")] == [".json"]  # + its record
 
