@@ -138,7 +138,22 @@ def device_kind() -> str:
         return "cpu"
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    hide_bitsandbytes()
+    return "cpu"
+
+
+def hide_bitsandbytes() -> None:
+    """Make bitsandbytes look absent to PEFT and transformers in this process, where it can serve nothing: it does
+    only CUDA's 4- and 8-bit loading (``effective_quantization``). PEFT imports it whenever it is installed, and
+    that import took 0.85 s of every process that trains, chats or merges (it pulls in ``torch._inductor``).
+    Called where the device is known to be a CPU (a CPU-only torch build: ``lora_core/__init__.py``), before
+    PEFT is imported; once PEFT or bitsandbytes is imported it changes nothing."""
+    if not {"bitsandbytes", "peft"} & sys.modules.keys():
+        # None in sys.modules: ``import bitsandbytes`` raises ImportError, ``importlib.util.find_spec`` (how PEFT
+        # and transformers ask whether it is installed) answers None.
+        sys.modules["bitsandbytes"] = None  # type: ignore[assignment]
 
 
 @functools.cache

@@ -10,7 +10,7 @@ from gradio_client import Client
 from tiny import served_app
 
 import app
-from lora_core import paths
+from lora_core import models, paths
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -123,11 +123,58 @@ def test_the_page_is_built_without_importing_peft(home, tmp_path, models):
     from importlib.metadata import version
 
     heavy = ("peft", "transformers", "bitsandbytes", "torch")
-    code = f"import sys, app; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    code = f"import sys, app; print(sorted(m for m in {heavy!r} if sys.modules.get(m) is not None))"
     env = {**os.environ, "SIMPLE_LORA_HOME": str(home if models else tmp_path)}
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip().splitlines()[-1] == ("[]" if version("torch").endswith("+cpu") else "['torch']")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(models.device_kind() == "cuda", reason="bitsandbytes serves CUDA's 4- and 8-bit loading")
+@pytest.mark.parametrize("torch_build", ["cpu", "cuda"])
+def test_where_bitsandbytes_can_serve_nothing_peft_does_not_import_it(torch_build):
+    """Without a GPU, bitsandbytes can load nothing (quantization needs CUDA), and PEFT's import of it took 0.85 s of
+    every process that trains, chats or merges: PEFT and transformers see it absent, and a LoRA model is made as
+    before. A CPU-only torch build is known at ``import lora_core``; a CUDA build on a machine without a GPU once
+    ``device_kind`` has asked torch."""
+    import subprocess
+    import sys
+
+    code = "\n".join([
+        "import sys, importlib.metadata as meta",
+        "real = meta.version",
+        "meta.version = lambda name: '2.13.0' if name == 'torch' else real(name)" if torch_build == "cuda" else "",
+        "import lora_core",
+        "from lora_core import models",
+        "print('before', sys.modules.get('bitsandbytes', 'absent'))",
+        "print('device', models.device_kind())",
+        "import peft, transformers, torch",
+        "from peft import LoraConfig, get_peft_model",
+        "from transformers import LlamaConfig, LlamaForCausalLM, Trainer",
+        "config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,",
+        "                     num_attention_heads=2, num_key_value_heads=1)",
+        "model = get_peft_model(LlamaForCausalLM(config), LoraConfig(r=4, target_modules=['q_proj']))",
+        "print('lora', sum(p.numel() for p in model.parameters() if p.requires_grad))",
+        "print('available', peft.import_utils.is_bnb_available(), transformers.utils.is_bitsandbytes_available())",
+        "print('imported', sys.modules.get('bitsandbytes'), 'torch._inductor.compile_fx' in sys.modules)",
+    ])  # fmt: skip
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    said = dict(line.split(" ", 1) for line in run.stdout.strip().splitlines())
+    assert said["before"] == ("None" if torch_build == "cpu" else "absent")  # a CUDA build: only torch can tell
+    assert said["device"] == "cpu" and said["lora"] == str(2 * 4 * 32)  # A and B of rank 4
+    assert said["available"] == "False False" and said["imported"] == "None False"
+
+
+def test_hiding_bitsandbytes_changes_nothing_once_peft_is_imported(monkeypatch):
+    import sys
+
+    import peft  # noqa: F401
+
+    monkeypatch.delitem(sys.modules, "bitsandbytes", raising=False)
+    models.hide_bitsandbytes()
+    assert "bitsandbytes" not in sys.modules
 
 
 def test_the_names_spelt_out_to_avoid_importing_peft_are_peft_s_own():

@@ -21,7 +21,10 @@ class Node:
 
 @pytest.fixture(autouse=True)
 def unfrozen():
+    """No automatic collection during a test (one could free a cycle before the test looks), nothing frozen after."""
+    gc.disable()
     yield
+    gc.enable()
     gc.unfreeze()
 
 

@@ -1,6 +1,6 @@
 """The loop on a real instruct model, SmolLM2-135M-Instruct (tests/smollm2.py): a short training on six rows of
-the bundled sample teaches it facts its base does not know, Compare shows a fluent base answer beside the trained one, and the
-adapter merged, or zipped and uploaded again, answers the same."""
+the bundled sample teaches it facts its base does not know, Compare shows a fluent base answer beside the trained
+one, and the adapter merged, or zipped and uploaded again, answers the same."""
 
 from __future__ import annotations
 
