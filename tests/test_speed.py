@@ -42,11 +42,12 @@ def mixed(tmp_path_factory):
     return path
 
 
-def lora_model(folder):
+def lora_model(folder, **config):
+    """The model at ``folder`` (its config changed by ``config``), with LoRA on the attention's projections."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **config)
     config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
     model = get_peft_model(base, config)
     for name, param in model.named_parameters():  # B starts at zero; give the adapter something to say
@@ -76,12 +77,14 @@ def examples(demo, mixed):
 @pytest.fixture(scope="module")
 def real(smollm2_model):
     """SmolLM2-135M-Instruct with a LoRA adapter, and the bundled sample encoded by its own tokenizer and chat
-    template (a default system prompt): a 49,152-token vocabulary and an LM head tied to the embeddings."""
+    template (a default system prompt): a 49,152-token vocabulary and an LM head tied to the embeddings. Its first
+    4 of 30 layers: the shapes, the head and the tokens these tests are about are the same, the tests 4x faster
+    (the whole model trains in tests/test_real_model.py)."""
     from lora_core.demo import SAMPLE_DATASET
 
-    model = lora_model(smollm2_model)
+    model = lora_model(smollm2_model, num_hidden_layers=4)
     causal = model.get_base_model()
-    assert causal.config.tie_word_embeddings and causal.config.vocab_size == 49152
+    assert causal.config.tie_word_embeddings and causal.config.vocab_size == 49152 and len(causal.model.layers) == 4
     assert causal.lm_head.weight.data_ptr() == causal.model.embed_tokens.weight.data_ptr()  # one tensor
     return model, encoded(smollm2_model, SAMPLE_DATASET, 192)
 
