@@ -28,7 +28,7 @@ if WORKER:
 # 2 cores), so that neither process is left with a long one at the end; the rest follow in their usual order.
 LONGEST_FIRST = {
     "test_browser_walkthrough": 130, "test_browser": 115, "test_reliability_processes": 95, "test_real_model": 65,
-    "test_speed": 60, "test_training": 50, "test_preference_training": 40, "test_gguf": 33,
+    "test_speed": 60, "test_training": 50, "test_preference_training": 30, "test_gguf": 33,
     "test_reliability": 30, "test_app_chat": 23, "test_bench": 21,
 }  # fmt: skip
 

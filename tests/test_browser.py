@@ -29,7 +29,8 @@ try:
 except ImportError:  # the tests say so (skip, or fail where the browser is required)
     expect = sync_playwright = None
 
-from lora_core.demo import DEMO_MODEL_NAME, PREFERENCE_SAMPLE, SAMPLE_DATASET, build_demo_model
+from lora_core import adapters
+from lora_core.demo import DEMO_MODEL_NAME, DEMO_PREFERENCE, PREFERENCE_SAMPLE, SAMPLE_DATASET, build_demo_model
 from webui.i18n import t
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -410,7 +411,23 @@ def test_preference_pairs_are_shown_trained_with_orpo_and_compared(browser, url,
         expect(train).to_contain_text(re.compile(r"on 20 pairs: base 0\.\d\d → adapter (0\.9\d|1\.00)"))
         expect_no_error(page)
         page.screenshot(path=shots / "10-preference.png", full_page=True)
-        adapter = re.search(r"Adapter saved in (\S+)\. ", progress).group(1).rsplit("/", 1)[-1]
+        saved = re.search(r"Adapter saved in (\S+)\. ", progress).group(1)
+        adapter = saved.rsplit("/", 1)[-1]
+        # what tests/test_preference_training.py checks of its DPO run: the card, the manifest, the files, the scan
+        folder = home / saved
+        card = json.loads((folder / "eval.json").read_text(encoding="utf-8"))
+        assert card["rows_kind"] == "trained" and card["preference"]["pairs"] == 20
+        assert 0.25 <= card["preference"]["base"] <= 0.75 and card["preference"]["adapter"] >= 0.9
+        assert card["tuned"]["exact_match"] >= 0.5  # its greedy answer is the chosen one on most
+        manifest = adapters.read_manifest(folder)
+        assert manifest.method == "orpo" and manifest.hyperparameters["beta"] == DEMO_PREFERENCE["beta"]
+        assert manifest.dataset.format == "preference" and manifest.dataset.train_examples == 24
+        accuracy = [value for _, value in manifest.preference_history["accuracy"]]
+        assert accuracy[-1] >= 0.9 and accuracy[-1] > accuracy[0]
+        log_odds = manifest.preference_history["log_odds"]
+        assert log_odds[-1][1] > log_odds[0][1]
+        assert {p.name for p in folder.iterdir()} <= {"adapter_config.json", "adapter_model.safetensors", "eval.json",
+            "training_meta.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"}  # fmt: skip
 
         page.click("#tab-models-button")
         models = page.locator("#tab-models")
