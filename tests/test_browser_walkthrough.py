@@ -52,10 +52,10 @@ def test_the_first_language_follows_the_browser(browser, url):
         with opened(browser, url, locale) as page:
             expect_labels(page, lang)
             expect(page.get_by_role("button", name=t("use_sample", lang))).to_be_visible()
-    with opened(browser, url, "en-US") as page:  # Gradio's own words follow the page's switch, not the browser
-        expect(page.locator("footer")).to_contain_text("Use via API")
-        page.get_by_role("radio", name="中文").click()
-        expect(page.locator("footer")).to_contain_text("通过 API 使用")
+            if lang == "en":  # Gradio's own words follow the page's switch, not the browser
+                expect(page.locator("footer")).to_contain_text("Use via API")
+                page.get_by_role("radio", name="中文").click()
+                expect(page.locator("footer")).to_contain_text("通过 API 使用")
 
 
 def test_the_demo_clicked_through_in_a_browser(browser, url, home, shots, tmp_path):
