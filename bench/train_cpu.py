@@ -301,6 +301,10 @@ def worker(args: argparse.Namespace) -> None:
         if args.worker == "peak":
             _worker_peak(measure)
         else:
+            if args.worker.startswith("simple"):
+                # first, as the app and the CLI import it before anything else (on a CPU build of torch it hides
+                # bitsandbytes, which the instrumenting's import of transformers' Trainer would otherwise load)
+                import lora_core  # noqa: F401
             import torch
 
             measure["threads"] = torch.get_num_threads()
