@@ -304,7 +304,7 @@ def test_two_runs_side_by_side_in_a_browser(browser, url, home, shots, tmp_path,
 
     monkeypatch.setenv("SIMPLE_LORA_HOME", str(home))
     names = []
-    for task, lr, steps in (("side_fast", 2e-3, 30), ("side_slow", 5e-4, 20)):
+    for task, lr, steps in (("side_fast", 2e-3, 12), ("side_slow", 5e-4, 8)):
         config = TrainConfig(base=str(home / "Models" / "LLM" / DEMO_MODEL_NAME), data=str(SAMPLE_DATASET), task=task,
                              max_steps=steps, learning_rate=lr, batch_size=8, max_length=128, eval_rows=4)  # fmt: skip
         snap = TrainingJob(config).run()
@@ -325,7 +325,7 @@ def test_two_runs_side_by_side_in_a_browser(browser, url, home, shots, tmp_path,
         expect(page.locator("#compare-runs")).to_contain_text(re.compile(r"learning_rate\s*0\.002\s*0\.0005"))
         page.wait_for_function(f"({COMPARE_LINES_JS})().length === 2", timeout=30_000)
         lines = page.evaluate(COMPARE_LINES_JS)
-        assert sorted(line["points"] for line in lines) == [20, 30] and lines[0]["stroke"] != lines[1]["stroke"]
+        assert sorted(line["points"] for line in lines) == [8, 12] and lines[0]["stroke"] != lines[1]["stroke"]
         expect_no_error(page)
         page.locator("#compare-runs").screenshot(path=shots / "8-compare.png")
 
