@@ -53,6 +53,7 @@ def config(home: Path, **overrides) -> TrainConfig:
     values = dict(
         base=str(home / "Models" / "LLM" / "demo"), data=str(SAMPLE_DATASET), task="rel", max_steps=4,
         learning_rate=2e-3, batch_size=8, dropout=0.0, max_length=64, scheduler="constant", warmup_ratio=0.0,
+        samples=0, eval_rows=0,  # neither samples nor an evaluation card: tests of those ask for them
     )  # fmt: skip
     values.update(overrides)
     return TrainConfig(**values)

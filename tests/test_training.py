@@ -46,6 +46,10 @@ def config(home: Path, **overrides) -> TrainConfig:
         max_length=128,
         scheduler="constant",
         warmup_ratio=0.0,
+        # no samples during the run and no evaluation card after it (2.4 s of a 12-step run on one thread): the
+        # tests of those ask for them (tests/test_sampling.py, tests/test_evaluation.py, and here where named)
+        samples=0,
+        eval_rows=0,
     )
     values.update(overrides)
     return TrainConfig(**values)
@@ -247,7 +251,7 @@ def test_progress_is_published_while_training(home, monkeypatch):
     monkeypatch.setattr(
         training, "write_run", lambda folder, record: writes.append(record) or runs.write_run(folder, record)
     )
-    job = TrainingJob(config(home, task="events", max_steps=10)).start()
+    job = TrainingJob(config(home, task="events", max_steps=10, eval_rows=4)).start()
     seen = []
     while not job.wait(0.05):
         seen.append(job.snapshot())
