@@ -156,7 +156,8 @@ def test_a_cpu_training_uses_it_and_saves_a_plain_adapter(demo, tmp_path, monkey
     monkeypatch.setattr(sparse, "use_sparse_dropout", lambda model: swapped.append(real(model)) or swapped[-1])
     data = tmp_path / "d.json"
     data.write_text(json.dumps([{"instruction": f"q{i}", "output": f"a{i} a{i}"} for i in range(8)]), encoding="utf-8")
-    job = TrainingJob(TrainConfig(base=str(demo), data=str(data), task="drop", max_steps=2, batch_size=4))
+    job = TrainingJob(TrainConfig(base=str(demo), data=str(data), task="drop", max_steps=2, batch_size=4, samples=0,
+                                  eval_rows=0))  # fmt: skip
     job.run()
     snap = job.snapshot()
     assert snap["state"] == State.COMPLETED, snap

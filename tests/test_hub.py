@@ -133,7 +133,8 @@ def test_an_adapter_of_a_downloaded_base_names_it_by_its_hub_id(local_hub, tmp_p
     from lora_core.training import State, TrainConfig, TrainingJob
 
     folder = hub.download_model("acme/tiny-chat")
-    snap = TrainingJob(TrainConfig(base=str(folder), data=str(SAMPLE_DATASET), task="hub", max_steps=2)).run()
+    snap = TrainingJob(TrainConfig(base=str(folder), data=str(SAMPLE_DATASET), task="hub", max_steps=2, samples=0,
+                                   eval_rows=0)).run()  # fmt: skip
     assert snap["state"] == State.COMPLETED, snap
     adapter = snap["adapter_dir"]
     config = adapters.read_adapter_config(adapter)

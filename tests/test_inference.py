@@ -31,7 +31,7 @@ def base(home, install_demo):
 
 
 def train(base, task, steps, seed=42):
-    settings = {**DEMO_TRAINING, "epochs": 1.0}
+    settings = {**DEMO_TRAINING, "epochs": 1.0, "samples": 0, "eval_rows": 0}  # its adapter is what is tested
     config = TrainConfig(base=str(base), data=str(SAMPLE_DATASET), task=task, max_steps=steps, seed=seed, **settings)
     snap = TrainingJob(config).run()
     assert snap["state"] == State.COMPLETED, snap["error"]

@@ -40,6 +40,7 @@ def train_process(home: Path, task: str, *, slow_save: bool = False, steps: int 
     argv = [
         "train", "--base", str(home / "Models" / "LLM" / "demo"), "--data", str(SAMPLE_DATASET), "--task", task,
         "--max-steps", str(steps), "--batch-size", "8", "--max-length", "64", "--learning-rate", "2e-3",
+        "--samples", "0", "--eval-rows", "0",  # what is tested here is the training and its adapter
     ]  # fmt: skip
     code = (
         "import sys, time\n"
@@ -158,7 +159,8 @@ def test_twenty_clients_polling_and_scanning_during_a_training_change_nothing(ho
     from gradio_client import handle_file
 
     settings = dict(base_name="demo", preset="attention", max_steps=30, batch_size=8, max_length=128,
-                    learning_rate=2e-3, dropout=0.0, scheduler="constant", warmup_ratio=0.0, seed=7)  # fmt: skip
+                    learning_rate=2e-3, dropout=0.0, scheduler="constant", warmup_ratio=0.0, seed=7, samples=0,
+                    eval_rows=0)  # fmt: skip
     with served_app(home, env={"SIMPLE_LORA_THREADS": "1"}) as app:
 
         def train(client: Client, task: str) -> dict:
@@ -288,7 +290,8 @@ def test_two_users_of_one_auth_file_each_have_a_workspace_of_their_own(home, tmp
 
     secret = tmp_path / "users"
     secret.write_text("ada:ada-password\nbob:bob-password\n", encoding="utf-8")
-    settings = dict(base_name="demo", preset="attention", max_steps=4, batch_size=8, max_length=128)
+    settings = dict(base_name="demo", preset="attention", max_steps=4, batch_size=8, max_length=128, samples=0,
+                    eval_rows=0)  # fmt: skip
     with served_app(home, "--auth-file", str(secret)) as app:
         ada = Client(app.url, auth=("ada", "ada-password"), verbose=False)
         bob = Client(app.url, auth=("bob", "bob-password"), verbose=False)
