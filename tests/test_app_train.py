@@ -44,9 +44,10 @@ def sample() -> dataset_tab.LoadedDataset:
 
 
 def settings(**overrides) -> list:
-    """The hyper-parameter inputs in the tab's order: the demo settings, short."""
+    """The hyper-parameter inputs in the tab's order: the demo settings, short, without samples or an evaluation
+    card unless asked (the test of a whole run asks)."""
     values = dict(zip(train_tab.HYPER, train_tab.demo_settings()[:-1], strict=True))
-    values.update(max_steps=6, max_length=128, batch_size=8, warmup_ratio=0.0)
+    values.update(max_steps=6, max_length=128, batch_size=8, warmup_ratio=0.0, samples=0, eval_rows=0)
     values.update(overrides)
     return [values[key] for key in train_tab.HYPER]
 
@@ -281,7 +282,8 @@ def follow(lang: str = "en", timeout: float = 90.0) -> list[tuple]:
 
 @pytest.mark.slow
 def test_a_training_runs_to_completion_and_the_tab_shows_it(home: Path, sample) -> None:
-    status = train_tab.on_start("en", sample, DEMO, "ui_done", "attention", [], *settings(max_steps=8, val_split=0.25))
+    whole = settings(max_steps=8, val_split=0.25, samples=5, eval_rows=20)  # samples and the card: the defaults
+    status = train_tab.on_start("en", sample, DEMO, "ui_done", "attention", [], *whole)
     assert status == "Training **ui_done** started."
     job = train_tab.current_job()
     assert job is not None and job.config.targets == "attention"  # no targets chosen: the preset's
