@@ -99,6 +99,8 @@ ERRORS: dict[str, str] = {
     "{supported}.",
     "quantization_needs_cuda": "{quantization} quantization needs a CUDA GPU; on this CPU the model trains in "
     "float32.",
+    "quantized_base_needs_cuda": "The base model in {path} is stored quantized by bitsandbytes, which needs a CUDA "
+    "GPU; on this CPU use its full-precision version.",
     "unknown_preset": "Unknown target preset '{preset}'; choose {valid}.",
     "no_linear_layers": "The {model_type} model has no linear layers for LoRA to adapt.",
     "no_target": "No target modules were given. This model's linear layers are: {valid}.",

@@ -21,11 +21,12 @@ def merge_adapter(adapter: str | Path, out: str | Path, base: str | Path | None 
     Refused, with the reason, for a base stored quantized (no full-precision weights to merge into), a base that
     is not the one the adapter was trained on, or an ``out`` that already holds something.
     """
+    from .models import check_model_dir, device_kind, load_tokenizer, source_of
+
+    device_kind()  # without a GPU, bitsandbytes is hidden before PEFT is imported (models.hide_bitsandbytes)
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
-
-    from .models import check_model_dir, load_tokenizer, source_of
 
     adapter = Path(adapter)
     adapters.verify_adapter(adapter)

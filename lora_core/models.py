@@ -145,11 +145,13 @@ def device_kind() -> str:
 
 
 def hide_bitsandbytes() -> None:
-    """Make bitsandbytes look absent to PEFT and transformers in this process, where it can serve nothing: it does
-    only CUDA's 4- and 8-bit loading (``effective_quantization``). PEFT imports it whenever it is installed, and
-    that import took 0.85 s of every process that trains, chats or merges (it pulls in ``torch._inductor``).
-    Called where the device is known to be a CPU (a CPU-only torch build: ``lora_core/__init__.py``), before
-    PEFT is imported; once PEFT or bitsandbytes is imported it changes nothing."""
+    """Make bitsandbytes look absent to PEFT and transformers in this process, where it serves nothing: the core
+    uses it only for 4- and 8-bit loading, which needs CUDA (``effective_quantization``; a base stored quantized
+    by it is refused on a CPU, ``load_base_model``). PEFT imports it whenever it is installed, and that import
+    took 0.85 s of every process that trains, chats or merges (it pulls in ``torch._inductor``). Called where the
+    device is known to be a CPU (a CPU-only torch build: ``lora_core/__init__.py``; otherwise ``device_kind``,
+    which training and merging ask before they import PEFT); once PEFT or bitsandbytes is imported it changes
+    nothing."""
     if not {"bitsandbytes", "peft"} & sys.modules.keys():
         # None in sys.modules: ``import bitsandbytes`` raises ImportError, ``importlib.util.find_spec`` (how PEFT
         # and transformers ask whether it is installed) answers None.
@@ -188,6 +190,16 @@ def _quantization_config(quantization: str, compute: Any) -> Any:
     )
 
 
+def _bitsandbytes_quantized(base: Path) -> bool:
+    """Whether the folder's weights are stored 4- or 8-bit by bitsandbytes (its config names the method)."""
+    try:
+        config = json.loads((base / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False  # transformers says what is wrong with it
+    quantized = config.get("quantization_config") if isinstance(config, dict) else None
+    return isinstance(quantized, dict) and quantized.get("quant_method") == "bitsandbytes"
+
+
 def load_base_model(base: Path, quantization: str, device: str, trust_remote_code: bool = False) -> Any:
     """The base model: float32 on CPU; on CUDA 4-bit NF4 / 8-bit (bitsandbytes) or bf16."""
     import torch
@@ -195,6 +207,8 @@ def load_base_model(base: Path, quantization: str, device: str, trust_remote_cod
 
     check_remote_code(base, trust_remote_code)  # before transformers imports anything from the folder
     check_weights(base)
+    if device != "cuda" and _bitsandbytes_quantized(base):
+        raise TrainingError("quantized_base_needs_cuda", path=str(base))
     kwargs: dict[str, Any] = {
         "local_files_only": True,
         "trust_remote_code": trust_remote_code,

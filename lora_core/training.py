@@ -279,6 +279,8 @@ class TrainingJob:
 
     def _train(self) -> None:
         from . import memory
+
+        models.device_kind()  # without a GPU, bitsandbytes is hidden before PEFT is imported (hide_bitsandbytes)
         from . import trainer as _imports  # noqa: F401 (torch, transformers and PEFT, imported before the freeze)
         from .threads import ThreadPolicy
 

@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from lora_core import assistants
+from lora_core import assistants, models
 from lora_core.adapters import AdapterError
 from lora_core.chat import ChatEngine, ChatError, GenerationSettings, load_model
 from lora_core.data import load_records
@@ -14,7 +14,7 @@ from lora_core.demo import DEMO_TRAINING, SAMPLE_DATASET, sample_rows
 from lora_core.errors import ModelError
 from lora_core.export import merge_adapter
 from lora_core.masking import encode_messages, prompt_ids
-from lora_core.training import State, TrainConfig, TrainingJob
+from lora_core.training import State, TrainConfig, TrainingError, TrainingJob
 
 GREEDY = GenerationSettings(max_new_tokens=24)
 SLOW_FIXTURES = ("adapter_a", "adapter_b")  # they train, or take the session's demo training (marked slow)
@@ -286,15 +286,38 @@ def _tok(base):
     return load_tokenizer(base)
 
 
+def quantized_copy(base, folder):
+    """The demo model as a folder whose config says its weights are stored 4-bit by bitsandbytes."""
+    if not folder.exists():
+        shutil.copytree(base, folder)
+        config = json.loads((folder / "config.json").read_text())
+        config["quantization_config"] = {"quant_method": "bitsandbytes", "load_in_4bit": True}
+        (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
 def test_merge_refuses_a_quantized_base(home, base, adapter_a):
-    quantized = home / "Models" / "LLM" / "quantized"
-    shutil.copytree(base, quantized)
-    config = json.loads((quantized / "config.json").read_text())
-    config["quantization_config"] = {"quant_method": "bitsandbytes", "load_in_4bit": True}
-    (quantized / "config.json").write_text(json.dumps(config))
+    quantized = quantized_copy(base, home / "Models" / "LLM" / "quantized")
     with pytest.raises(ChatError, match="stored quantized"):
         merge_adapter(adapter_a, home / "out_q", base=quantized)
     assert not (home / "out_q").exists()
+
+
+@pytest.mark.skipif(models.device_kind() == "cuda", reason="CUDA loads it")
+def test_a_base_stored_quantized_by_bitsandbytes_is_refused_on_a_cpu_in_one_sentence(home, base, monkeypatch):
+    """bitsandbytes' 4- and 8-bit weights need CUDA here (and bitsandbytes is hidden on a CPU): chat and training
+    say so in one sentence, naming the folder, and write nothing."""
+    monkeypatch.setenv("SIMPLE_LORA_HOME", str(home))
+    quantized = quantized_copy(base, home / "Models" / "LLM" / "quantized")
+    said = f"The base model in {quantized} is stored quantized by bitsandbytes, which needs a CUDA GPU"
+    with pytest.raises(TrainingError, match=said) as refused:
+        ChatEngine().load_base(quantized)
+    assert refused.value.code == "quantized_base_needs_cuda"
+    config = TrainConfig(base=str(quantized), data=str(SAMPLE_DATASET), task="quantized", max_steps=1, samples=0,
+                         eval_rows=0)  # fmt: skip
+    snap = TrainingJob(config).run()
+    assert snap["state"] == State.FAILED and snap["error_code"] == "quantized_base_needs_cuda", snap["error"]
+    assert said in snap["error"] and not list((home / "Models" / "LoRA").glob("quantized_*"))
 
 
 def test_assistants_survive_a_restart(home):

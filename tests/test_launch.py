@@ -144,7 +144,8 @@ def test_where_bitsandbytes_can_serve_nothing_peft_does_not_import_it(torch_buil
     code = "\n".join([
         "import sys, importlib.metadata as meta",
         "real = meta.version",
-        "meta.version = lambda name: '2.13.0' if name == 'torch' else real(name)" if torch_build == "cuda" else "",
+        f"meta.version = lambda name: {'2.13.0+cpu' if torch_build == 'cpu' else '2.13.0'!r} if name == 'torch' "
+        "else real(name)",  # the build's name, whichever torch is installed
         "import lora_core",
         "from lora_core import models",
         "print('before', sys.modules.get('bitsandbytes', 'absent'))",

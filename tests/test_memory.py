@@ -22,9 +22,11 @@ class Node:
 @pytest.fixture(autouse=True)
 def unfrozen():
     """No automatic collection during a test (one could free a cycle before the test looks), nothing frozen after."""
+    enabled = gc.isenabled()
     gc.disable()
     yield
-    gc.enable()
+    if enabled:
+        gc.enable()
     gc.unfreeze()
 
 

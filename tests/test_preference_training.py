@@ -1,6 +1,7 @@
-"""DPO and ORPO on the demo model: the bundled preference sample is learned (the chosen answer becomes the more
-likely one, and the greedy answer), the run stops, saves and is scanned like an instruction run, and a method that
-does not fit the rows is refused before any work."""
+"""DPO and ORPO on the demo model: the bundled preference sample is learned by DPO (the chosen answer becomes the
+more likely one, and the greedy answer; ORPO's learning, with the same checks, is in the browser test that trains
+it: tests/test_browser.py), the run stops, saves and is scanned like an instruction run, and a method that does
+not fit the rows is refused before any work."""
 
 import json
 from pathlib import Path

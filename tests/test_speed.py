@@ -42,12 +42,12 @@ def mixed(tmp_path_factory):
     return path
 
 
-def lora_model(folder, **config):
-    """The model at ``folder`` (its config changed by ``config``), with LoRA on the attention's projections."""
+def lora_model(folder, **changes):
+    """The model at ``folder`` (its config changed by ``changes``), with LoRA on the attention's projections."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **config)
+    base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **changes)
     config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
     model = get_peft_model(base, config)
     for name, param in model.named_parameters():  # B starts at zero; give the adapter something to say

@@ -46,8 +46,9 @@ def config(home: Path, **overrides) -> TrainConfig:
         max_length=128,
         scheduler="constant",
         warmup_ratio=0.0,
-        # no samples during the run and no evaluation card after it (2.4 s of a 12-step run on one thread): the
-        # tests of those ask for them (tests/test_sampling.py, tests/test_evaluation.py, and here where named)
+        # no samples during the run and no evaluation card after it (the card alone took 2.4 s after a 4-step run
+        # on one thread): the tests of those ask for them (tests/test_sampling.py, tests/test_evaluation.py, and
+        # here where named)
         samples=0,
         eval_rows=0,
     )
@@ -63,13 +64,13 @@ def sha(path: Path) -> str:
 def test_training_saves_only_a_small_adapter_whose_weights_changed(home):
     base_weights = home / "Models" / "LLM" / "demo" / "model.safetensors"
     before = sha(base_weights)
-    snap = TrainingJob(config(home, task="small", val_split=0.2)).run()
+    snap = TrainingJob(config(home, task="small", val_split=0.2, eval_rows=4)).run()  # its card is a file too
 
     assert snap["state"] == State.COMPLETED, snap["error"]
     out = Path(snap["adapter_dir"])
     assert out.parent == home / "Models" / "LoRA" and out.name.startswith("small_")
     assert {p.name for p in out.iterdir()} <= ALLOWED
-    assert {"adapter_config.json", "adapter_model.safetensors", "training_meta.json"} <= {
+    assert {"adapter_config.json", "adapter_model.safetensors", "training_meta.json", "eval.json"} <= {
         p.name for p in out.iterdir()
     }
     assert (out / "adapter_model.safetensors").stat().st_size < 3 * 1024 * 1024  # MBs, never the 13 MB model

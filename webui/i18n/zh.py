@@ -518,6 +518,8 @@ ERRORS: dict[str, str] = {
     "gguf_unreadable": "无法把“{file}”读作 GGUF 模型（文件不完整或已损坏？）：{detail}",
     "gguf_unsupported": "“{file}”是 {architecture} 模型，transformers 无法从 GGUF 读取；它能读取：{supported}。",
     "quantization_needs_cuda": "{quantization} 量化需要 CUDA GPU；在 CPU 上以 float32 训练。",
+    "quantized_base_needs_cuda": "{path} 中的基座模型以 bitsandbytes 量化形式存储，需要 CUDA GPU；"
+    "在此 CPU 上请使用其全精度版本。",
     "unknown_preset": "未知的目标模块预设“{preset}”，可选：{valid}。",
     "no_linear_layers": "该 {model_type} 模型没有可供 LoRA 适配的线性层。",
     "no_target": "没有指定目标模块。该模型的线性层有：{valid}。",
