@@ -190,25 +190,16 @@ def _quantization_config(quantization: str, compute: Any) -> Any:
     )
 
 
-def _bitsandbytes_quantized(base: Path) -> bool:
-    """Whether the folder's weights are stored 4- or 8-bit by bitsandbytes (its config names the method)."""
-    try:
-        config = json.loads((base / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False  # transformers says what is wrong with it
-    quantized = config.get("quantization_config") if isinstance(config, dict) else None
-    return isinstance(quantized, dict) and quantized.get("quant_method") == "bitsandbytes"
-
-
 def load_base_model(base: Path, quantization: str, device: str, trust_remote_code: bool = False) -> Any:
     """The base model: float32 on CPU; on CUDA 4-bit NF4 / 8-bit (bitsandbytes) or bf16."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    check_remote_code(base, trust_remote_code)  # before transformers imports anything from the folder
+    config = check_remote_code(base, trust_remote_code)  # before transformers imports anything from the folder
     check_weights(base)
-    if device != "cuda" and _bitsandbytes_quantized(base):
-        raise TrainingError("quantized_base_needs_cuda", path=str(base))
+    stored = config.get("quantization_config")
+    if device != "cuda" and isinstance(stored, dict) and stored.get("quant_method") == "bitsandbytes":
+        raise TrainingError("quantized_base_needs_cuda", path=str(base))  # its 4- or 8-bit weights need CUDA
     kwargs: dict[str, Any] = {
         "local_files_only": True,
         "trust_remote_code": trust_remote_code,
