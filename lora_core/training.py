@@ -16,7 +16,7 @@ import shutil
 import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ __all__ = ["ACTIVE_STATES", "FINAL_STATES", "State", "TrainConfig", "TrainingErr
 logger = logging.getLogger(__name__)
 # A running job's record is rewritten for its losses at most this often (state changes are written at once).
 RECORD_EVERY_S = 2.0
+ACTIVE_BEFORE_STOP = (State.LOADING, State.RUNNING)  # the states Stop can change
 
 
 # --- the job -----------------------------------------------------------------------------------------------
@@ -107,6 +108,7 @@ class TrainingJob:
         self.run_id = unique_run_id(config.task)
         self.progress = Progress()
         self._lock = threading.Lock()
+        self._publishing = threading.Lock()  # one state change at a time, each on disk before it is in memory
         self._stop = threading.Event()
         self._save_on_stop = True
         self._thread: threading.Thread | None = None
@@ -156,9 +158,9 @@ class TrainingJob:
     def done(self) -> bool:
         return self.progress.state in FINAL_STATES
 
-    def snapshot(self) -> dict:
+    def snapshot(self, progress: Progress | None = None) -> dict:
         with self._lock:
-            snap = asdict(self.progress)
+            snap = asdict(progress or self.progress)
         snap.update(task=self.config.task, run=self.run_id, started_at=self.started_at, finished_at=self.finished_at,
                     dataset_name=self.config.dataset_name, method=self.config.method)  # fmt: skip
         return snap
@@ -170,16 +172,21 @@ class TrainingJob:
     # --- what the progress callback reports to (trainer.Publisher) ---
 
     def publish(self, **changes: Any) -> None:
+        """Change the run's progress. A new state is written to the run record first and shown after: a page that
+        sees it (in ``snapshot()``) and then reads the history finds it there too."""
         if changes.get("state") == State.RUNNING and self._stop.is_set():
             changes["state"] = State.STOPPING
-        with self._lock:
-            if changes.get("state") == State.STOPPING and self.progress.state not in (State.LOADING, State.RUNNING):
-                del changes["state"]  # the run ended (or never began) meanwhile: its state stays
-            for key, value in changes.items():
-                setattr(self.progress, key, value)
-        if "state" in changes:
-            logger.info("%s: %s", self.run_id, changes["state"])
-            self._record()
+        with self._publishing:
+            with self._lock:
+                if changes.get("state") == State.STOPPING and self.progress.state not in ACTIVE_BEFORE_STOP:
+                    del changes["state"]  # the run ended (or never began) meanwhile: its state stays
+                staged = replace(self.progress, **changes) if "state" in changes else None
+            if staged is not None:
+                logger.info("%s: %s", self.run_id, changes["state"])
+                self._record(progress=staged)
+            with self._lock:
+                for key, value in changes.items():
+                    setattr(self.progress, key, value)
 
     def add_log(self, step: int, logs: dict) -> None:
         with self._lock:
@@ -226,14 +233,14 @@ class TrainingJob:
         with self._lock:
             self.progress.detail.update(values)
 
-    def _record(self, every: float = 0.0) -> None:
+    def _record(self, every: float = 0.0, progress: Progress | None = None) -> None:
         """Write the run record; with ``every``, only when the last one is at least that many seconds old (the
         page shows a run's progress from the job itself; the record is its history, and what is left of it after
         a crash)."""
         if not self.is_main_process or (every and time.monotonic() - self._recorded < every):
             return
         self._recorded = time.monotonic()
-        record = self.snapshot()
+        record = self.snapshot(progress)
         record.update(state=str(record["state"]), pid=os.getpid(), config=asdict(self.config))
         record["task"] = paths.safe_name(self.config.task)
         try:

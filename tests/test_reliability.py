@@ -493,3 +493,34 @@ def test_chat_markup_is_escaped_outside_code_and_given_back_exactly(text):
     outside_code = re.sub(r"```.*?(```|$)|`[^`\n]*`", "", display, flags=re.DOTALL)
     assert "<" not in outside_code and ">" not in outside_code
     assert "`<b>x</b>`" in shown("code `<b>x</b>`")  # Markdown shows code as it is
+
+
+def test_a_state_change_is_in_the_run_history_before_a_page_can_see_it(home, monkeypatch):
+    """The Train tab redraws the history (read from the run records) when a tick sees the run's state change: the
+    record must already say that state, or the history keeps showing "running" for a finished run."""
+    job = TrainingJob(config(home, task="record_first"))
+    written: list[tuple[str, str]] = []  # (state written, state the job showed while it was written)
+    real_write = training.write_run
+
+    def write_run(run_dir, record):
+        written.append((record["state"], str(job.snapshot()["state"])))
+        real_write(run_dir, record)
+
+    monkeypatch.setattr(training, "write_run", write_run)
+    runs.claim(job)  # the process's training, as start() makes it
+    try:
+        published(job, written)
+    finally:
+        runs.release(job)
+
+
+def published(job: TrainingJob, written: list[tuple[str, str]]) -> None:
+    for state in (State.LOADING, State.RUNNING, State.COMPLETED):
+        before = str(job.snapshot()["state"])
+        job.publish(state=state)
+        assert written[-1] == (str(state), before)  # on disk first, shown after
+        assert job.snapshot()["state"] == state
+        shown = next(run for run in runs.list_runs() if run["run"] == job.run_id)
+        assert shown["state"] == str(state)
+    job.stop()  # after the end, Stop changes nothing, on disk or in memory
+    assert job.snapshot()["state"] == State.COMPLETED and len(written) == 3
