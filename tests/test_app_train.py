@@ -290,7 +290,7 @@ def test_a_training_runs_to_completion_and_the_tab_shows_it(home: Path, sample) 
 
     ticks = follow()
     progress, plot, _, samples, history, status, start, stop_save, stop_discard, seen, *form, tick = ticks[-1]
-    # the timer: every second from the first tick of the run, every few seconds once it has ended, said once each
+    # the timer: the running pace from the first tick of the run, slower once it has ended, said once each
     intervals = [t[-1].value for t in ticks if t[-1] != gr.skip()]
     assert intervals == [train_tab.TICK_ACTIVE_S, train_tab.TICK_IDLE_S] and tick.value == train_tab.TICK_IDLE_S
     names = ("base", "task", "preset", "targets", *train_tab.HYPER, "demo")
@@ -379,7 +379,7 @@ def test_stop_and_save_or_discard_and_one_training_at_a_time(home: Path, sample,
     assert wait_for(lambda: running(job)), job.snapshot()
 
     progress, _, _, _, _, _, start, stop_save, stop_discard, _, *form, tick = train_tab.poll("en", None)
-    assert tick.value == train_tab.TICK_ACTIVE_S  # a page opened during a run follows it every second
+    assert tick.value == train_tab.TICK_ACTIVE_S  # a page opened during a run follows it closely
     assert f"**{task}**: running · step " in progress and " / 400 · epoch " in progress
     assert re.search(r"Dataset: \*\*demo_alpaca.json\*\*, 48 rows, sha256 `[0-9a-f]{12}…`", progress), progress
     # a page opened now (a reload) shows the running job's settings, read-only, not the form's defaults
@@ -432,8 +432,8 @@ def test_a_failed_training_is_explained_in_the_users_language(home: Path) -> Non
     assert row[1] == "失败" and row[6].startswith("4bit 量化需要 CUDA GPU")
 
 
-def test_a_start_from_this_page_follows_the_run_every_second_until_a_tick_sees_it_ended() -> None:
-    """Start sets the timer to every second and tells the ticks so: a run that ended before the next tick (a
+def test_a_start_from_this_page_follows_the_run_closely_until_a_tick_sees_it_ended() -> None:
+    """Start sets the timer to the running pace and tells the ticks so: a run that ended before the next tick (a
     refusal in its thread, a run of a step) still slows the timer down again."""
     timer, seen = train_tab.followed({"run": None, "state": None, "lang": "en", "tick": train_tab.TICK_IDLE_S})
     assert timer.value == seen["tick"] == train_tab.TICK_ACTIVE_S and seen["lang"] == "en"

@@ -252,16 +252,18 @@ def test_markup_in_a_row_role_and_in_a_task_name_is_text_and_fetches_nothing(bro
 
 
 def slow_model(folder: Path) -> Path:
-    """A random base model with the demo tokenizer, large enough that a long reply takes many seconds on 2 cores,
-    that never stops by itself: its generation config suppresses the end tokens (a random model does emit them
-    now and then, and a reply that ends early leaves nothing for a second page to wait for)."""
+    """A random base model with the demo tokenizer, large enough that a long reply takes a minute or more on 2 cores
+    (33 ms a token on one idle thread, 2,048 tokens; at a quarter of its size another page's clicks on a busy
+    machine outlasted a reply), that never stops by itself: its generation config suppresses the end tokens (a
+    random model does emit them now and then, and a reply that ends early leaves nothing for a second page to wait
+    for)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from lora_core.chat import _stop_ids
     from lora_core.demo import MODEL_CONFIG, build_tokenizer, random_model
 
     tokenizer = build_tokenizer()
-    shape = {**MODEL_CONFIG, "hidden_size": 512, "intermediate_size": 1376, "num_hidden_layers": 8,
+    shape = {**MODEL_CONFIG, "hidden_size": 1024, "intermediate_size": 2752, "num_hidden_layers": 8,
              "max_position_embeddings": 4096}  # fmt: skip
     model = random_model(LlamaForCausalLM, LlamaConfig, tokenizer, 3, vocab_size=len(tokenizer), **shape)
     model.generation_config.suppress_tokens = _stop_ids(tokenizer)

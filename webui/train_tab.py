@@ -255,16 +255,18 @@ def on_delete_settings(lang: str, name: str | None) -> tuple[str, Any]:
 # --- what the timer shows -----------------------------------------------------------------------------------------
 
 
-# How often a page asks for the training's progress: every second while a run is going, every few seconds otherwise
-# (a run started from another page or the API shows up then). Each tick costs the page about 0.2 s of script time
-# once the Train tab has been opened, and the server a little (BENCHMARKS.md, "An open page"): an idle tab left open
-# on a laptop or a Space should not keep a core busy.
-TICK_ACTIVE_S = 1.0
-TICK_IDLE_S = 3.0
+# How often a page asks for the training's progress: every 2 s while a run is going, every 5 s otherwise (a run
+# started from another page or the API shows up then). Each tick costs the page 0.1-0.3 s of script time, more the
+# more of the page's components events have touched (Gradio's page refreshes the loading status of every one of
+# them at each change of an event's status), and the server a little (BENCHMARKS.md, "An open page"): a page
+# watching a run takes CPU the training does not get, and an idle tab left open on a laptop or a Space should not
+# keep a core busy.
+TICK_ACTIVE_S = 2.0
+TICK_IDLE_S = 5.0
 
 
 def followed(seen: dict | None) -> tuple[Any, dict]:
-    """A run was started from this page: the timer every second from now."""
+    """A run was started from this page: the timer at the running pace from now."""
     return gr.Timer(TICK_ACTIVE_S), {**(seen or {}), "tick": TICK_ACTIVE_S}
 
 
@@ -517,7 +519,7 @@ def build(labels: Labels, lang: gr.State, shared: dict[str, Any]) -> None:
         status,
         api_name="start_training",
     )
-    # the run started here: follow it every second from now, not from the next idle tick (and the ticks know it,
+    # the run started here: follow it closely from now, not from the next idle tick (and the ticks know it,
     # so that a run that ends before the next one sees it running still slows the timer down again)
     starting.success(followed, seen, [timer, seen], api_visibility="private", queue=False, show_progress="hidden")
     for event in (
