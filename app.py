@@ -99,11 +99,14 @@ def build_app() -> gr.Blocks:
         def relabel(value: str) -> list:
             return labels.updates(normalize_lang(value))
 
+        # The page is built in the default language; a browser in another one changes `lang` at load, and that
+        # change relabels. No relabel at load besides: every component an event has touched is one more that
+        # Gradio's page refreshes at each change of any event's status, which halved the CPU of a page following
+        # a run (BENCHMARKS.md, "An open page").
         lang.change(relabel, lang, labels.components, api_visibility="private")
         browser_lang = blocks.load(None, None, lang, js=BROWSER_LANG_JS)
         browser_lang.then(*shared["train_on_load"], api_visibility="private")  # the Train tab's model line
         browser_lang.then(*shared["last_offer"], api_visibility="private")  # the last dataset, offered again
-        blocks.load(relabel, lang, labels.components, api_visibility="private")
         blocks.load(*shared["stored_uploads"], api_visibility="private")
         for base in (shared["base"], shared["train_base"], chat_hooks["base"]):
             blocks.load(dataset_tab.refresh_bases, base, base, api_visibility="private")

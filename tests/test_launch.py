@@ -187,3 +187,19 @@ def test_the_names_spelt_out_to_avoid_importing_peft_are_peft_s_own():
     assert adapters.SAFETENSORS_WEIGHTS_NAME == constants.SAFETENSORS_WEIGHTS_NAME
     assert adapters.WEIGHTS_NAME == constants.WEIGHTS_NAME
     assert constants.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING["llama"] == targets.DEFAULT_TARGETS
+
+
+def test_opening_the_page_touches_few_of_its_components():
+    """Gradio's page refreshes, at each change of any event's status, the loading status of every component an
+    event has touched so far (its inputs and outputs), copying each one's properties: the events a page runs when
+    it opens (the load events and what follows them) touch a few components, not the relabelled page (a relabel at
+    load made every later event, the Train tab's ticks among them, twice as costly; BENCHMARKS.md, "An open
+    page")."""
+    config = app.demo.config
+    deps = {d["id"]: d for d in config["dependencies"]}
+    opening = {i for i, d in deps.items() if any(event == "load" for _, event in d["targets"])}
+    while followers := {i for i, d in deps.items() if d["trigger_after"] in opening} - opening:
+        opening |= followers
+    touched = set().union(*(set(deps[i]["inputs"]) | set(deps[i]["outputs"]) for i in opening))
+    assert len(opening) >= 5 and len(touched) <= 20, (len(opening), sorted(touched))  # 189 with the relabel
+    assert len(config["components"]) > 200  # of a page this size
