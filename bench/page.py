@@ -51,11 +51,13 @@ def chromium_cpu(root_pid: int) -> float:
 THREADS: dict[str, list[int]] = {"api": [], "page": []}  # the training's threads, read every 0.5 s
 
 
-def follow(client, seen: list[int], timeout: float = 600.0) -> dict:
+def follow(client, task: str, seen: list[int], timeout: float = 600.0) -> dict:
+    """The app's status, read every 0.5 s until the run of ``task`` has ended (a click's run may take a moment to
+    show: until then the status is the last run's)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         status = client.predict(api_name="/training_status")
-        if status["state"] in ("completed", "stopped", "failed"):
+        if status.get("task") == task and status["state"] in ("completed", "stopped", "failed"):
             return status
         if status["state"] == "running" and status.get("threads"):
             seen.append(int(status["threads"]))
@@ -74,7 +76,7 @@ def api_run(client, task: str) -> float:
     preset = settings.pop("targets")
     started = time.monotonic()
     client.predict(base_name=demo.DEMO_MODEL_NAME, task=task, preset=preset, **settings, api_name="/start_training")
-    status = follow(client, THREADS["api"])
+    status = follow(client, task, THREADS["api"])
     assert status["state"] == "completed", status
     return time.monotonic() - started
 
@@ -108,7 +110,7 @@ def page_run(browser, url: str, client, task: str) -> dict:
         train_idle = chromium_cpu(me) - before
         before, started = chromium_cpu(me), time.monotonic()
         train.get_by_role("button", name=t("start", "en")).click()
-        status = follow(client, THREADS["page"])
+        status = follow(client, task, THREADS["page"])
         took = time.monotonic() - started
         assert status["state"] == "completed", status
         running = chromium_cpu(me) - before
