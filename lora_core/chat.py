@@ -194,6 +194,15 @@ def reply_batches(lengths: list[int], new_tokens: int, rows: int = BATCH_ROWS, t
 
 
 BASE_ROW = "__base__"  # PEFT's name, in a batch of several adapters, for a row answered by the base model alone
+
+
+def peft_name(name: str) -> str:
+    """The name PEFT knows an adapter folder by: its folder name, each '.' (which PEFT refuses in an adapter's name,
+    a module name to torch: "v1.2", "llama-3.1-lora") as a one-dot leader, U+2024, which no folder name the app
+    makes contains."""
+    return name.replace(".", "\u2024")
+
+
 UNMIXED_LAYERS = ("ParamWrapper", "MultiheadAttention")  # PEFT's LoRA layers that refuse batches of several adapters
 
 
@@ -359,7 +368,7 @@ class ChatEngine:
                 self._forget(path.name)
             self._load_adapter(path)
             if self.active is not None:
-                self.model.set_adapter(self.active)
+                self.model.set_adapter(peft_name(self.active))
             return self.adapters[path.name]
         finally:
             self._busy.release()
@@ -370,9 +379,9 @@ class ChatEngine:
         name = path.name
         try:
             if isinstance(self.model, PeftModel):
-                self.model.load_adapter(str(path), adapter_name=name, is_trainable=False)
+                self.model.load_adapter(str(path), adapter_name=peft_name(name), is_trainable=False)
             else:
-                self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name)
+                self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=peft_name(name))
         except (RuntimeError, ValueError, KeyError) as exc:  # shapes or module names that do not fit
             raise ChatError("adapter_does_not_fit", adapter=name, base=self.base.name, detail=str(exc)) from exc
         self.model.eval()
@@ -401,7 +410,7 @@ class ChatEngine:
                 self.model = self.model.unload()
                 self.model.eval()
             else:
-                self.model.delete_adapter(name)
+                self.model.delete_adapter(peft_name(name))
             del self.adapters[name]
         if self.active == name:
             self.active = None
@@ -508,16 +517,17 @@ class ChatEngine:
         if adapter is None:
             self._unmerge()
             return self.model.disable_adapter()
-        if self._merge.merged != adapter:
+        if self._merge.merged != peft_name(adapter):
             self._unmerge()
-            self.model.set_adapter(adapter)
-            self._merge.merge(self.model, adapter)
+            self.model.set_adapter(peft_name(adapter))
+            self._merge.merge(self.model, peft_name(adapter))
         return nullcontext()
 
     @property
     def merged(self) -> str | None:
         """The adapter merged into the base layers now, if any."""
-        return self._merge.merged
+        merged = self._merge.merged
+        return next((name for name in self.adapters if peft_name(name) == merged), merged)
 
     def _unmerge(self) -> None:
         if self.model is not None:
@@ -577,7 +587,7 @@ class ChatEngine:
         prompts = [prompt_ids(self.tokenizer, m, self._style(name))
                    for (m, _), (_, name) in zip(fitted, asked, strict=True)]  # fmt: skip
         budgets = [s.max_new_tokens for _, s in fitted]
-        names = [BASE_ROW if name is None else name for _, name in asked] if mixed else None
+        names = [BASE_ROW if name is None else peft_name(name) for _, name in asked] if mixed else None
         adapter = mixed or (asked[0][1] if asked else None)
 
         @contextmanager
@@ -586,7 +596,7 @@ class ChatEngine:
             try:
                 if mixed:  # each row gets its own adapter's update; merged weights would give it to every row
                     self._unmerge()
-                    self.model.set_adapter(mixed)
+                    self.model.set_adapter(peft_name(mixed))
                     yield
                 else:
                     with self._adapter_mode(adapter):
@@ -601,6 +611,7 @@ class ChatEngine:
         whose batches PEFT can mix (not LoRA on parameters or on ``nn.MultiheadAttention``)."""
         from peft import PeftModel
 
+        name = peft_name(name)
         config = self.model.peft_config.get(name) if isinstance(self.model, PeftModel) else None
         if config is None or config.peft_type != "LORA" or config.use_dora:
             return False

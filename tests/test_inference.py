@@ -96,6 +96,27 @@ def test_a_character_the_token_limit_cut_short_does_not_end_the_reply() -> None:
     assert "".join(reply_pieces(["ab", cut * 5])) == "ab" + cut * 2  # a character has at most 4 bytes
 
 
+def test_an_adapter_folder_with_dots_in_its_name_loads_answers_and_is_forgotten(
+    engine, home, adapter_a, demo_training
+):
+    """PEFT refuses a '.' in an adapter's name (a module name to torch): a task named "v1.2", or an imported
+    "llama-3.1-lora" folder, must still load, answer merged and unmerged, mix with the base in one batch, and go."""
+    name = "v1.2_lumen.bay"
+    dotted = demo_training.copy_to(home, name)  # the same weights as adapter_a under another name
+    engine.activate(adapter_a)
+    expected = engine.generate(QUESTION, GREEDY)
+    loaded = engine.activate(dotted)
+    assert loaded.name == engine.active == name and name in engine.adapters
+    assert engine.generate(QUESTION, GREEDY) == expected and engine.merged == name
+    assert engine._batches_both(name)
+    base, tuned = engine.answer_both([QUESTION], GREEDY)
+    assert tuned == [expected] and base != tuned
+    assert engine.compare(QUESTION, GREEDY)["adapter"] == expected
+    engine.remove(name)
+    assert engine.active is None and sorted(engine.adapters) == [adapter_a.rsplit("/", 1)[1]]
+    assert engine.generate(QUESTION, GREEDY) == base[0]  # the base again
+
+
 def test_compare_gives_two_different_answers_after_training(engine, adapter_a):
     engine.activate(adapter_a)
     answers = engine.compare(QUESTION, GREEDY)
