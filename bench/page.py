@@ -21,31 +21,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from cpu_by_process import group, snapshot  # noqa: E402 (bench/cpu_by_process.py, beside this script)
+from startup import free_port  # noqa: E402 (bench/startup.py)
+
 CHROMIUM = "/usr/bin/chromium"
 IDLE_S = 15.0
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def chromium_cpu(root_pid: int) -> float:
-    """CPU seconds of the Chromium processes under ``root_pid`` (this process: Playwright's driver starts them)."""
-    import psutil
-
-    total = 0.0
-    for proc in psutil.Process(root_pid).children(recursive=True):
-        try:
-            if "chrom" in " ".join(proc.cmdline()):
-                times = proc.cpu_times()
-                total += times.user + times.system
-        except psutil.Error:  # ended meanwhile
-            pass
-    return total
+def chromium_cpu() -> float:
+    """CPU seconds of the Chromium processes running now (on an otherwise idle machine, this script's)."""
+    seen: dict[str, list] = {}
+    snapshot(seen)
+    return sum(cpu for cpu, command, parent in seen.values() if group(command, parent) == "Chromium")
 
 
 THREADS: dict[str, list[int]] = {"api": [], "page": []}  # the training's threads, read every 0.5 s
@@ -89,7 +76,6 @@ def page_run(browser, url: str, client, task: str) -> dict:
 
     context = browser.new_context(locale="en-US", viewport={"width": 1400, "height": 1000})
     page = context.new_page()
-    me = os.getpid()
     try:
         page.goto(url)
         expect(page.locator("#tab-dataset-button")).to_be_visible(timeout=60_000)
@@ -97,23 +83,23 @@ def page_run(browser, url: str, client, task: str) -> dict:
         dataset.get_by_role("button", name=t("use_sample", "en")).click()
         expect(dataset).to_contain_text("48 rows, all valid", timeout=30_000)
         page.wait_for_timeout(3_000)  # what the load and the upload left to do
-        before = chromium_cpu(me)
+        before = chromium_cpu()
         page.wait_for_timeout(IDLE_S * 1000)
-        dataset_idle = chromium_cpu(me) - before
+        dataset_idle = chromium_cpu() - before
         page.click("#tab-train-button")
         train = page.locator("#tab-train")
         train.get_by_role("button", name=t("demo_settings", "en")).click()
         train.get_by_label(t("task_name", "en")).fill(task)
         page.wait_for_timeout(3_000)
-        before = chromium_cpu(me)
+        before = chromium_cpu()
         page.wait_for_timeout(IDLE_S * 1000)
-        train_idle = chromium_cpu(me) - before
-        before, started = chromium_cpu(me), time.monotonic()
+        train_idle = chromium_cpu() - before
+        before, started = chromium_cpu(), time.monotonic()
         train.get_by_role("button", name=t("start", "en")).click()
         status = follow(client, task, THREADS["page"])
         took = time.monotonic() - started
         assert status["state"] == "completed", status
-        running = chromium_cpu(me) - before
+        running = chromium_cpu() - before
     finally:
         context.close()
     return {"took": took, "dataset_idle": dataset_idle / IDLE_S, "train_idle": train_idle / IDLE_S,
