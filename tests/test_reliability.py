@@ -509,18 +509,14 @@ def test_a_state_change_is_in_the_run_history_before_a_page_can_see_it(home, mon
     monkeypatch.setattr(training, "write_run", write_run)
     runs.claim(job)  # the process's training, as start() makes it
     try:
-        published(job, written)
+        for state in (State.LOADING, State.RUNNING, State.COMPLETED):
+            before = str(job.snapshot()["state"])
+            job.publish(state=state)
+            assert written[-1] == (str(state), before)  # on disk first, shown after
+            assert job.snapshot()["state"] == state
+            shown = next(run for run in runs.list_runs() if run["run"] == job.run_id)
+            assert shown["state"] == str(state)
+        job.stop()  # after the end, Stop changes nothing, on disk or in memory
+        assert job.snapshot()["state"] == State.COMPLETED and len(written) == 3
     finally:
         runs.release(job)
-
-
-def published(job: TrainingJob, written: list[tuple[str, str]]) -> None:
-    for state in (State.LOADING, State.RUNNING, State.COMPLETED):
-        before = str(job.snapshot()["state"])
-        job.publish(state=state)
-        assert written[-1] == (str(state), before)  # on disk first, shown after
-        assert job.snapshot()["state"] == state
-        shown = next(run for run in runs.list_runs() if run["run"] == job.run_id)
-        assert shown["state"] == str(state)
-    job.stop()  # after the end, Stop changes nothing, on disk or in memory
-    assert job.snapshot()["state"] == State.COMPLETED and len(written) == 3
