@@ -194,6 +194,9 @@ def main(argv: list[str] | None = None) -> None:
             with paths.as_user(user):
                 reconcile_runs()
     from lora_core.gguf_import import import_waiting_gguf_files
+    from lora_core.models import before_threads
+
+    before_threads()  # Gradio runs handlers on several threads
 
     built = ensure_demo_model()
     if built:

@@ -82,6 +82,15 @@ def check_weights(folder: Path) -> None:
     raise ModelError("model_no_weights", folder=str(folder))
 
 
+def before_threads() -> None:
+    """Import transformers in the calling thread, before threads of ours use it. On Python 3.11 its first import
+    met by two threads at once can hand one of them a half-made module (the import system takes the threads'
+    wait on each other for a deadlock), and ``from transformers import AutoTokenizer`` then fails with "cannot
+    import name". Once imported, its lazy parts load safely from any thread. About 0.1 s after Gradio's imports;
+    torch is not imported."""
+    import transformers  # noqa: F401
+
+
 def load_tokenizer(base_dir: str | Path, trust_remote_code: bool = False) -> Any:
     """The tokenizer of a local model or adapter folder."""
     from transformers import AutoTokenizer

@@ -132,6 +132,7 @@ class TrainingJob:
 
     def start(self) -> TrainingJob:
         claim(self)
+        models.before_threads()
         self._thread = threading.Thread(target=self._run_locked, name=f"train-{self.run_id}", daemon=True)
         self._thread.start()
         return self

@@ -520,3 +520,44 @@ def test_a_state_change_is_in_the_run_history_before_a_page_can_see_it(home, mon
         assert job.snapshot()["state"] == State.COMPLETED and len(written) == 3
     finally:
         runs.release(job)
+
+
+FIRST_IMPORTS_IN_THREADS = """
+import sys, threading
+from lora_core import models, targets
+
+models.before_threads()  # what app.py does before serving, and TrainingJob.start before its thread
+failed = []
+
+
+def run(job):
+    try:
+        job()
+    except Exception as exc:
+        failed.append(repr(exc))
+
+
+jobs = [lambda: models.load_tokenizer(sys.argv[1]), lambda: targets.targets_for_folder(sys.argv[1]),
+        lambda: __import__("peft")]
+threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(failed)
+"""
+
+
+def test_three_handlers_first_to_need_transformers_at_once_each_get_it(home):
+    """A page's first Show tokens beside the model list's targets and a chat's first load: three threads meet
+    transformers' first import at once. Without ``before_threads`` this failed in 4 runs of 4 ("cannot import name
+    'CONFIG_MAPPING' from 'transformers'", an Error on the page); with it each gets what it asked for."""
+    import subprocess
+    import sys
+
+    base = home / "Models" / "LLM" / "demo"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-c", FIRST_IMPORTS_IN_THREADS, str(base)], capture_output=True,
+                         text=True, timeout=120, env=env, cwd=ROOT)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1] == "[]", run.stdout
