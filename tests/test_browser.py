@@ -4,7 +4,8 @@ a CSV mapped and trained, preference pairs trained with ORPO. The demo walkthrou
 training, chat and compare, the language) is in tests/test_browser_walkthrough.py, which uses this module's
 fixtures and helpers; the two modules run in parallel test processes, each with its own browser and app.
 
-Screenshots of each tab go to pytest's tmp_path, or to the folder named by SIMPLE_LORA_SCREENSHOTS:
+Screenshots of each tab are taken only when SIMPLE_LORA_SCREENSHOTS names a folder for them (the one of a failing
+test always, into its tmp_path):
 
     SIMPLE_LORA_SCREENSHOTS=docs/screenshots .venv/bin/python -m pytest tests/test_browser*.py
 
@@ -17,9 +18,10 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tiny import ROOT, served_app
@@ -86,14 +88,20 @@ def url(browser, home: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def shots(tmp_path: Path) -> Path:
+def shots() -> Callable[[Any, str], None]:
+    """``shots(page_or_element, "1-dataset.png")`` saves a screenshot into the folder SIMPLE_LORA_SCREENSHOTS
+    names; without it none is taken (a full page costs the browser most of a second of CPU)."""
     folder = os.environ.get("SIMPLE_LORA_SCREENSHOTS")
-    if not folder:
-        return tmp_path
-    path = Path(folder)
-    path = path if path.is_absolute() else ROOT / path
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+
+    def shot(target: Any, name: str) -> None:
+        if not folder:
+            return
+        path = Path(folder) if Path(folder).is_absolute() else ROOT / folder
+        path.mkdir(parents=True, exist_ok=True)
+        whole = {"full_page": True} if hasattr(target, "goto") else {}  # a page, not one element of it
+        target.screenshot(path=path / name, **whole)
+
+    return shot
 
 
 @contextmanager
@@ -253,7 +261,7 @@ def test_a_model_from_the_hub_is_trained_and_its_adapter_taken_home(browser, tmp
             assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == (
                 "acme/tiny-chat"
             )
-            page.screenshot(path=shots / "6-models-hub.png", full_page=True)
+            shots(page, "6-models-hub.png")
             expect_no_error(page)
 
 
@@ -336,7 +344,7 @@ def test_two_runs_side_by_side_in_a_browser(browser, url, home, shots, tmp_path,
         lines = page.evaluate(COMPARE_LINES_JS)
         assert sorted(line["points"] for line in lines) == [8, 12] and lines[0]["stroke"] != lines[1]["stroke"]
         expect_no_error(page)
-        page.locator("#compare-runs").screenshot(path=shots / "8-compare.png")
+        shots(page.locator("#compare-runs"), "8-compare.png")
 
 
 def test_a_csv_of_questions_and_answers_is_mapped_shown_and_trained(browser, url, home, shots, tmp_path):
@@ -361,7 +369,7 @@ def test_a_csv_of_questions_and_answers_is_mapped_shown_and_trained(browser, url
         expect(box.locator("#map-input input")).to_have_value("")
         expect(box.locator("#column-values")).to_contain_text(rows[0]["instruction"])
         expect_no_error(page)
-        page.screenshot(path=shots / "9-columns.png", full_page=True)
+        shots(page, "9-columns.png")
         box.locator("#apply-columns").click()
         expect(dataset).to_contain_text("Alpaca format, 8 rows, all valid")
         expect(dataset).to_contain_text("Columns used: instruction=question,output=answer.")
@@ -420,7 +428,7 @@ def test_preference_pairs_are_shown_trained_with_orpo_and_compared(browser, url,
         # from about half of the pairs before to (nearly) all of them after (the form evaluates 20 rows)
         expect(train).to_contain_text(re.compile(r"on 20 pairs: base 0\.\d\d → adapter (0\.9\d|1\.00)"))
         expect_no_error(page)
-        page.screenshot(path=shots / "10-preference.png", full_page=True)
+        shots(page, "10-preference.png")
         saved = re.search(r"Adapter saved in (\S+)\. ", progress).group(1)
         adapter = saved.rsplit("/", 1)[-1]
         # what tests/test_preference_training.py checks of its DPO run: the card, the manifest, the files, the scan

@@ -4,7 +4,7 @@ reads its adapter or checks the same page (markup shown as text, two pages chatt
 control). The other browser tests, and the browser, app and screenshot fixtures these share, are in
 tests/test_browser.py; the two modules run in parallel test processes, each with a browser and an app of its own.
 
-Screenshots of each tab go to pytest's tmp_path, or to the folder named by SIMPLE_LORA_SCREENSHOTS:
+Screenshots of each tab are taken only when SIMPLE_LORA_SCREENSHOTS names a folder for them:
 
     SIMPLE_LORA_SCREENSHOTS=docs/screenshots .venv/bin/python -m pytest tests/test_browser*.py
 """
@@ -74,7 +74,7 @@ def test_the_demo_clicked_through_in_a_browser(browser, url, home, shots, tmp_pa
         expect(dataset).to_contain_text("48 examples")
         expect(dataset.locator("[data-testid=matplotlib] img")).to_be_visible()  # the histogram of lengths
         expect_no_error(page)
-        page.screenshot(path=shots / "1-dataset.png", full_page=True)
+        shots(page, "1-dataset.png")
 
         # 2. Train with the demo settings until the adapter is saved; the loss curve is drawn and falls.
         page.click("#tab-train-button")
@@ -111,7 +111,7 @@ def test_the_demo_clicked_through_in_a_browser(browser, url, home, shots, tmp_pa
         # the evaluation after the run, summed up
         expect(train).to_contain_text(re.compile(r"exact match base 0\.00 → adapter (0\.[89]\d|1\.00)"))
         expect_no_error(page)
-        page.screenshot(path=shots / "2-train.png", full_page=True)
+        shots(page, "2-train.png")
 
         # 3. Models: the new adapter is listed; activate it.
         page.click("#tab-models-button")
@@ -133,8 +133,8 @@ def test_the_demo_clicked_through_in_a_browser(browser, url, home, shots, tmp_pa
             expect(page.locator("#card-probe")).to_contain_text(item["prompt"])
         expect(card.locator(".vega-embed .mark-line path").first).to_be_visible()
         expect_no_error(page)
-        page.screenshot(path=shots / "3-models.png", full_page=True)
-        card.screenshot(path=shots / "7-card.png")
+        shots(page, "3-models.png")
+        shots(card, "7-card.png")
 
         # 4. Chat: the adapter answers a sample question word for word; Compare shows the base model's noise.
         page.click("#tab-chat-button")
@@ -152,7 +152,7 @@ def test_the_demo_clicked_through_in_a_browser(browser, url, home, shots, tmp_pa
         expect(base_only).not_to_have_value("")
         assert base_only.input_value().strip() != answer
         expect_no_error(page)
-        page.screenshot(path=shots / "4-chat.png", full_page=True)
+        shots(page, "4-chat.png")
 
         # The language switch relabels everything; the conversation is kept. A Chinese question in the Chinese UI.
         page.get_by_role("radio", name="中文").click()
@@ -172,7 +172,7 @@ def test_the_demo_clicked_through_in_a_browser(browser, url, home, shots, tmp_pa
         expect(with_adapter).not_to_have_value(answer, timeout=60_000)  # the Chinese question's answer
         expect(with_adapter).not_to_have_value("")
         expect_no_error(page)
-        page.screenshot(path=shots / "5-chat-zh.png", full_page=True)
+        shots(page, "5-chat-zh.png")
 
         page.get_by_role("radio", name="English").click()
         expect_labels(page, "en")
