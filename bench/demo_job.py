@@ -1,6 +1,6 @@
 """The demo training as the app runs it, timed in fresh processes, against another checkout of the project.
 
-``TrainingJob(...).run()`` on the demo model with the demo settings on the bundled sample (360 steps of a small
+``TrainingJob(...).run()`` on the demo model with the demo settings on the bundled sample (240 steps of a small
 model: the share of each step that is not the model's own work shows here more than anywhere). Each run reports
 the whole job, ``Trainer.train``, the training steps (forward and backward), the rest of the training loop (the
 optimizer, the Trainer's per-step work, callbacks, the run record) and Python's full collections (their count and
@@ -134,6 +134,9 @@ def main() -> None:
     for name, m in medians.items():
         lines.append(f"| {name} | {m['job_s']:.2f} | {m['train_s']:.2f} | {m['steps_s']:.2f} | {m['loop_s']:.2f} | "
                      f"{m['gc_full']:.0f} | {m['gc_full_s']:.2f} |")  # fmt: skip
+    steps = {name: {r["steps"] for r in rs} for name, rs in runs.items()}
+    if len(set().union(*steps.values())) > 1:  # two checkouts whose demo settings differ (60 epochs before 2026-12-01)
+        raise SystemExit(f"the runs trained different numbers of steps {steps}: pass --steps to compare them")
     if args.against:
         ratio = medians[str(args.against)]["job_s"] / medians["this checkout"]["job_s"]
         lines.append(f"\nThis checkout's job is {ratio:.2f}x as fast as {args.against}'s (medians of {args.runs}).")

@@ -150,7 +150,7 @@ def main() -> None:
         return statistics.median(p[key] for p in page)
 
     no_page = statistics.median(api)
-    print(f"\nThe demo training (360 steps, samples and its evaluation card), medians of {args.runs}:")
+    print(f"\nThe demo training (240 steps, samples and its evaluation card), medians of {args.runs}:")
     print("| started | s to its end | ratio |\n|---|---:|---:|")
     print(f"| through the API, no page open | {no_page:.1f} | 1.00x |")
     print(f"| in a page that follows it | {median('took'):.1f} | {median('took') / no_page:.2f}x |")

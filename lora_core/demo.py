@@ -49,8 +49,8 @@ SEED = 1234
 # Settings that make the demo model learn the sample answers in a couple of minutes on two CPU cores: a random
 # base model knows nothing, so the adapter needs every linear layer, a high learning rate and many passes.
 DEMO_TRAINING = {
-    "epochs": 60.0,
-    "learning_rate": 2e-3,
+    "epochs": 40.0,
+    "learning_rate": 2.5e-3,
     "rank": 16,
     "alpha": 32.0,
     "dropout": 0.0,
@@ -63,7 +63,7 @@ DEMO_TRAINING = {
 # The demo settings for the preference sample: ORPO (no reference model: the cheaper method); DPO learns it with the
 # same settings when the chosen answers' own loss is added (sft_weight), as a model that knows nothing must also
 # learn to say them.
-DEMO_PREFERENCE = {**DEMO_TRAINING, "method": "orpo", "beta": 0.1, "sft_weight": 1.0, "epochs": 40.0}
+DEMO_PREFERENCE = {**DEMO_TRAINING, "method": "orpo", "beta": 0.1, "sft_weight": 1.0, "learning_rate": 2e-3}
 
 # Some ordinary text beside the sample data, so common words outside it still get sensible tokens.
 _EXTRA_TEXT = [

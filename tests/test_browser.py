@@ -289,7 +289,7 @@ def test_a_reload_during_a_training_shows_its_settings_and_dataset(browser, url,
         train = page.locator("#tab-train")
         expect(train).to_contain_text("reloaded: running", timeout=30_000)
         expect(train).to_contain_text(re.compile(r"Dataset: demo_alpaca\.json, 48 rows, sha256 [0-9a-f]{12}…"))
-        for key, value in (("max_steps", "5000"), ("epochs", "60"), ("batch_size", "8"), ("max_length", "256")):
+        for key, value in (("max_steps", "5000"), ("epochs", "40"), ("batch_size", "8"), ("max_length", "256")):
             field = train.get_by_label(t(key, "en"), exact=True)
             expect(field).to_have_value(value)  # the run's, not the defaults
             expect(field).to_be_disabled()

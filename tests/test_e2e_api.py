@@ -1,6 +1,6 @@
 """The whole flow through Gradio's own client, against `python app.py` started as a user starts it: on an empty
 data home (the app builds the demo model itself), upload the sample dataset's first eight rows, validate them, train
-with the demo settings (60 steps: the whole sample's 360 are the session's demo training, tests/conftest.py), poll
+with the demo settings (40 steps: the whole sample's 240 are the session's demo training, tests/conftest.py), poll
 until completed, scan, activate, chat, generate and compare."""
 
 from __future__ import annotations
