@@ -47,6 +47,31 @@ def test_a_gguf_becomes_a_base_model_that_chat_takes(tiny_gguf, tmp_path) -> Non
     assert err.value.code == "model_exists"
 
 
+def test_an_import_parses_the_file_once_and_leaves_gguf_as_it_was(tiny_gguf, tmp_path, monkeypatch) -> None:
+    """transformers parses a GGUF's metadata for the tokenizer, the config and the weights, and makes gguf's
+    tensor-name map once per module of the model; within one import each is made once (the real SmolLM2's import:
+    20 s before, 9 s after), and gguf's own names are back afterwards."""
+    import gguf
+
+    made = {"readers": 0, "maps": 0}
+    make_reader, make_map = gguf.GGUFReader, gguf.get_tensor_name_map
+
+    def reader(*args, **kwargs):
+        made["readers"] += 1
+        return make_reader(*args, **kwargs)
+
+    def name_map(*args):
+        made["maps"] += 1
+        return make_map(*args)
+
+    monkeypatch.setattr(gguf, "GGUFReader", reader)
+    monkeypatch.setattr(gguf, "get_tensor_name_map", name_map)
+    folder = import_gguf(tiny_gguf, root=tmp_path / "LLM")
+    assert made == {"readers": 1, "maps": 1}
+    assert gguf.GGUFReader is reader and gguf.get_tensor_name_map is name_map
+    assert (folder / "model.safetensors").is_file()
+
+
 def test_a_file_that_is_no_gguf_or_is_cut_short_is_refused_and_leaves_nothing(tiny_gguf, tmp_path) -> None:
     root = tmp_path / "LLM"
     not_gguf = tmp_path / "model.gguf"
