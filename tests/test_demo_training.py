@@ -2,7 +2,7 @@
 
 import pytest
 
-from lora_core.chat import GenerationSettings, generate, load_model, prompt_format_of, tokenizer_for
+from lora_core.chat import ChatEngine, GenerationSettings
 from lora_core.demo import sample_rows
 from lora_core.training import State
 
@@ -14,17 +14,16 @@ def test_demo_adapter_reproduces_the_trained_answers_and_the_base_does_not(demo_
     assert demo_training.snap["state"] == State.COMPLETED
     assert took < 180, f"demo training took {took:.0f} s"
 
-    tokenizer = tokenizer_for(base, adapter)
-    tuned, plain = load_model(base, adapter), load_model(base)
-    settings = GenerationSettings(max_new_tokens=64)
-    style = prompt_format_of(adapter)
-    tuned_hits = plain_hits = 0
+    # greedy replies in batches, the base's and the adapter's (the same as one by one: tests/test_inference.py)
+    engine = ChatEngine()
+    engine.load_base(base)
+    engine.activate(adapter)
     rows = sample_rows()
-    for row in rows:
-        question = row["instruction"] + (f"\n\n{row['input']}" if row["input"] else "")
-        messages = [{"role": "user", "content": question}]
-        tuned_hits += generate(tuned, tokenizer, messages, settings, style) == row["output"]
-        plain_hits += generate(plain, tokenizer, messages, settings) == row["output"]
+    questions = [row["instruction"] + (f"\n\n{row['input']}" if row["input"] else "") for row in rows]
+    plain, tuned = engine.answer_both([[{"role": "user", "content": q}] for q in questions],
+                                      GenerationSettings(max_new_tokens=64))  # fmt: skip
+    tuned_hits = sum(reply == row["output"] for reply, row in zip(tuned, rows, strict=True))
+    plain_hits = sum(reply == row["output"] for reply, row in zip(plain, rows, strict=True))
     print(f"adapter reproduced {tuned_hits} of {len(rows)} answers in {took:.0f} s")
     assert tuned_hits >= 0.8 * len(rows), f"adapter reproduced {tuned_hits} of {len(rows)} answers"
     assert plain_hits == 0
