@@ -5,6 +5,7 @@ evaluation benchmark runs, and its three ways give the same replies."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -124,3 +125,24 @@ def test_the_demo_job_benchmark_times_two_checkouts_alike(tmp_path):
                              capture_output=True, text=True, timeout=60)  # fmt: skip
     assert refused.returncode == 2 and "not a checkout of this project" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.slow
+def test_the_demo_settings_benchmark_counts_the_answers_learned(tmp_path):
+    work = tmp_path / "work"
+    run = subprocess.run(
+        [sys.executable, "bench/demo_settings.py", "--seeds", "5", "--set", "max_steps=2", "--rows", "4",
+         "--work", str(work)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    assert re.search(r"seed 5: 2 steps in [\d.]+ s, final loss [\d.]+, adapter 0 of 4 answers", run.stdout)
+    (result,) = work.glob("demo-settings-*.json")
+    report = json.loads(result.read_text(encoding="utf-8"))
+    assert report["overrides"] == {"max_steps": 2}
+    (measure,) = report["runs"]
+    assert measure["seed"] == 5 and measure["steps"] == 2 and measure["rows"] == 4
+    assert measure["base_right"] == measure["adapter_right"] == 0  # two steps teach it nothing yet
+    refused = subprocess.run([sys.executable, "bench/demo_settings.py", "--set", "epochs"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert refused.returncode == 2 and "KEY=VALUE" in refused.stderr and "Traceback" not in refused.stderr
