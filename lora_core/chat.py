@@ -517,10 +517,11 @@ class ChatEngine:
         if adapter is None:
             self._unmerge()
             return self.model.disable_adapter()
-        if self._merge.merged != peft_name(adapter):
+        known_as = peft_name(adapter)
+        if self._merge.merged != known_as:
             self._unmerge()
-            self.model.set_adapter(peft_name(adapter))
-            self._merge.merge(self.model, peft_name(adapter))
+            self.model.set_adapter(known_as)
+            self._merge.merge(self.model, known_as)
         return nullcontext()
 
     @property
