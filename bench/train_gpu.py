@@ -237,18 +237,19 @@ def table(summary: dict, labels: dict) -> str:
 
 
 def parent(args: argparse.Namespace) -> None:
-    import torch
-
     started = time.perf_counter()
+    # what can be refused without torch first (its import takes seconds)
     if not (args.fixture / "alpaca.json").is_file():
         raise SystemExit(f"No fixture in {args.fixture}: run `.venv/bin/python bench/fixture.py` first.")
-    cuda = torch.cuda.is_available()
-    if not cuda and not args.smoke:
-        raise SystemExit("No CUDA GPU here: this benchmark needs one (--smoke checks the script on a CPU).")
     configs = args.configs.split(",")
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:
         raise SystemExit(f"Unknown configuration(s): {', '.join(unknown)}; choose from {', '.join(CONFIGS)}.")
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if not cuda and not args.smoke:
+        raise SystemExit("No CUDA GPU here: this benchmark needs one (--smoke checks the script on a CPU).")
     if not cuda:
         configs = [c for c in configs if not c.endswith("qlora")]  # bitsandbytes 4-bit needs CUDA
     shape = SMOKE if args.smoke else QWEN_05B
