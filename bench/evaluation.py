@@ -6,8 +6,11 @@ ways, alternating, several runs each, medians, against the first way measured in
 - Simple LoRA: both sides in the same batches (``ChatEngine.answer_both``, PEFT's batches of several adapters).
 
 Two workloads, as the card has them: the forgetting probe (12 prompts, 48 new tokens) and the first 20 rows of the
-bundled sample (the default ``eval_rows``, new tokens a little past the longest reference). Every way must give
-the same greedy replies; the script says so.
+bundled sample (the default ``eval_rows``, new tokens a little past the longest reference). Then the card's whole
+set, the 20 rows and the probe each with its own budget, two ways: both sides in one pass for the rows, then for
+the probe (the card until 2026-12-02, the peer), and Simple LoRA: rows and probe in the same batches, each row
+ending at its own budget (``answer_both(..., budgets=...)``). Every way must give the same greedy replies; the
+script says so.
 
     .venv/bin/python bench/evaluation.py [--base DIR] [--runs 3]
 
@@ -59,6 +62,36 @@ WAYS = {
 }
 
 
+def rows_then_probe(engine, parts) -> tuple[list[str], list[str]]:
+    answers = [engine.answer_both(conversations, settings) for conversations, settings in parts]
+    return answers[0][0] + answers[1][0], answers[0][1] + answers[1][1]
+
+
+def rows_and_probe(engine, parts) -> tuple[list[str], list[str]]:
+    from lora_core.chat import GenerationSettings
+
+    conversations = [c for part, _ in parts for c in part]
+    budgets = [settings.max_new_tokens for part, settings in parts for _ in part]
+    return engine.answer_both(conversations, GenerationSettings(max_new_tokens=max(budgets)), budgets=budgets)
+
+
+CARD_WAYS = {
+    "both sides in one pass, the rows then the probe": rows_then_probe,
+    "Simple LoRA: rows and probe in the same batches": rows_and_probe,
+}
+
+
+def table(title: str, times: dict[str, list[float]], replies: dict[str, tuple]) -> None:
+    peer = statistics.median(next(iter(times.values())))
+    print(f"\n{title}")
+    print("| way | s (median) | min | max | ratio to the first |\n|---|---:|---:|---:|---:|")
+    for name, seconds in times.items():
+        median = statistics.median(seconds)
+        print(f"| {name} | {median:.2f} | {min(seconds):.2f} | {max(seconds):.2f} | {peer / median:.2f}x |")
+    same = len({repr(r) for r in replies.values()}) == 1
+    print("the same replies every way" if same else "REPLIES DIFFER between the ways")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", type=Path)
@@ -107,14 +140,17 @@ def main() -> None:
                     start = time.perf_counter()
                     replies[name] = way(engine, conversations, settings)
                     times[name].append(time.perf_counter() - start)
-            peer = statistics.median(times[next(iter(WAYS))])
-            print(f"\n{workload}, {settings.max_new_tokens} new tokens at most")
-            print("| way | s (median) | min | max | ratio to before |\n|---|---:|---:|---:|---:|")
-            for name, seconds in times.items():
-                median = statistics.median(seconds)
-                print(f"| {name} | {median:.2f} | {min(seconds):.2f} | {max(seconds):.2f} | {peer / median:.2f}x |")
-            same = len({repr(r) for r in replies.values()}) == 1
-            print("the same replies every way" if same else "REPLIES DIFFER between the ways")
+            table(f"{workload}, {settings.max_new_tokens} new tokens at most", times, replies)
+        parts = [workloads["sample rows, 20"], workloads["forgetting probe, 12 prompts"]]
+        times = {name: [] for name in CARD_WAYS}
+        replies = {}
+        for _ in range(args.runs):
+            for name, way in CARD_WAYS.items():
+                start = time.perf_counter()
+                replies[name] = way(engine, parts)
+                times[name].append(time.perf_counter() - start)
+        budgets = " and ".join(str(settings.max_new_tokens) for _, settings in parts)
+        table(f"the card: 20 rows and the probe's 12 prompts, {budgets} new tokens at most", times, replies)
 
 
 if __name__ == "__main__":

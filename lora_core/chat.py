@@ -208,13 +208,17 @@ UNMIXED_LAYERS = ("ParamWrapper", "MultiheadAttention")  # PEFT's LoRA layers th
 
 def _replies(model: Any, tokenizer: Any, prompts: list[list[int]], budgets: list[int], settings: GenerationSettings,
              adapters: list[str] | None = None, each: Callable[[], AbstractContextManager] | None = None,
-             stop: threading.Event | None = None) -> list[str] | None:  # fmt: skip
+             stop: threading.Event | None = None, context: int | None = None) -> list[str] | None:  # fmt: skip
     """The replies to many prompts (token ids), in the order given, computed in batches of similar lengths
     (``reply_batches``; prompts padded on the left, which the model's attention mask and positions skip): for
     scoring many rows, several times faster than one by one, and the same greedy answers. Each prompt has its own
-    new-token budget (a batch holds one budget's prompts). ``adapters``: the adapter that answers each prompt
-    (``BASE_ROW``: none), as PEFT's batches of several adapters compute them (each row's LoRA update only on that
-    row); ``each``: a context entered around every batch (the engine's lock: other sessions answer between
+    new-token budget, and prompts of different budgets share a batch, each row ending at its own (a decoding step
+    reads every weight once for all its rows, so one batch of 36 rows costs much less than batches of 12 and 24
+    one after the other: BENCHMARKS.md, "The evaluation card"); a prompt whose length and the largest budget would
+    pass ``context`` (the model's,
+    ``context_length``) shares batches only with prompts of its own budget. ``adapters``: the adapter that answers
+    each prompt (``BASE_ROW``: none), as PEFT's batches of several adapters compute them (each row's LoRA update only
+    on that row); ``each``: a context entered around every batch (the engine's lock: other sessions answer between
     batches). None when ``stop`` was set between batches."""
     import torch
 
@@ -223,11 +227,13 @@ def _replies(model: Any, tokenizer: Any, prompts: list[list[int]], budgets: list
     device = next(model.parameters()).device
     pad = pad_id_of(tokenizer)
     replies: list[str] = [""] * len(prompts)
+    top = max(budgets, default=0)
     groups: dict[int, list[int]] = {}
     for i, budget in enumerate(budgets):
-        groups.setdefault(budget, []).append(i)
-    for budget, members in groups.items():
-        for cut in reply_batches([len(prompts[i]) for i in members], budget):
+        shared = context is None or len(prompts[i]) + top <= context
+        groups.setdefault(top if shared else budget, []).append(i)
+    for most, members in groups.items():
+        for cut in reply_batches([len(prompts[i]) for i in members], most):
             if stop is not None and stop.is_set():
                 return None
             batch = [members[j] for j in cut]
@@ -235,15 +241,33 @@ def _replies(model: Any, tokenizer: Any, prompts: list[list[int]], budgets: list
             ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i in batch], device=device)
             mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in batch],
                                 device=device)  # fmt: skip
-            kwargs = _generate_kwargs(tokenizer, replace(settings, max_new_tokens=budget))
+            own = [budgets[i] for i in batch]
+            kwargs = _generate_kwargs(tokenizer, replace(settings, max_new_tokens=max(own)))
+            if min(own) < max(own):
+                kwargs["stopping_criteria"] = _row_budgets(width, own, device)
             if adapters is not None:
                 kwargs["adapter_names"] = [adapters[i] for i in batch]
             with each() if each is not None else nullcontext(), torch.inference_mode():
                 out = model.generate(input_ids=ids, attention_mask=mask, **kwargs)
             for i, row in zip(batch, out[:, width:], strict=True):
-                text = tokenizer.decode(row, skip_special_tokens=True).strip()
+                text = tokenizer.decode(row[: budgets[i]], skip_special_tokens=True).strip()
                 replies[i] = _cut_tail(text)[0] or text
     return replies
+
+
+def _row_budgets(width: int, budgets: list[int], device: Any) -> Any:
+    """A stopping criterion for ``generate``: each row of a batch whose prompts are ``width`` tokens (padded) is
+    done after its own number of new tokens (``generate`` then pads it, and stops when every row is done)."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    limits = torch.tensor(budgets, device=device)
+
+    class RowBudgets(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return input_ids.shape[1] - width >= limits
+
+    return StoppingCriteriaList([RowBudgets()])
 
 
 def check_adapter_base(adapter: str | Path, base: str | Path) -> None:
@@ -551,40 +575,48 @@ class ChatEngine:
         return {"base": base_reply, "adapter": adapter_reply}
 
     def answer_all(self, conversations: list[list[dict]], settings: GenerationSettings,
-                   adapter: str | None | object = ACTIVE, stop: threading.Event | None = None
-                   ) -> list[str] | None:  # fmt: skip
+                   adapter: str | None | object = ACTIVE, stop: threading.Event | None = None,
+                   budgets: list[int] | None = None) -> list[str] | None:  # fmt: skip
         """Many conversations answered by ``adapter`` (None: the pure base), in batches (``_replies``), each first
-        made to fit the model's context (its own reply budget, as one by one). None when ``stop`` was set between
-        two batches."""
+        made to fit the model's context (its own reply budget, as one by one). ``budgets``: each conversation's
+        own ``max_new_tokens`` instead of the settings'. None when ``stop`` was set between two batches."""
         name = self._adapter(adapter)
-        return self._answer([(c, name) for c in conversations], settings, stop)
+        return self._answer([(c, name) for c in conversations], settings, stop, budgets=budgets)
 
     def answer_both(self, conversations: list[list[dict]], settings: GenerationSettings,
-                    adapter: str | None | object = ACTIVE, stop: threading.Event | None = None
-                    ) -> tuple[list[str], list[str]] | None:  # fmt: skip
+                    adapter: str | None | object = ACTIVE, stop: threading.Event | None = None,
+                    budgets: list[int] | None = None) -> tuple[list[str], list[str]] | None:  # fmt: skip
         """Many conversations answered by the base and by ``adapter``, in the order given: (base, adapter). In the
         same batches where PEFT can mix the two (``_batches_both``; the adapter unmerged, each row's update only
         on its own rows): a decoding step reads every weight once for all the rows, so on a CPU this takes about
-        0.6-0.8x two passes (BENCHMARKS.md); otherwise in two passes. None when ``stop`` was set between batches."""
+        0.6-0.8x two passes (BENCHMARKS.md); otherwise in two passes. ``budgets`` as in ``answer_all``. None when
+        ``stop`` was set between batches."""
         name = self._adapter(adapter)
         if name is None:
             raise ChatError("no_active_adapter")
         asked = [(c, n) for n in (None, name) for c in conversations]
+        both = budgets * 2 if budgets is not None else None
         if self._batches_both(name):
-            replies = self._answer(asked, settings, stop, mixed=name)
+            replies = self._answer(asked, settings, stop, mixed=name, budgets=both)
         else:
-            base = self._answer(asked[: len(conversations)], settings, stop)
-            tuned = self._answer(asked[len(conversations) :], settings, stop) if base is not None else None
+            half = len(conversations)
+            base = self._answer(asked[:half], settings, stop, budgets=budgets)
+            tuned = self._answer(asked[half:], settings, stop, budgets=budgets) if base is not None else None
             replies = base + tuned if base is not None and tuned is not None else None
         return None if replies is None else (replies[: len(conversations)], replies[len(conversations) :])
 
     def _answer(self, asked: list[tuple[list[dict], str | None]], settings: GenerationSettings,
-                stop: threading.Event | None, mixed: str | None = None) -> list[str] | None:  # fmt: skip
+                stop: threading.Event | None, mixed: str | None = None,
+                budgets: list[int] | None = None) -> list[str] | None:  # fmt: skip
         """Conversations, each with the adapter that answers it (None: the base), in batches; all with one
         adapter unless ``mixed`` names the adapter that shares the batches with the base."""
         from .masking import prompt_ids
 
-        fitted = [self._fitted(c, replace(settings), name) for c, name in asked]
+        if budgets is not None and len(budgets) != len(asked):
+            raise ValueError(f"{len(budgets)} budgets for {len(asked)} conversations")
+        own = budgets or [settings.max_new_tokens] * len(asked)
+        fitted = [self._fitted(c, replace(settings, max_new_tokens=b), name)
+                  for (c, name), b in zip(asked, own, strict=True)]  # fmt: skip
         prompts = [prompt_ids(self.tokenizer, m, self._style(name))
                    for (m, _), (_, name) in zip(fitted, asked, strict=True)]  # fmt: skip
         budgets = [s.max_new_tokens for _, s in fitted]
@@ -605,7 +637,17 @@ class ChatEngine:
             finally:
                 self._busy.release()
 
-        return _replies(self.model, self.tokenizer, prompts, budgets, settings, names, held, stop)
+        return _replies(
+            self.model,
+            self.tokenizer,
+            prompts,
+            budgets,
+            settings,
+            names,
+            held,
+            stop,
+            context_length(self.model, self.tokenizer),
+        )
 
     def _batches_both(self, name: str) -> bool:
         """Whether base and ``name`` can answer in one batch: a LoRA adapter (not DoRA) of a PEFT model on layers

@@ -271,10 +271,17 @@ def evaluate(adapter: str | Path, data: Any, base: str | Path | None = None, fmt
         asked = [split_last_reply(r) for r in records]
         references = [a[2] for a in asked]
         budget = int(max_new_tokens or answer_budget(engine.tokenizer, references, ANSWER_MARGIN, ANSWER_MAX))
-        answers = _both(engine, [a[0] for a in asked], GenerationSettings(max_new_tokens=budget), stop)
-        probed = _probe(engine, stop) if probe else []
-        if answers is None or (stop is not None and stop.is_set()):
+        # the rows and the probe's prompts in the same batches, each with its own budget (the rows' and the
+        # probe's decoding steps are then shared, not one after the other)
+        items = probe_prompts() if probe else []
+        conversations = [a[0] for a in asked] + [[{"role": "user", "content": i["prompt"]}] for i in items]
+        budgets = [budget] * len(asked) + [PROBE_MAX_NEW_TOKENS] * len(items)
+        replies = engine.answer_both(conversations, GenerationSettings(max_new_tokens=budget), stop=stop,
+                                     budgets=budgets)  # fmt: skip
+        if replies is None or (stop is not None and stop.is_set()):
             return None
+        answers = (replies[0][: len(asked)], replies[1][: len(asked)])
+        probed = _probed(items, replies[0][len(asked) :], replies[1][len(asked) :])
         results = [RowResult(r.row, prompt, ref, base_answer, tuned_answer, scores(base_answer, ref),
                              scores(tuned_answer, ref))
                    for r, (_, prompt, ref), base_answer, tuned_answer
@@ -324,24 +331,10 @@ def save_evaluation(adapter: Path, evaluation: Evaluation) -> None:
         write_manifest(adapter, manifest)
 
 
-def _both(engine: Any, conversations: list[list[dict]], settings: Any,
-          stop: threading.Event | None) -> tuple[list[str], list[str]] | None:  # fmt: skip
-    """The base's answers and the active adapter's, greedy, in batches (``ChatEngine.answer_both``); None when
-    ``stop`` was set before or between two batches."""
-    return engine.answer_both(conversations, settings, stop=stop)
-
-
-def _probe(engine: Any, stop: threading.Event | None) -> list[ProbeResult]:
+def _probed(items: list[dict], base: list[str], tuned: list[str]) -> list[ProbeResult]:
     """The general prompts answered by base and adapter; an answer counts as changed when it is not the same text."""
-    from .chat import GenerationSettings
-
-    items = probe_prompts()
-    conversations = [[{"role": "user", "content": item["prompt"]}] for item in items]
-    answers = _both(engine, conversations, GenerationSettings(max_new_tokens=PROBE_MAX_NEW_TOKENS), stop)
-    if answers is None:
-        return []
     results = []
-    for item, base_answer, tuned_answer in zip(items, *answers, strict=True):
+    for item, base_answer, tuned_answer in zip(items, base, tuned, strict=True):
         same = tuned_answer.strip() == base_answer.strip()
         results.append(ProbeResult(item["id"], item["lang"], item["prompt"], base_answer, tuned_answer,
                                    1.0 if same else rouge_l(tuned_answer, base_answer), not same,

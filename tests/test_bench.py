@@ -75,8 +75,9 @@ def test_the_evaluation_benchmark_gives_the_same_replies_every_way(demo_model):
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.count("the same replies every way") == 2, run.stdout
+    assert run.stdout.count("the same replies every way") == 3, run.stdout
     assert run.stdout.count("| Simple LoRA: both sides in one pass | ") == 2 and "torch.float64" in run.stdout
+    assert "| Simple LoRA: rows and probe in the same batches | " in run.stdout
 
 
 @pytest.mark.slow

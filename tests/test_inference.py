@@ -164,24 +164,47 @@ def test_replies_in_batches_are_the_replies_one_by_one_in_the_order_asked(engine
 
 
 def test_each_reply_keeps_its_own_budget_and_a_stop_ends_between_batches(engine, adapter_a, monkeypatch):
-    """Prompts with different new-token budgets are batched apart (each reply as long as it would be alone); a
-    stop set while a batch runs ends the call before the next batch, with no replies."""
+    """Prompts with different new-token budgets share a batch, each reply as long as it would be alone (a prompt
+    that the largest budget would take past the model's context is batched with its own budget's only); a stop set
+    while a batch runs ends the call before the next batch, with no replies."""
     import threading
 
     from lora_core import chat
 
     engine.activate(adapter_a)
+    engine.model.double()  # replies that do not depend on how float32 rounds a near-tie in other batch shapes
     prompts = mixed_prompts()[:4]
     ids = [prompt_ids(engine.tokenizer, p, None) for p in prompts]
     budgets = [3, 12, 3, 12]
+    generate = type(engine.model).generate
+    calls = []
+
+    def counted(self, *args, **kwargs):
+        calls.append(kwargs["max_new_tokens"])
+        return generate(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(engine.model), "generate", counted)
     with engine._adapter_mode(None):
-        replies = chat._replies(engine.model, engine.tokenizer, ids, budgets, GREEDY)
         alone = [chat._replies(engine.model, engine.tokenizer, [p], [b], GREEDY)[0]
                  for p, b in zip(ids, budgets, strict=True)]  # fmt: skip
-    assert replies == alone and len(replies[0]) < len(replies[1])
+        calls.clear()
+        assert chat._replies(engine.model, engine.tokenizer, ids, budgets, GREEDY) == alone
+        assert calls == [12]  # one batch
+        assert len(alone[0]) < len(alone[1])
+        calls.clear()
+        near_the_end = len(ids[0]) + 3  # the first prompt fits with its own 3 new tokens, not with 12
+        assert (
+            chat._replies(engine.model, engine.tokenizer, ids[:2], budgets[:2], GREEDY, context=near_the_end)
+            == (alone[:2])
+        )
+        assert sorted(calls) == [3, 12]
+    monkeypatch.setattr(type(engine.model), "generate", generate)
+    each = [GenerationSettings(max_new_tokens=b) for b in budgets]
+    base = [engine.compare(p, s)["base"] for p, s in zip(prompts, each, strict=True)]
+    tuned = [engine.generate(p, s) for p, s in zip(prompts, each, strict=True)]
+    assert engine.answer_both(prompts, GREEDY, budgets=budgets) == (base, tuned)  # through the engine too
 
     stop = threading.Event()
-    generate = type(engine.model).generate
     calls = []
 
     def generate_then_stop(self, *args, **kwargs):
