@@ -609,7 +609,8 @@ class ChatEngine:
                 stop: threading.Event | None, mixed: str | None = None,
                 budgets: list[int] | None = None) -> list[str] | None:  # fmt: skip
         """Conversations, each with the adapter that answers it (None: the base), in batches; all with one
-        adapter unless ``mixed`` names the adapter that shares the batches with the base."""
+        adapter unless ``mixed`` names the adapter that shares the batches with the base. ``budgets``: each
+        conversation's ``max_new_tokens`` (default: the settings')."""
         from .masking import prompt_ids
 
         if budgets is not None and len(budgets) != len(asked):

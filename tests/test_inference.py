@@ -190,7 +190,7 @@ def test_each_reply_keeps_its_own_budget_and_a_stop_ends_between_batches(engine,
         calls.clear()
         assert chat._replies(engine.model, engine.tokenizer, ids, budgets, GREEDY) == alone
         assert calls == [12]  # one batch
-        assert len(alone[0]) < len(alone[1])
+        assert chat._replies(engine.model, engine.tokenizer, ids[:1], [12], GREEDY)[0] != alone[0]  # 3 tokens
         calls.clear()
         near_the_end = len(ids[0]) + 3  # the first prompt fits with its own 3 new tokens, not with 12
         assert (
@@ -199,6 +199,8 @@ def test_each_reply_keeps_its_own_budget_and_a_stop_ends_between_batches(engine,
         )
         assert sorted(calls) == [3, 12]
     monkeypatch.setattr(type(engine.model), "generate", generate)
+    done = chat._row_budgets(5, [3, 12], "cpu")(torch.zeros((2, 8), dtype=torch.long), None)
+    assert done.tolist() == [True, False]  # after 3 new tokens the first row is done, the second goes on
     each = [GenerationSettings(max_new_tokens=b) for b in budgets]
     base = [engine.compare(p, s)["base"] for p, s in zip(prompts, each, strict=True)]
     tuned = [engine.generate(p, s) for p, s in zip(prompts, each, strict=True)]
