@@ -92,8 +92,9 @@ def test_a_short_training_teaches_the_real_model_facts_its_base_does_not_know(ch
 
 def test_replies_in_batches_are_its_replies_one_by_one(chat) -> None:
     """The evaluation's batched replies (``ChatEngine.answer_all``: prompts of mixed lengths padded on the left;
-    ``answer_both``: the base's rows and the adapter's in one batch) are SmolLM2's greedy replies one by one, with
-    its chat template's default system prompt, Chinese too."""
+    ``answer_both``: the base's rows and the adapter's in one batch, each row with its own new-token budget, as the
+    card's rows and probe) are SmolLM2's greedy replies one by one, with its chat template's default system prompt,
+    Chinese too."""
     from lora_core.evaluation import probe_prompts
 
     prompts = [p["prompt"] for p in probe_prompts()[::4]] + [row["instruction"] for row in QUESTIONS[:2]]
@@ -102,7 +103,14 @@ def test_replies_in_batches_are_its_replies_one_by_one(chat) -> None:
     replies = chat.answer_all(conversations, settings)
     assert replies == [chat.generate(c, settings) for c in conversations]
     base = [chat.answer_all([c], settings, None)[0] for c in conversations]  # one by one
-    assert base != replies and chat.answer_both(conversations, settings) == (base, replies)  # one batch, unmerged
+    assert base != replies
+    short = GenerationSettings(max_new_tokens=6)  # the last question's budget in the batch below
+    base[-1], replies[-1] = (
+        chat.answer_all(conversations[-1:], short, None)[0],
+        chat.generate(conversations[-1], short),
+    )
+    budgets = [16] * (len(conversations) - 1) + [6]
+    assert chat.answer_both(conversations, settings, budgets=budgets) == (base, replies)  # one batch, unmerged
 
 
 def test_merged_and_zipped_and_uploaded_again_it_answers_the_same(chat, trained, smollm2_model, tmp_path) -> None:
