@@ -411,15 +411,18 @@ class TrainingJob:
         model = get_peft_model(model, lora)
         if prepared.device != "cuda":
             # Same dropout distribution with a twentieth of the random draws (CUDA's dropout is cheap already),
-            # the LoRA branch without its full-size element-wise passes (lora_core/fused_lora.py), and grouped
-            # key/value heads not repeated for each query head (lora_core/grouped_attention.py).
+            # the LoRA branch without its full-size element-wise passes (lora_core/fused_lora.py), grouped
+            # key/value heads not repeated for each query head (lora_core/grouped_attention.py), and the rotary
+            # embedding in one autograd step (lora_core/rotary.py).
             from .dropout import use_sparse_dropout
             from .fused_lora import use_fused_lora
             from .grouped_attention import use_grouped_kv_on_cpu
+            from .rotary import use_fused_rotary_on_cpu
 
             use_sparse_dropout(model)
             use_fused_lora(model)
             use_grouped_kv_on_cpu()
+            use_fused_rotary_on_cpu()
         trainable, total = model.get_nb_trainable_parameters()
         self._detail(trainable_params=int(trainable), total_params=int(total), target_modules=selection.target_modules,
                      targets_source=selection.source, model_type=selection.model_type)  # fmt: skip

@@ -1,6 +1,7 @@
-"""Grouped key/value heads passed to torch as they are in a CPU training step (lora_core/grouped_attention.py), on
-SmolLM2's attention shapes (9 query heads, 3 key/value heads of 64): the same loss and gradients as transformers'
-repeated heads, on a padded batch (an attention mask, where transformers repeats them)."""
+"""The attention's CPU training paths, on SmolLM2's attention shapes (9 query heads, 3 key/value heads of 64):
+grouped key/value heads passed to torch as they are (lora_core/grouped_attention.py) and the rotary embedding in
+one autograd step (lora_core/rotary.py) give the same loss and gradients as transformers' own on a padded batch
+(an attention mask, where transformers repeats the heads); replies and evaluations keep transformers' own."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 from torch.nn import functional
 
-from lora_core import grouped_attention
+from lora_core import grouped_attention, rotary
 
 
 @pytest.fixture()
@@ -50,6 +51,19 @@ def seen(monkeypatch):
     return calls
 
 
+@pytest.fixture()
+def rotations(monkeypatch):
+    """Transformers' own rotary function for the test (put back after); how many times ours ran."""
+    from transformers.models.llama import modeling_llama
+
+    own = modeling_llama.apply_rotary_pos_emb
+    monkeypatch.setattr(modeling_llama, "apply_rotary_pos_emb", getattr(own, "__wrapped__", own))
+    calls = []
+    apply = rotary.RotaryEmbedding.apply
+    monkeypatch.setattr(rotary.RotaryEmbedding, "apply", lambda *args: calls.append(1) or apply(*args))
+    return calls
+
+
 def loss_and_grads(model, ids, mask):
     model.zero_grad()
     labels = ids.masked_fill(mask == 0, -100)
@@ -68,6 +82,30 @@ def test_a_training_step_on_cpu_gives_torch_the_grouped_heads_and_the_same_gradi
     assert torch.allclose(grouped[0], repeated[0], rtol=0, atol=1e-12)
     for name, grad in repeated[1].items():
         assert torch.allclose(grouped[1][name], grad, rtol=0, atol=1e-10), name
+
+
+def test_the_rotary_embedding_in_one_step_equals_transformers_and_its_gradient_is_exact(model, batch, rotations):
+    from transformers.models.llama.modeling_llama import rotate_half
+
+    torch.manual_seed(2)
+    x = torch.randn(2, 3, 5, 8, dtype=torch.float64, requires_grad=True)
+    cos, sin = torch.randn(2, 1, 5, 8, dtype=torch.float64), torch.randn(2, 1, 5, 8, dtype=torch.float64)
+    assert torch.allclose(rotary.RotaryEmbedding.apply(x, cos, sin), x * cos + rotate_half(x) * sin, atol=1e-14)
+    assert torch.autograd.gradcheck(lambda t: rotary.RotaryEmbedding.apply(t, cos, sin), (x,))
+    rotations.clear()
+
+    own = loss_and_grads(model, *batch)
+    assert not rotations  # transformers' own so far
+    assert "llama" in rotary.use_fused_rotary_on_cpu() and "llama" in rotary.use_fused_rotary_on_cpu()  # once
+    fused = loss_and_grads(model, *batch)
+    assert len(rotations) == 2 * 2  # q and k of both layers
+    assert torch.allclose(fused[0], own[0], rtol=0, atol=1e-12)
+    for name, grad in own[1].items():
+        assert torch.allclose(fused[1][name], grad, rtol=0, atol=1e-10), name
+    rotations.clear()
+    with torch.no_grad():
+        model(input_ids=batch[0], attention_mask=batch[1])
+    assert not rotations  # a reply's or an evaluation's forward: transformers' own
 
 
 def test_without_gradients_transformers_keeps_its_own_choice(model, batch, seen):
