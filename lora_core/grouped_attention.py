@@ -5,8 +5,8 @@ model: 2 for 4). transformers' SDPA attention passes the grouped heads to torch 
 where it knows the kernels handle it: on CUDA only without an attention mask. Otherwise, and so on a CPU whenever a
 batch is padded, it first repeats every key/value head for each query head of its group (``repeat_kv``): a full
 copy of the keys and values in every layer, and in the backward pass a sum over the copies. Torch's CPU kernels
-take the grouped heads themselves; on SmolLM2's shapes the attention's forward and backward take 15-18% less time
-so, and a training step about 5% less (``BENCHMARKS.md``), with the same values up to float rounding
+take the grouped heads themselves: decoder layers of SmolLM2's shapes run forward and backward about 2% faster so
+(``bench/attention_paths.py``, ``BENCHMARKS.md``), with the same values up to float rounding
 (``tests/test_attention.py``).
 
 ``use_grouped_kv_on_cpu`` makes transformers' choice (``use_gqa_in_sdpa``) also answer yes on a CPU when gradients

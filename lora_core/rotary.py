@@ -5,8 +5,8 @@ transformers applies it as ``q * cos + rotate_half(q) * sin`` (and the same for 
 negated half, the concatenation, two products, their sum), and in the backward pass the gradients of each, the
 slices' gradients as zero-filled copies. ``RotaryEmbedding`` computes the same values with one product and two
 in-place multiply-adds on the halves (``addcmul_``), and its backward the same way; cos and sin are all it keeps.
-On SmolLM2's shapes ([8, 9 + 3 heads, 384, 64]) forward and backward take about 4 ms instead of 11 (``BENCHMARKS.md``),
-with equal values up to float rounding (``tests/test_attention.py``).
+Decoder layers of SmolLM2's shapes run forward and backward about 4% faster so (``bench/attention_paths.py``,
+``BENCHMARKS.md``), with equal values up to float rounding (``tests/test_attention.py``).
 
 ``use_fused_rotary_on_cpu`` routes the models whose ``apply_rotary_pos_emb`` is Llama's own (Llama, Mistral,
 Qwen2, Qwen3, Gemma: checked against Llama's code when it is installed, a model type whose function differs is

@@ -147,3 +147,20 @@ def test_the_demo_settings_benchmark_counts_the_answers_learned(tmp_path):
     refused = subprocess.run([sys.executable, "bench/demo_settings.py", "--set", "epochs"], cwd=ROOT,
                              capture_output=True, text=True, timeout=60)  # fmt: skip
     assert refused.returncode == 2 and "KEY=VALUE" in refused.stderr and "Traceback" not in refused.stderr
+
+
+@pytest.mark.slow
+def test_the_attention_paths_benchmark_compares_three_ways_with_the_same_gradients():
+    run = subprocess.run(
+        [sys.executable, "bench/attention_paths.py", "--layers", "1", "--repeats", "1", "--length", "24"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| ") and "ms (median)" not in line]
+    ways = ["transformers' own", "grouped key/value heads", "grouped heads and the rotary embedding in one step"]
+    assert [row.split(" | ")[0] for row in rows] == ["| " + way for way in ways]
+    gap = float(re.search(r"input gradients between the ways: (\S+)", run.stdout).group(1))
+    assert gap < 1e-5
+    refused = subprocess.run([sys.executable, "bench/attention_paths.py", "--layers", "0"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert refused.returncode == 2 and "at least 1" in refused.stderr and "Traceback" not in refused.stderr
