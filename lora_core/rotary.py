@@ -47,36 +47,38 @@ class RotaryEmbedding(torch.autograd.Function):
         return grad_x, None, None
 
 
-def _code(function: Any) -> bytes:
-    return function.__code__.co_code if hasattr(function, "__code__") else b""
+def _code(function: Any) -> tuple:
+    """What makes two functions compute the same: their bytecode, constants and names."""
+    code = getattr(function, "__code__", None)
+    return (code.co_code, code.co_consts, code.co_names) if code is not None else ()
 
 
-def use_fused_rotary_on_cpu() -> list[str]:
-    """Install the routing described above in each model type whose rotary function is Llama's; the model types
-    routed (now or before)."""
+def use_fused_rotary_on_cpu(model_type: str | None = None) -> list[str]:
+    """Install the routing described above for ``model_type`` (by default every one of ``MODEL_TYPES``) when its
+    rotary function is Llama's; the model types routed (now or before)."""
     try:
         from transformers.models.llama import modeling_llama
     except ImportError:  # pragma: no cover (transformers is a requirement)
         return []
     reference = getattr(modeling_llama.apply_rotary_pos_emb, "__wrapped__", modeling_llama.apply_rotary_pos_emb)
     routed = []
-    for model_type in MODEL_TYPES:
+    for name in MODEL_TYPES if model_type is None else [t for t in MODEL_TYPES if t == model_type]:
         try:
-            module = importlib.import_module(f"transformers.models.{model_type}.modeling_{model_type}")
+            module = importlib.import_module(f"transformers.models.{name}.modeling_{name}")
         except ImportError:
             continue
         own = getattr(module, "apply_rotary_pos_emb", None)
         if own is None:
             continue
         if getattr(own, "simple_lora", False):
-            routed.append(model_type)
+            routed.append(name)
             continue
         if _code(own) != _code(reference) or _code(getattr(module, "rotate_half", None)) != _code(
             modeling_llama.rotate_half
         ):
             continue
         module.apply_rotary_pos_emb = _routed(own)
-        routed.append(model_type)
+        routed.append(name)
     return routed
 
 

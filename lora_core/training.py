@@ -422,7 +422,7 @@ class TrainingJob:
             use_sparse_dropout(model)
             use_fused_lora(model)
             use_grouped_kv_on_cpu()
-            use_fused_rotary_on_cpu()
+            use_fused_rotary_on_cpu(selection.model_type)
         trainable, total = model.get_nb_trainable_parameters()
         self._detail(trainable_params=int(trainable), total_params=int(total), target_modules=selection.target_modules,
                      targets_source=selection.source, model_type=selection.model_type)  # fmt: skip

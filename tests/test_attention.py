@@ -44,20 +44,28 @@ def seen(monkeypatch):
         return sdpa(query, key, value, *args, **kwargs)
 
     monkeypatch.setattr(functional, "scaled_dot_product_attention", spy)
+    transformers_own(monkeypatch)
+    return calls
+
+
+def transformers_own(monkeypatch) -> None:
+    """Transformers' own grouped-heads choice and rotary functions for the test (put back after)."""
+    import importlib
+
     from transformers.integrations import sdpa_attention
 
     own = sdpa_attention.use_gqa_in_sdpa  # transformers' own, unless a training in this process replaced it
-    monkeypatch.setattr(sdpa_attention, "use_gqa_in_sdpa", getattr(own, "__wrapped__", own))  # put back after
-    return calls
+    monkeypatch.setattr(sdpa_attention, "use_gqa_in_sdpa", getattr(own, "__wrapped__", own))
+    for name in rotary.MODEL_TYPES:
+        module = importlib.import_module(f"transformers.models.{name}.modeling_{name}")
+        own = module.apply_rotary_pos_emb
+        monkeypatch.setattr(module, "apply_rotary_pos_emb", getattr(own, "__wrapped__", own))
 
 
 @pytest.fixture()
 def rotations(monkeypatch):
-    """Transformers' own rotary function for the test (put back after); how many times ours ran."""
-    from transformers.models.llama import modeling_llama
-
-    own = modeling_llama.apply_rotary_pos_emb
-    monkeypatch.setattr(modeling_llama, "apply_rotary_pos_emb", getattr(own, "__wrapped__", own))
+    """How many times our rotary step ran (transformers' own functions at the test's start)."""
+    transformers_own(monkeypatch)
     calls = []
     apply = rotary.RotaryEmbedding.apply
     monkeypatch.setattr(rotary.RotaryEmbedding, "apply", lambda *args: calls.append(1) or apply(*args))
@@ -117,3 +125,23 @@ def test_without_gradients_transformers_keeps_its_own_choice(model, batch, seen)
     with torch.no_grad():
         model(input_ids=batch[0])  # no mask: transformers' own grouped path
     assert seen and all(call == (9, 3, True) for call in seen)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU's paths: a GPU training keeps transformers' own")
+def test_a_cpu_training_installs_both_and_its_model_types_rotary_only(demo_model, tmp_path, monkeypatch):
+    from transformers.integrations import sdpa_attention
+    from transformers.models.llama import modeling_llama
+    from transformers.models.qwen2 import modeling_qwen2
+
+    from lora_core.demo import SAMPLE_DATASET
+    from lora_core.training import State, TrainConfig, TrainingJob
+
+    transformers_own(monkeypatch)
+    monkeypatch.setenv("SIMPLE_LORA_HOME", str(tmp_path))
+    config = TrainConfig(base=str(demo_model), data=str(SAMPLE_DATASET), task="paths", max_steps=1, samples=0,
+                         eval_rows=0)  # fmt: skip
+    assert TrainingJob(config).run()["state"] == State.COMPLETED
+    assert getattr(sdpa_attention.use_gqa_in_sdpa, "simple_lora", False)
+    assert getattr(modeling_llama.apply_rotary_pos_emb, "simple_lora", False)  # the demo model is a Llama
+    assert not getattr(modeling_qwen2.apply_rotary_pos_emb, "simple_lora", False)  # no Qwen2 trained here
