@@ -215,11 +215,10 @@ def _replies(model: Any, tokenizer: Any, prompts: list[list[int]], budgets: list
     new-token budget, and prompts of different budgets share a batch, each row ending at its own (a decoding step
     reads every weight once for all its rows, so one batch of 36 rows costs much less than batches of 12 and 24
     one after the other: BENCHMARKS.md, "The evaluation card"); a prompt whose length and the largest budget would
-    pass ``context`` (the model's,
-    ``context_length``) shares batches only with prompts of its own budget. ``adapters``: the adapter that answers
-    each prompt (``BASE_ROW``: none), as PEFT's batches of several adapters compute them (each row's LoRA update only
-    on that row); ``each``: a context entered around every batch (the engine's lock: other sessions answer between
-    batches). None when ``stop`` was set between batches."""
+    pass ``context`` (the model's, ``context_length``) shares batches only with prompts of its own budget.
+    ``adapters``: the adapter that answers each prompt (``BASE_ROW``: none), as PEFT's batches of several adapters
+    compute them (each row's LoRA update only on that row); ``each``: a context entered around every batch (the
+    engine's lock: other sessions answer between batches). None when ``stop`` was set between batches."""
     import torch
 
     from .masking import pad_id_of
@@ -638,17 +637,8 @@ class ChatEngine:
             finally:
                 self._busy.release()
 
-        return _replies(
-            self.model,
-            self.tokenizer,
-            prompts,
-            budgets,
-            settings,
-            names,
-            held,
-            stop,
-            context_length(self.model, self.tokenizer),
-        )
+        context = context_length(self.model, self.tokenizer)
+        return _replies(self.model, self.tokenizer, prompts, budgets, settings, names, held, stop, context)
 
     def _batches_both(self, name: str) -> bool:
         """Whether base and ``name`` can answer in one batch: a LoRA adapter (not DoRA) of a PEFT model on layers
