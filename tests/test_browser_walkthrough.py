@@ -329,10 +329,15 @@ def test_two_pages_chat_each_with_their_own_model_and_stop_only_their_own_reply(
             most.blur()  # the slider takes a typed number when its field loses focus (page A keeps it otherwise)
             # taken: else a reply of the default length may end before the other page asks (on a busy machine)
             expect(chat.get_by_label(f"range slider for {t('max_new_tokens', 'en')}")).to_have_value("2048")
+        replies_a = chat_a.locator("[data-testid=bot]")
+        before = replies_a.count()
         ask(chat_a, "Tell me a long story.")
-        expect(chat_a.locator("[data-testid=bot]").last).not_to_have_text("", timeout=60_000)  # A's reply streams
+        # A's own new reply streams (until its bubble is there, `.last` is A's earlier answer: B must not ask before)
+        expect(replies_a).to_have_count(before + 1, timeout=60_000)
+        waiting = t("chat_waiting", "en").strip("*")
+        expect(replies_a.last).not_to_have_text(re.compile(rf"^\s*$|^{re.escape(waiting)}"), timeout=60_000)
         ask(chat_b, "Tell me a long story.")
-        expect(chat_b.locator("[data-testid=bot]").last).to_have_text(t("chat_waiting", "en").strip("*"))
+        expect(chat_b.locator("[data-testid=bot]").last).to_have_text(waiting)
         chat_b.get_by_role("button", name=t("stop_reply", "en"), exact=True).click()
         expect(chat_b.locator("[data-testid=bot]").last).to_have_text(t("chat_stopped", "en").strip("*"),
                                                                  timeout=5_000)  # fmt: skip
