@@ -72,6 +72,14 @@ def record_of(home: Path, task: str) -> dict | None:
 
 
 @pytest.fixture(scope="module")
+def app(home):
+    """The app as a user starts it (no options), shared by the tests that only send it requests: one start for
+    them all (each start is seconds of imports)."""
+    with served_app(home) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
 def earlier(home):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SIMPLE_LORA_HOME", str(home))
@@ -119,7 +127,7 @@ def test_a_training_killed_while_it_saves_leaves_no_adapter_that_looks_valid(hom
     assert [a.valid for a in adapters.scan() if a.name.startswith("killed_saving")] == [True]
 
 
-def test_model_folders_cannot_be_fetched_and_other_origins_are_refused(home, earlier):
+def test_model_folders_cannot_be_fetched_and_other_origins_are_refused(home, earlier, app):
     folder, _ = earlier
     secrets = [
         home / "Models" / "LLM" / "demo" / "model.safetensors",
@@ -127,17 +135,16 @@ def test_model_folders_cannot_be_fetched_and_other_origins_are_refused(home, ear
         *sorted((home / "Runs").glob("*/run.json"))[:1],
         Path("/etc/passwd"),
     ]
-    with served_app(home) as app:
-        for path in secrets:
-            relative = path.relative_to(path.anchor)
-            for route in (f"gradio_api/file={path}", f"file={path}", f"gradio_api/file={relative}"):
-                response = httpx.get(app.url + route, timeout=10)
-                assert response.status_code in (403, 404), (route, response.status_code)
-                assert b"safetensors" not in response.content[:64] and b"root:" not in response.content
-        evil = httpx.get(f"{app.url}config", headers={"Origin": "https://evil.example"}, timeout=10)
-        assert evil.headers.get("access-control-allow-origin") not in ("*", "https://evil.example")
-        own = httpx.get(f"{app.url}config", headers={"Origin": app.url.rstrip("/")}, timeout=10)
-        assert own.status_code == 200
+    for path in secrets:
+        relative = path.relative_to(path.anchor)
+        for route in (f"gradio_api/file={path}", f"file={path}", f"gradio_api/file={relative}"):
+            response = httpx.get(app.url + route, timeout=10)
+            assert response.status_code in (403, 404), (route, response.status_code)
+            assert b"safetensors" not in response.content[:64] and b"root:" not in response.content
+    evil = httpx.get(f"{app.url}config", headers={"Origin": "https://evil.example"}, timeout=10)
+    assert evil.headers.get("access-control-allow-origin") not in ("*", "https://evil.example")
+    own = httpx.get(f"{app.url}config", headers={"Origin": app.url.rstrip("/")}, timeout=10)
+    assert own.status_code == 200
 
 
 def test_an_upload_over_the_cap_is_refused_by_the_server(home):
@@ -210,40 +217,39 @@ def test_twenty_clients_polling_and_scanning_during_a_training_change_nothing(ho
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_the_guard_holds_in_front_of_the_real_app(home):
+def test_the_guard_holds_in_front_of_the_real_app(home, app):
     """DNS rebinding, huge bodies and prompts, settings that broke the page for everyone: refused in one sentence,
     the server's memory unmoved, the page still served afterwards."""
     import psutil
     from gradio_client import handle_file
 
-    with served_app(home) as app:
-        rebound = httpx.get(f"{app.url}config", headers={"Host": f"evil.example:{app.port}"}, timeout=10)
-        assert rebound.status_code == 403 and rebound.text.startswith("This app answers only to this machine")
-        page = httpx.get(app.url, timeout=10)
-        assert page.headers["x-frame-options"] == "DENY" and page.headers["x-content-type-options"] == "nosniff"
+    rebound = httpx.get(f"{app.url}config", headers={"Host": f"evil.example:{app.port}"}, timeout=10)
+    assert rebound.status_code == 403 and rebound.text.startswith("This app answers only to this machine")
+    page = httpx.get(app.url, timeout=10)
+    assert page.headers["x-frame-options"] == "DENY" and page.headers["x-content-type-options"] == "nosniff"
 
-        server = psutil.Process(app.proc.pid)
-        before = server.memory_info().rss
-        body = b"x" * (60 * 1024 * 1024)
-        big = httpx.post(f"{app.url}gradio_api/queue/join", content=body, timeout=60,
-                         headers={"content-type": "application/json"})  # fmt: skip
-        prompt = json.dumps({"data": ["a" * (10 * 1024 * 1024)]}).encode()
-        long_prompt = httpx.post(f"{app.url}gradio_api/call/generate", content=prompt, timeout=60,
-                                 headers={"content-type": "application/json"})  # fmt: skip
-        grown = server.memory_info().rss - before
-        for answer in (big, long_prompt):
-            assert answer.status_code == 413 and answer.text.startswith("The request is larger than the 2.0 MB")
-        assert grown < 200 * 1024 * 1024, grown
+    server = psutil.Process(app.proc.pid)
+    before = server.memory_info().rss
+    body = b"x" * (60 * 1024 * 1024)
+    big = httpx.post(f"{app.url}gradio_api/queue/join", content=body, timeout=60,
+                     headers={"content-type": "application/json"})  # fmt: skip
+    prompt = json.dumps({"data": ["a" * (10 * 1024 * 1024)]}).encode()
+    long_prompt = httpx.post(f"{app.url}gradio_api/call/generate", content=prompt, timeout=60,
+                             headers={"content-type": "application/json"})  # fmt: skip
+    grown = server.memory_info().rss - before
+    for answer in (big, long_prompt):
+        assert answer.status_code == 413 and answer.text.startswith("The request is larger than the 2.0 MB")
+    assert grown < 200 * 1024 * 1024, grown
 
-        client = Client(app.url, verbose=False)
-        client.predict(file=handle_file(str(SAMPLE_DATASET)), api_name="/validate_dataset")
-        for bad in ({"epochs": 1e300}, {"max_steps": 10**19}, {"seed": -1}, {"rank": 100000}, {"max_length": "abc"}):
-            with pytest.raises(Exception, match="must be between|needs a number") as refused:
-                client.predict(base_name="demo", task="hostile", **bad, api_name="/start_training")
-            assert "\n" not in str(refused.value).strip()
-        assert client.predict(api_name="/training_status") == {"state": None}  # no run was made
-        assert not [r for r in runs.list_runs() if r.get("task") == "hostile"]
-        assert httpx.get(f"{app.url}config", timeout=10).status_code == 200  # the page is still served
+    client = Client(app.url, verbose=False)
+    client.predict(file=handle_file(str(SAMPLE_DATASET)), api_name="/validate_dataset")
+    for bad in ({"epochs": 1e300}, {"max_steps": 10**19}, {"seed": -1}, {"rank": 100000}, {"max_length": "abc"}):
+        with pytest.raises(Exception, match="must be between|needs a number") as refused:
+            client.predict(base_name="demo", task="hostile", **bad, api_name="/start_training")
+        assert "\n" not in str(refused.value).strip()
+    assert client.predict(api_name="/training_status") == {"state": None}  # no run was made
+    assert not [r for r in runs.list_runs() if r.get("task") == "hostile"]
+    assert httpx.get(f"{app.url}config", timeout=10).status_code == 200  # the page is still served
 
 
 def test_the_login_page_describes_no_api_and_login_attempts_are_limited(home, tmp_path):
@@ -259,25 +265,24 @@ def test_the_login_page_describes_no_api_and_login_attempts_are_limited(home, tm
         assert answers[10].status_code == 429 and answers[10].text.startswith("Too many login attempts")
 
 
-def test_one_client_cannot_fill_the_queue_for_everyone(home):
+def test_one_client_cannot_fill_the_queue_for_everyone(home, app):
     """80 calls at once from one client: the client gets its fair share of the queue, the rest are refused at once,
     and another client's call is answered within a few seconds."""
-    with served_app(home) as app:
-        greedy, polite = Client(app.url, verbose=False), Client(app.url, verbose=False)
-        for client in (greedy, polite):  # each client session chooses its chat model
-            client.predict(base_name="demo", adapter="", api_name="/load_chat_model")
-        jobs = [greedy.submit(prompt=f"question {i}", max_new_tokens=32, api_name="/generate") for i in range(80)]
-        time.sleep(1.0)  # all of them sent
-        started = time.monotonic()
-        other = polite.predict(prompt="hello", max_new_tokens=8, api_name="/generate")
-        waited = time.monotonic() - started
-        outcomes = []
-        for job in jobs:
-            try:
-                job.result(timeout=120)
-                outcomes.append("answered")
-            except Exception as exc:  # refused: the queue said why
-                outcomes.append("refused" if "Queue is full" in str(exc) else f"error: {exc}")
+    greedy, polite = Client(app.url, verbose=False), Client(app.url, verbose=False)
+    for client in (greedy, polite):  # each client session chooses its chat model
+        client.predict(base_name="demo", adapter="", api_name="/load_chat_model")
+    jobs = [greedy.submit(prompt=f"question {i}", max_new_tokens=32, api_name="/generate") for i in range(80)]
+    time.sleep(1.0)  # all of them sent
+    started = time.monotonic()
+    other = polite.predict(prompt="hello", max_new_tokens=8, api_name="/generate")
+    waited = time.monotonic() - started
+    outcomes = []
+    for job in jobs:
+        try:
+            job.result(timeout=120)
+            outcomes.append("answered")
+        except Exception as exc:  # refused: the queue said why
+            outcomes.append("refused" if "Queue is full" in str(exc) else f"error: {exc}")
     assert isinstance(other, str) and waited < 10, waited
     assert outcomes.count("refused") >= 60 and outcomes.count("answered") >= 8, outcomes
     assert all(o in ("answered", "refused") for o in outcomes), outcomes
@@ -316,27 +321,26 @@ def test_two_users_of_one_auth_file_each_have_a_workspace_of_their_own(home, tmp
         assert adapter in json.dumps(ada.predict(current=None, api_name="/scan_adapters")[0])
 
 
-def test_an_adapter_downloaded_as_a_zip_and_uploaded_again_answers_the_same(home, earlier):
+def test_an_adapter_downloaded_as_a_zip_and_uploaded_again_answers_the_same(home, earlier, app):
     from gradio_client import handle_file
 
     folder, files = earlier
     question = "Who keeps the lighthouse of Lumen Bay?"
-    with served_app(home) as app:
-        client = Client(app.url, verbose=False)
-        archive = Path(client.predict(name=folder.name, api_name="/download_adapter"))
-        with zipfile.ZipFile(archive) as z:
-            assert sorted(z.namelist()) == sorted(f"{folder.name}/{name}" for name in files)
-        copy = archive.with_name("copy_of_earlier.zip")
-        copy.write_bytes(archive.read_bytes())
-        status, _, _, _ = client.predict(file=handle_file(str(copy)), current=None, api_name="/upload_adapter")
-        assert "copy_of_earlier" in status
-        answers = []
-        for name in (folder.name, "copy_of_earlier"):
-            client.predict(name=name, api_name="/activate_adapter")
-            answers.append(client.predict(prompt=question, max_new_tokens=24, api_name="/generate"))
-        assert answers[0] == answers[1]  # (a 4-step adapter may say nothing; the files are compared below)
-        fake = archive.with_name("notes.zip")
-        fake.write_text("not a zip")
-        with pytest.raises(Exception, match="'notes.zip' is not a zip file"):
-            client.predict(file=handle_file(str(fake)), current=None, api_name="/upload_adapter")
+    client = Client(app.url, verbose=False)
+    archive = Path(client.predict(name=folder.name, api_name="/download_adapter"))
+    with zipfile.ZipFile(archive) as z:
+        assert sorted(z.namelist()) == sorted(f"{folder.name}/{name}" for name in files)
+    copy = archive.with_name("copy_of_earlier.zip")
+    copy.write_bytes(archive.read_bytes())
+    status, _, _, _ = client.predict(file=handle_file(str(copy)), current=None, api_name="/upload_adapter")
+    assert "copy_of_earlier" in status
+    answers = []
+    for name in (folder.name, "copy_of_earlier"):
+        client.predict(name=name, api_name="/activate_adapter")
+        answers.append(client.predict(prompt=question, max_new_tokens=24, api_name="/generate"))
+    assert answers[0] == answers[1]  # (a 4-step adapter may say nothing; the files are compared below)
+    fake = archive.with_name("notes.zip")
+    fake.write_text("not a zip")
+    with pytest.raises(Exception, match="'notes.zip' is not a zip file"):
+        client.predict(file=handle_file(str(fake)), current=None, api_name="/upload_adapter")
     assert tree(home / "Models" / "LoRA" / "copy_of_earlier") == files
