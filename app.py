@@ -24,7 +24,7 @@ import gradio as gr
 from lora_core import paths
 from webui import chat_sessions, chat_tab, dataset_tab, models_tab, train_tab
 from webui.common import Labels
-from webui.guard import share_queue_fairly
+from webui.guard import poll_queue_gently, share_queue_fairly
 from webui.i18n import DEFAULT_LANG, LANGUAGES, normalize_lang, t
 from webui.workspaces import bind_workspaces
 
@@ -211,6 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     # so the queue never holds a slot for it.
     app.queue(default_concurrency_limit=4, max_size=64)
     share_queue_fairly(app, PER_CLIENT_WAITING)
+    poll_queue_gently(app)
     if several_users:
         logger.info("%d users, each in a workspace of their own under %s", len(auth), paths.home() / paths.USERS_DIR)
         bind_workspaces(app)

@@ -203,3 +203,27 @@ def test_opening_the_page_touches_few_of_its_components():
     touched = set().union(*(set(deps[i]["inputs"]) | set(deps[i]["outputs"]) for i in opening))
     assert len(opening) >= 5 and len(touched) <= 20, (len(opening), sorted(touched))  # 189 with the relabel
     assert len(config["components"]) > 200  # of a page this size
+
+
+def test_the_app_polls_its_queue_gently_when_idle(home, monkeypatch):
+    """Gradio's queue looks for waiting events every 1 ms and for progress every 10 ms, even in an app nobody uses
+    (about 6% of a core here; BENCHMARKS.md, "Start-up"): the app's queue does so every 20 ms and 100 ms. Gradio's
+    attribute names are checked too: a Gradio that renamed them would fail here, not at a user's start."""
+    import gradio as gr
+
+    from webui.guard import PROGRESS_POLL_S, QUEUE_POLL_S, poll_queue_gently
+
+    launched = []
+    monkeypatch.setenv("SIMPLE_LORA_HOME", str(home))
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: launched.append(self))
+    app.main(["--port", "7999"])
+    (served,) = launched
+    queue = served._queue
+    assert (queue.sleep_when_free, queue.progress_update_sleep_when_free) == (QUEUE_POLL_S, PROGRESS_POLL_S)
+    bare = gr.Blocks()
+    bare.queue()
+    assert bare._queue.sleep_when_free < QUEUE_POLL_S  # Gradio's own, faster
+    bare._queue.sleep_when_free = 1.0
+    poll_queue_gently(bare)
+    assert bare._queue.sleep_when_free == 1.0  # never made faster
+    assert bare._queue.progress_update_sleep_when_free == PROGRESS_POLL_S

@@ -9,7 +9,8 @@ Gradio sees it, and the headers every answer carries.
 - Login attempts are limited per client.
 - Every answer says: not to be framed, no content sniffing, no referrer.
 
-Refusals are one sentence of plain text.
+Refusals are one sentence of plain text. Gradio's queue, behind the guard: each client gets a fair share of it,
+and it polls for work gently while it has none.
 """
 
 from __future__ import annotations
@@ -296,3 +297,19 @@ def share_queue_fairly(blocks: Any, per_client: int) -> None:
         return await push(body, request, username)
 
     queue.push = fair_push
+
+
+# Gradio's queue looks for a waiting event every 1 ms while it has none, and for progress to send every 10 ms: an
+# app nobody uses kept about 6% of a core busy (BENCHMARKS.md, "Start-up"), CPU a training on the same machine, or
+# another Space's, does not get. Every 20 ms and 100 ms instead: an event asked of an idle app waits at most 20 ms
+# more before it starts, and a progress bar moves ten times a second.
+QUEUE_POLL_S = 0.02
+PROGRESS_POLL_S = 0.1
+
+
+def poll_queue_gently(blocks: Any, poll_s: float = QUEUE_POLL_S, progress_s: float = PROGRESS_POLL_S) -> None:
+    """Slow down the idle polling of ``blocks``' queue (never speed it up). Gradio's attributes for it are checked
+    by tests/test_launch.py, so that a Gradio that renames them is noticed."""
+    queue = blocks._queue
+    queue.sleep_when_free = max(queue.sleep_when_free, poll_s)
+    queue.progress_update_sleep_when_free = max(queue.progress_update_sleep_when_free, progress_s)
