@@ -207,7 +207,7 @@ def test_opening_the_page_touches_few_of_its_components():
 
 def test_the_app_polls_its_queue_gently_when_idle(home, monkeypatch):
     """Gradio's queue looks for waiting events every 1 ms and for progress every 10 ms, even in an app nobody uses
-    (about 6% of a core here; BENCHMARKS.md, "Start-up"): the app's queue does so every 20 ms and 100 ms. Gradio's
+    (about 4.5% of a core here; BENCHMARKS.md, "Start-up"): the app's queue does so every 20 ms and 100 ms. Gradio's
     attribute names are checked too: a Gradio that renamed them would fail here, not at a user's start."""
     import gradio as gr
 

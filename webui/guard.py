@@ -300,7 +300,7 @@ def share_queue_fairly(blocks: Any, per_client: int) -> None:
 
 
 # Gradio's queue looks for a waiting event every 1 ms while it has none, and for progress to send every 10 ms: an
-# app nobody uses kept about 6% of a core busy (BENCHMARKS.md, "Start-up"), CPU a training on the same machine, or
+# app nobody uses kept about 4.5% of a core busy (BENCHMARKS.md, "Start-up"), CPU a training on the same machine, or
 # another Space's, does not get. Every 20 ms and 100 ms instead: an event asked of an idle app waits at most 20 ms
 # more before it starts, and a progress bar moves ten times a second.
 QUEUE_POLL_S = 0.02
