@@ -67,7 +67,8 @@ TOAST_TITLES_JS = (
 
 def build_app() -> gr.Blocks:
     labels = Labels()
-    with gr.Blocks(title="Simple LoRA") as blocks:
+    # No usage analytics or version check sent to Gradio's servers: the app tells no one what a user does with it.
+    with gr.Blocks(title="Simple LoRA", analytics_enabled=False) as blocks:
         with gr.Row(equal_height=True):
             with gr.Column(scale=4):
                 labels.add(gr.Markdown(), value="title")

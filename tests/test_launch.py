@@ -227,3 +227,18 @@ def test_the_app_polls_its_queue_gently_when_idle(home, monkeypatch):
     poll_queue_gently(bare)
     assert bare._queue.sleep_when_free == 1.0  # never made faster
     assert bare._queue.progress_update_sleep_when_free == PROGRESS_POLL_S
+
+
+def test_the_app_sends_no_analytics_and_checks_no_version(monkeypatch):
+    """Gradio reports a Blocks app's creation and launch to its servers, and checks for a newer Gradio, unless told
+    not to: the app is told not to (the page's config says so too), whatever the environment says."""
+    from gradio import analytics
+
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "True")
+    sent = []
+    monkeypatch.setattr(analytics, "_do_analytics_request", lambda **kwargs: sent.append(kwargs))
+    monkeypatch.setattr(analytics, "version_check", lambda: sent.append("version check"))
+    built = app.build_app()
+    assert built.analytics_enabled is False and built.config["analytics_enabled"] is False
+    assert app.demo.config["analytics_enabled"] is False
+    assert sent == []
