@@ -19,14 +19,17 @@ import secrets
 import sys
 from pathlib import Path
 
-import gradio as gr
+from lora_core.memory import paused
 
-from lora_core import paths
-from webui import chat_sessions, chat_tab, dataset_tab, models_tab, train_tab
-from webui.common import Labels
-from webui.guard import poll_queue_gently, share_queue_fairly
-from webui.i18n import DEFAULT_LANG, LANGUAGES, normalize_lang, t
-from webui.workspaces import bind_workspaces
+with paused():  # Gradio's imports and the app's make many long-lived objects and no garbage (lora_core/memory.py)
+    import gradio as gr
+
+    from lora_core import paths
+    from webui import chat_sessions, chat_tab, dataset_tab, models_tab, train_tab
+    from webui.common import Labels
+    from webui.guard import poll_queue_gently, share_queue_fairly
+    from webui.i18n import DEFAULT_LANG, LANGUAGES, normalize_lang, t
+    from webui.workspaces import bind_workspaces
 
 logger = logging.getLogger("simple_lora")
 
@@ -68,7 +71,7 @@ TOAST_TITLES_JS = (
 def build_app() -> gr.Blocks:
     labels = Labels()
     # No usage analytics or version check sent to Gradio's servers: the app tells no one what a user does with it.
-    with gr.Blocks(title="Simple LoRA", analytics_enabled=False) as blocks:
+    with paused(), gr.Blocks(title="Simple LoRA", analytics_enabled=False) as blocks:
         with gr.Row(equal_height=True):
             with gr.Column(scale=4):
                 labels.add(gr.Markdown(), value="title")

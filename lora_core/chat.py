@@ -57,7 +57,8 @@ def load_model(base: str | Path, adapter: str | Path | None = None, trust_remote
     model = load_for_inference(base, trust_remote_code)
     if adapter is None:
         return model
-    from peft import PeftModel
+    with memory.paused():
+        from peft import PeftModel
 
     adapter = Path(adapter)
     adapters.verify_adapter(adapter, base_dir=base)
@@ -397,7 +398,8 @@ class ChatEngine:
             self._busy.release()
 
     def _load_adapter(self, path: Path) -> None:
-        from peft import PeftModel
+        with memory.paused():
+            from peft import PeftModel
 
         name = path.name
         try:

@@ -17,6 +17,7 @@ from typing import Any
 from . import paths
 from .errors import PathError
 from .files import staged_folder
+from .memory import paused
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +140,8 @@ def build_demo_model(out: str | Path | None = None, *, force: bool = False) -> P
 
     Written to a hidden staging folder first and renamed into place, so a half-built model is never listed.
     """
-    from transformers import LlamaConfig, LlamaForCausalLM
+    with paused():
+        from transformers import LlamaConfig, LlamaForCausalLM
 
     out = Path(out) if out else paths.llm_dir() / DEMO_MODEL_NAME
     out = out.resolve()

@@ -18,8 +18,26 @@ then) is collected again once it is garbage.
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 _epoch = 0
+
+
+@contextmanager
+def paused() -> Iterator[None]:
+    """The cycle collector paused for a block that makes many long-lived objects and little garbage: importing
+    torch, transformers, PEFT or Gradio (hundreds of thousands of objects), loading a model, building the page.
+    The automatic collections such a block sets off free almost nothing: they took 10-16% of the imports' time
+    (``BENCHMARKS.md``, "Start-up"). The collector is switched back on after the block if it was on before it
+    (a block inside another, or in another thread at the same time, leaves it to the outer one)."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 def epoch() -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelError, TrainingError
+from .memory import paused
 
 logger = logging.getLogger(__name__)
 
@@ -88,12 +89,14 @@ def before_threads() -> None:
     wait on each other for a deadlock), and ``from transformers import AutoTokenizer`` then fails with "cannot
     import name". Once imported, its lazy parts load safely from any thread. About 0.1 s after Gradio's imports;
     torch is not imported."""
-    import transformers  # noqa: F401
+    with paused():
+        import transformers  # noqa: F401
 
 
 def load_tokenizer(base_dir: str | Path, trust_remote_code: bool = False) -> Any:
     """The tokenizer of a local model or adapter folder."""
-    from transformers import AutoTokenizer
+    with paused():
+        from transformers import AutoTokenizer
 
     path = Path(base_dir).expanduser()
     if not path.is_dir():
@@ -145,7 +148,8 @@ def device_kind() -> str:
     (``2.13.0+cpu``) without importing torch, which takes most of a second: the page asks before it is served."""
     if "torch" not in sys.modules and _cpu_only_torch():
         return "cpu"
-    import torch
+    with paused():
+        import torch
 
     if torch.cuda.is_available():
         return "cuda"
@@ -201,8 +205,9 @@ def _quantization_config(quantization: str, compute: Any) -> Any:
 
 def load_base_model(base: Path, quantization: str, device: str, trust_remote_code: bool = False) -> Any:
     """The base model: float32 on CPU; on CUDA 4-bit NF4 / 8-bit (bitsandbytes) or bf16."""
-    import torch
-    from transformers import AutoModelForCausalLM
+    with paused():
+        import torch
+        from transformers import AutoModelForCausalLM
 
     config = check_remote_code(base, trust_remote_code)  # before transformers imports anything from the folder
     check_weights(base)
@@ -222,7 +227,8 @@ def load_base_model(base: Path, quantization: str, device: str, trust_remote_cod
         if quantization in ("4bit", "8bit"):
             kwargs["quantization_config"] = _quantization_config(quantization, compute)
     try:
-        return AutoModelForCausalLM.from_pretrained(str(base), **kwargs)
+        with paused():  # the model's own module is imported now, and its weights are long-lived
+            return AutoModelForCausalLM.from_pretrained(str(base), **kwargs)
     except (OSError, ValueError) as exc:
         raise TrainingError("model_load_failed", path=str(base), detail=first_line(exc)) from exc
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ModelError
+from .memory import paused
 
 if TYPE_CHECKING:  # torch, transformers and PEFT are imported when a model is looked at, not with this module
     from torch import nn
@@ -198,12 +199,13 @@ def meta_model(base_dir: str | Path, trust_remote_code: bool = False) -> tuple[n
 
     folder = check_model_dir(base_dir)
     model_type = check_remote_code(folder, trust_remote_code).get("model_type")
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    with paused():
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
 
     try:
         config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code, local_files_only=True)
-        with torch.device("meta"):
+        with torch.device("meta"), paused():
             model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
     except Exception as err:  # a config (or remote code) can fail in many ways; all mean "unusable folder"
         raise ModelError("config_invalid", folder=str(folder), detail=first_line(err)) from err

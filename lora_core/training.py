@@ -289,7 +289,8 @@ class TrainingJob:
         from . import memory
 
         models.device_kind()  # without a GPU, bitsandbytes is hidden before PEFT is imported (hide_bitsandbytes)
-        from . import trainer as _imports  # noqa: F401 (torch, transformers and PEFT, imported before the freeze)
+        with memory.paused():
+            from . import trainer as _imports  # noqa: F401 (torch, transformers and PEFT, imported before the freeze)
         from .threads import ThreadPolicy
 
         memory.settle()  # later collections skip what the imports made

@@ -123,11 +123,13 @@ def test_the_page_is_built_without_importing_peft(home, tmp_path, models):
     from importlib.metadata import version
 
     heavy = ("peft", "transformers", "bitsandbytes", "torch")
-    code = f"import sys, app; print(sorted(m for m in {heavy!r} if sys.modules.get(m) is not None))"
+    code = f"import gc, sys, app; print(gc.isenabled(), sorted(m for m in {heavy!r} if sys.modules.get(m)))"
     env = {**os.environ, "SIMPLE_LORA_HOME": str(home if models else tmp_path)}
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.strip().splitlines()[-1] == ("[]" if version("torch").endswith("+cpu") else "['torch']")
+    # the cycle collector is on again once the imports and the page are made (lora_core/memory.py, paused)
+    heavy_imported = "[]" if version("torch").endswith("+cpu") else "['torch']"
+    assert run.stdout.strip().splitlines()[-1] == f"True {heavy_imported}"
 
 
 @pytest.mark.slow

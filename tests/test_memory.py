@@ -56,6 +56,23 @@ def test_an_object_alive_at_a_freeze_is_freed_once_let_go():
     assert gc.get_freeze_count() == 0
 
 
+def test_paused_switches_the_collector_off_for_its_block_and_on_again_only_if_it_was_on():
+    gc.enable()
+    with memory.paused():
+        assert not gc.isenabled()
+        with memory.paused():  # a block inside another leaves the collector to the outer one
+            pass
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(ValueError), memory.paused():
+        raise ValueError
+    assert gc.isenabled()  # on again after a block that raised
+    gc.disable()
+    with memory.paused():
+        pass
+    assert not gc.isenabled()  # off before the block (as in this module's tests): off after it
+
+
 @pytest.mark.slow
 def test_a_training_freezes_while_it_runs_and_a_chat_model_loaded_before_is_freed(demo_home, monkeypatch):
     from lora_core.chat import ChatEngine

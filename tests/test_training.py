@@ -1,5 +1,6 @@
 """TrainingJob on the demo model: loss falls, only the adapter is saved, stop works, one job at a time."""
 
+import gc
 import hashlib
 import json
 import threading
@@ -67,6 +68,7 @@ def test_training_saves_only_a_small_adapter_whose_weights_changed(home):
     snap = TrainingJob(config(home, task="small", val_split=0.2, eval_rows=4)).run()  # its card is a file too
 
     assert snap["state"] == State.COMPLETED, snap["error"]
+    assert gc.isenabled()  # the collector, paused for the imports (lora_core/memory.py), is on again
     out = Path(snap["adapter_dir"])
     assert out.parent == home / "Models" / "LoRA" and out.name.startswith("small_")
     assert {p.name for p in out.iterdir()} <= ALLOWED
