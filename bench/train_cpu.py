@@ -22,6 +22,7 @@ the same run (before and after the trainings; the higher is used). Results also 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 T_PROCESS = time.perf_counter()
 
@@ -301,14 +303,20 @@ def worker(args: argparse.Namespace) -> None:
         if args.worker == "peak":
             _worker_peak(measure)
         else:
+            imports: Any = contextlib.nullcontext()
             if args.worker.startswith("simple"):
                 # first, as the app and the CLI import it before anything else (on a CPU build of torch it hides
                 # bitsandbytes, which the instrumenting's import of transformers' Trainer would otherwise load)
-                import lora_core  # noqa: F401
-            import torch
+                from lora_core.memory import paused
 
+                # torch and transformers' Trainer, imported here for the instrumenting, are imported by Simple
+                # LoRA itself with the cycle collector paused (lora_core/memory.py): here too
+                imports = paused()
+            with imports:
+                import torch
+
+                _instrument_trainer(measure)
             measure["threads"] = torch.get_num_threads()
-            _instrument_trainer(measure)
             rows = json.loads((args.fixture / "alpaca.json").read_text(encoding="utf-8"))[: args.rows]
             measure["rows"] = len(rows)
             if args.worker in ("simple", "simple-nosamples"):
