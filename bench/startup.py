@@ -80,8 +80,10 @@ def main() -> None:
         for _ in range(args.runs):  # alternate, so that a busy moment hits both alike
             for name in (ours, peer):
                 port = free_port()
-                bare.write_text(BARE_APP.format(port=port))
-                argv = [sys.executable, "app.py", "--port", str(port)] if name == ours else [sys.executable, str(bare)]
+                argv = [sys.executable, "app.py", "--port", str(port)]
+                if name == peer:
+                    bare.write_text(BARE_APP.format(port=port))
+                    argv = [sys.executable, str(bare)]
                 served, cores = time_to_serve(argv, port, env, args.idle)
                 times[name].append(served)
                 idle[name].append(cores)

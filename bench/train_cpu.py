@@ -32,7 +32,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 T_PROCESS = time.perf_counter()
 
@@ -303,16 +302,14 @@ def worker(args: argparse.Namespace) -> None:
         if args.worker == "peak":
             _worker_peak(measure)
         else:
-            imports: Any = contextlib.nullcontext()
-            if args.worker.startswith("simple"):
+            simple = args.worker.startswith("simple")
+            if simple:
                 # first, as the app and the CLI import it before anything else (on a CPU build of torch it hides
                 # bitsandbytes, which the instrumenting's import of transformers' Trainer would otherwise load)
                 from lora_core.memory import paused
-
-                # torch and transformers' Trainer, imported here for the instrumenting, are imported by Simple
-                # LoRA itself with the cycle collector paused (lora_core/memory.py): here too
-                imports = paused()
-            with imports:
+            # torch and transformers' Trainer, imported here for the instrumenting, are imported by Simple LoRA
+            # itself with the cycle collector paused (lora_core/memory.py): here too
+            with paused() if simple else contextlib.nullcontext():
                 import torch
 
                 _instrument_trainer(measure)

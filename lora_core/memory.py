@@ -1,4 +1,4 @@
-"""Python's cycle collector around trainings and loaded models.
+"""Python's cycle collector around imports, trainings and loaded models.
 
 A full collection (``gc.collect()``) walks every object Python tracks. Once torch, transformers and PEFT are
 imported that is about half a million objects, 0.2 s on 2 cores, paid by every explicit collection (freeing a model
@@ -13,6 +13,8 @@ objects are given back to the collector first (``gc.unfreeze()``), so that a mod
 for ever once it is garbage. The freeze lasts for the training only: when it ends (completed, stopped or failed)
 it releases with ``None``, so what was alive at its start (the job itself, a model an export or an import held
 then) is collected again once it is garbage.
+
+``paused()`` switches the collector off while the stack is imported or a model is loaded (see its docstring).
 """
 
 from __future__ import annotations
