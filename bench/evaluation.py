@@ -1,16 +1,19 @@
 """The evaluation card's replies: the time to answer its prompts with the base model and with the adapter, three
 ways, alternating, several runs each, medians, against the first way measured in the same run:
 
-- before (the peer): each side in its own pass, batches of 8 prompts in the order given;
+- before (the peer): each side in its own pass, batches of 8 prompts in the order given, every row decoded to
+  its batch's end;
 - each side in its own pass, batches of similar prompt lengths (``ChatEngine.answer_all``, up to 64 rows);
 - Simple LoRA: both sides in the same batches (``ChatEngine.answer_both``, PEFT's batches of several adapters).
 
 Two workloads, as the card has them: the forgetting probe (12 prompts, 48 new tokens) and the first 20 rows of the
 bundled sample (the default ``eval_rows``, new tokens a little past the longest reference). Then the card's whole
-set, the 20 rows and the probe each with its own budget, two ways: both sides in one pass for the rows, then for
-the probe (the card until 2026-12-02, the peer), and Simple LoRA: rows and probe in the same batches, each row
-ending at its own budget (``answer_both(..., budgets=...)``). Every way must give the same greedy replies; the
-script says so.
+set, the 20 rows and the probe each with its own budget, three ways: both sides in one pass for the rows, then
+for the probe (the card until 2026-12-02, the peer); rows and probe in the same batches, each row ending at its own
+budget (``answer_both(..., budgets=...)``), every row decoded to its batch's end; and Simple LoRA: the same, and
+the rows that have ended (their end-of-turn token or budget) leave the batch every ``LEAVE_EVERY`` steps
+(``chat._decode``): on a real model, whose answers end at many lengths, the later steps compute fewer rows. Every
+way must give the same greedy replies; the script says so.
 
     .venv/bin/python bench/evaluation.py [--base DIR] [--runs 3]
 
@@ -29,6 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +41,25 @@ sys.path.insert(0, str(ROOT))
 from chat import choose_base, make_adapter  # noqa: E402 (bench/chat.py, beside this script)
 
 
+@contextmanager
+def to_the_end():
+    """Every row decoded to its batch's end (``chat.LEAVE_EVERY`` 0: the batches until 2026-12-02)."""
+    from lora_core import chat
+
+    kept = chat.LEAVE_EVERY
+    chat.LEAVE_EVERY = 0
+    try:
+        yield
+    finally:
+        chat.LEAVE_EVERY = kept
+
+
 def before(engine, conversations, settings) -> tuple[list[str], list[str]]:
+    with to_the_end():
+        return passes_of_8(engine, conversations, settings)
+
+
+def passes_of_8(engine, conversations, settings) -> tuple[list[str], list[str]]:
     sides = []
     for adapter in (None, engine.active):
         replies = []
@@ -63,8 +85,14 @@ WAYS = {
 
 
 def rows_then_probe(engine, parts) -> tuple[list[str], list[str]]:
-    answers = [engine.answer_both(conversations, settings) for conversations, settings in parts]
+    with to_the_end():
+        answers = [engine.answer_both(conversations, settings) for conversations, settings in parts]
     return answers[0][0] + answers[1][0], answers[0][1] + answers[1][1]
+
+
+def rows_and_probe_to_the_end(engine, parts) -> tuple[list[str], list[str]]:
+    with to_the_end():
+        return rows_and_probe(engine, parts)
 
 
 def rows_and_probe(engine, parts) -> tuple[list[str], list[str]]:
@@ -77,7 +105,8 @@ def rows_and_probe(engine, parts) -> tuple[list[str], list[str]]:
 
 CARD_WAYS = {
     "both sides in one pass, the rows then the probe": rows_then_probe,
-    "Simple LoRA: rows and probe in the same batches": rows_and_probe,
+    "rows and probe in the same batches, each row to its batch's end": rows_and_probe_to_the_end,
+    "Simple LoRA: rows and probe in the same batches, ended rows leave it": rows_and_probe,
 }
 
 

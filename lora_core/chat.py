@@ -215,11 +215,13 @@ def _replies(model: Any, tokenizer: Any, prompts: list[list[int]], budgets: list
     scoring many rows, several times faster than one by one, and the same greedy answers. Each prompt has its own
     new-token budget, and prompts of different budgets share a batch, each row ending at its own (a decoding step
     reads every weight once for all its rows, so one batch of 36 rows costs much less than batches of 12 and 24
-    one after the other: BENCHMARKS.md, "The evaluation card"); a prompt whose length and the largest budget would
-    pass ``context`` (the model's, ``context_length``) shares batches only with prompts of its own budget.
+    one after the other: BENCHMARKS.md, "The evaluation card"); rows that have ended leave the batch
+    (``_decode``); a prompt whose length and the largest budget would pass ``context`` (the model's,
+    ``context_length``) shares batches only with prompts of its own budget.
     ``adapters``: the adapter that answers each prompt (``BASE_ROW``: none), as PEFT's batches of several adapters
     compute them (each row's LoRA update only on that row); ``each``: a context entered around every batch (the
-    engine's lock: other sessions answer between batches). None when ``stop`` was set between batches."""
+    engine's lock: other sessions answer between batches). None when ``stop`` was set between batches (or between
+    a batch's stretches)."""
     import torch
 
     from .masking import pad_id_of
@@ -241,18 +243,83 @@ def _replies(model: Any, tokenizer: Any, prompts: list[list[int]], budgets: list
             ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i in batch], device=device)
             mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in batch],
                                 device=device)  # fmt: skip
-            own = [budgets[i] for i in batch]
-            kwargs = _generate_kwargs(tokenizer, replace(settings, max_new_tokens=max(own)))
-            if min(own) < max(own):
-                kwargs["stopping_criteria"] = _row_budgets(width, own, device)
-            if adapters is not None:
-                kwargs["adapter_names"] = [adapters[i] for i in batch]
+            names = [adapters[i] for i in batch] if adapters is not None else None
             with each() if each is not None else nullcontext(), torch.inference_mode():
-                out = model.generate(input_ids=ids, attention_mask=mask, **kwargs)
-            for i, row in zip(batch, out[:, width:], strict=True):
+                rows = _decode(model, ids, mask, _generate_kwargs(tokenizer, settings), [budgets[i] for i in batch],
+                               names, stop)  # fmt: skip
+            if rows is None:
+                return None
+            for i, row in zip(batch, rows, strict=True):
                 text = tokenizer.decode(row[: budgets[i]], skip_special_tokens=True).strip()
                 replies[i] = _cut_tail(text)[0] or text
     return replies
+
+
+# Decoding steps between looks for rows that have ended (their end-of-turn token, or their own budget): those leave
+# the batch and its cache, so the steps after compute only the rows still answering. 0: every row to the batch's end.
+LEAVE_EVERY = 16
+
+
+def _decode(model: Any, ids: Any, mask: Any, kwargs: dict[str, Any], budgets: list[int], names: list[str] | None,
+            stop: threading.Event | None = None) -> list[Any] | None:  # fmt: skip
+    """Each row's new tokens (``generate`` with ``kwargs``; a row may hold pad tokens after its end), decoded
+    ``LEAVE_EVERY`` steps at a time: after each such stretch the rows that have ended leave the batch, the rest go on
+    from the same cache (a batch's answers then cost about what its rows' own lengths need, not its longest row's
+    for every row; the same greedy answers: BENCHMARKS.md, "The evaluation card"). A model whose cache cannot drop
+    rows (``_can_leave``) decodes the batch in one stretch. ``names``: each row's adapter (a batch of several
+    adapters). None when ``stop`` is set between stretches."""
+    import torch
+
+    ends = kwargs["eos_token_id"]
+    ends = torch.tensor(ends if isinstance(ends, list) else [ends], device=ids.device)
+    rows: list[Any] = [None] * len(budgets)
+    first = ids, mask
+    alive, done, cache = list(range(len(budgets))), 0, None
+    while alive:
+        if stop is not None and stop.is_set():
+            return None
+        left = [budgets[i] - done for i in alive]
+        stretch = max(left) if LEAVE_EVERY <= 0 or cache is False else min(LEAVE_EVERY, max(left))
+        step = {**kwargs, "max_new_tokens": stretch, "return_dict_in_generate": True}
+        if min(left) < stretch:
+            step["stopping_criteria"] = _row_budgets(ids.shape[1], left, ids.device)
+        if names is not None:
+            step["adapter_names"] = [names[i] for i in alive]
+        if cache:
+            step["past_key_values"] = cache
+        out = model.generate(input_ids=ids, attention_mask=mask, **step)
+        new = out.sequences[:, ids.shape[1] :]
+        done += new.shape[1]
+        ended = torch.isin(new, ends).any(dim=1).tolist()
+        going = []
+        for k, i in enumerate(alive):
+            if ended[k] or done >= budgets[i] or new.shape[1] < stretch:  # generate stops once every row has ended
+                rows[i] = out.sequences[k, out.sequences.shape[1] - done :]
+            else:
+                going.append(k)
+        if not going:
+            break
+        cache = out.past_key_values
+        if not _can_leave(cache):  # the whole batch again, in one stretch (its first is computed twice)
+            (ids, mask), alive, done, cache = first, list(range(len(budgets))), 0, False
+            continue
+        ids = out.sequences
+        mask = torch.cat([mask, mask.new_ones(mask.shape[0], new.shape[1])], dim=1)
+        if len(going) < len(alive):
+            index = torch.tensor(going, device=ids.device)
+            ids, mask = ids[index], mask[index]
+            cache.batch_select_indices(index)
+            alive = [alive[k] for k in going]
+    return rows
+
+
+def _can_leave(cache: Any) -> bool:
+    """Whether rows can leave ``cache`` (``batch_select_indices``): a ``DynamicCache`` of plain key/value layers;
+    not quantized layers, nor a linear attention's state, which keep more than the keys and values it selects."""
+    from transformers.cache_utils import DynamicCache, DynamicIndexedLayer, DynamicLayer, DynamicSlidingWindowLayer
+
+    plain = (DynamicLayer, DynamicSlidingWindowLayer, DynamicIndexedLayer)
+    return type(cache) is DynamicCache and all(type(layer) in plain for layer in cache.layers)
 
 
 def _row_budgets(width: int, budgets: list[int], device: Any) -> Any:

@@ -221,6 +221,83 @@ def test_each_reply_keeps_its_own_budget_and_a_stop_ends_between_batches(engine,
     assert engine.answer_all(prompts, GREEDY, stop=None) is not None  # the engine is free again
 
 
+def test_rows_that_have_ended_leave_the_batch_and_every_reply_stays_its_own(engine, adapter_a, monkeypatch):
+    """The demo adapter's answers to the sample questions end (their end-of-turn token) after 5 to 40 tokens: looked
+    at every 4 steps, the rows that have ended leave the batch and its cache (PEFT's mixed batches too, each row
+    with its own adapter), the steps after compute fewer rows, and every reply is the one alone. A stop between two
+    stretches ends the call with no replies."""
+    import threading
+
+    from lora_core import chat
+
+    engine.activate(adapter_a)
+    engine.model.double()  # as above: replies that do not depend on how float32 rounds a near-tie
+    prompts = [[{"role": "user", "content": row["instruction"]}] for row in sample_rows()[::5]]
+    settings = GenerationSettings(max_new_tokens=48)
+    base_alone = [engine.compare(p, settings)["base"] for p in prompts]
+    adapter_alone = [engine.generate(p, settings) for p in prompts]  # streamed one by one, not through _decode
+    generate = type(engine.model).generate
+    rows = []  # each generate call's rows and new tokens
+
+    def counted(self, *args, **kwargs):
+        out = generate(self, *args, **kwargs)
+        rows.append((kwargs["input_ids"].shape[0], out.sequences.shape[1] - kwargs["input_ids"].shape[1]))
+        return out
+
+    monkeypatch.setattr(type(engine.model), "generate", counted)
+    monkeypatch.setattr(chat, "LEAVE_EVERY", 4)
+    assert engine.answer_all(prompts, settings) == adapter_alone
+    sizes = [n for n, _ in rows]
+    assert sizes[0] == len(prompts) and sizes == sorted(sizes, reverse=True) and sizes[-1] < len(prompts) / 2, rows
+    computed, longest = sum(n * steps for n, steps in rows), sum(steps for _, steps in rows)
+    assert computed < 0.75 * len(prompts) * longest, rows  # what one stretch to the longest reply computes
+    rows.clear()
+    assert engine.answer_both(prompts, settings) == (base_alone, adapter_alone)
+    assert rows[0][0] == 2 * len(prompts) and rows[-1][0] < rows[0][0], rows  # one batch of both, rows left it
+
+    monkeypatch.setattr(chat, "LEAVE_EVERY", 0)  # one stretch: as generate alone, the same replies
+    rows.clear()
+    assert engine.answer_all(prompts, settings) == adapter_alone and [n for n, _ in rows] == [len(prompts)]
+
+    monkeypatch.setattr(chat, "LEAVE_EVERY", 4)
+    stop = threading.Event()
+    monkeypatch.setattr(type(engine.model), "generate", lambda self, *a, **k: stop.set() or generate(self, *a, **k))
+    assert engine.answer_all(prompts, settings, stop=stop) is None
+
+
+def test_a_model_whose_cache_cannot_drop_rows_decodes_in_one_stretch(engine, monkeypatch):
+    """A cache of another kind than plain key/value layers (quantized, or a linear attention's state) keeps every
+    row: after the first stretch the batch is decoded again, in one, with the same replies."""
+    from transformers.cache_utils import DynamicCache, QuantizedLayer
+
+    from lora_core import chat
+
+    engine.model.double()
+    prompts = mixed_prompts()[:6]
+    settings = GenerationSettings(max_new_tokens=20)
+    alone = [engine.generate(p, settings) for p in prompts]
+    assert chat._can_leave(DynamicCache()) and not chat._can_leave(object())
+
+    class Quantized(QuantizedLayer):  # keeps quantized keys and values beside the ones it selects
+        _quantize = _dequantize = None
+
+    quantized = DynamicCache()
+    quantized.layers.append(Quantized.__new__(Quantized))
+    assert not chat._can_leave(quantized)
+    steps = []
+    generate = type(engine.model).generate
+
+    def counted(self, *args, **kwargs):
+        steps.append(kwargs["max_new_tokens"])
+        return generate(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(engine.model), "generate", counted)
+    monkeypatch.setattr(chat, "LEAVE_EVERY", 4)
+    monkeypatch.setattr(chat, "_can_leave", lambda cache: False)
+    assert engine.answer_all(prompts, settings, None) == alone
+    assert steps == [4, 20]  # the first stretch, then the whole batch again in one
+
+
 def test_a_dora_adapter_answers_both_in_two_passes(engine, base, home, monkeypatch):
     """PEFT cannot batch a DoRA adapter with the base: two passes, the same replies as one by one."""
     from peft import LoraConfig, get_peft_model
