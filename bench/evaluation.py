@@ -2,18 +2,19 @@
 ways, alternating, several runs each, medians, against the first way measured in the same run:
 
 - before (the peer): each side in its own pass, batches of 8 prompts in the order given, every row decoded to
-  its batch's end;
+  its batch's end, every prompt computed whole;
 - each side in its own pass, batches of similar prompt lengths (``ChatEngine.answer_all``, up to 64 rows);
 - Simple LoRA: both sides in the same batches (``ChatEngine.answer_both``, PEFT's batches of several adapters).
 
 Two workloads, as the card has them: the forgetting probe (12 prompts, 48 new tokens) and the first 20 rows of the
 bundled sample (the default ``eval_rows``, new tokens a little past the longest reference). Then the card's whole
-set, the 20 rows and the probe each with its own budget, three ways: both sides in one pass for the rows, then
-for the probe (the card until 2026-12-02, the peer); rows and probe in the same batches, each row ending at its own
-budget (``answer_both(..., budgets=...)``), every row decoded to its batch's end; and Simple LoRA: the same, and
-the rows that have ended (their end-of-turn token or budget) leave the batch every ``LEAVE_EVERY`` steps
-(``chat._decode``): on a real model, whose answers end at many lengths, the later steps compute fewer rows. Every
-way must give the same greedy replies; the script says so.
+set, the 20 rows and the probe each with its own budget, four ways: both sides in one pass for the rows, then for
+the probe (the card until 2026-12-02, the peer); rows and probe in the same batches, each row ending at its own
+budget (``answer_both(..., budgets=...)``), every row decoded to its batch's end; the same, and the rows that have
+ended (their end-of-turn token or budget) leave the batch every ``LEAVE_EVERY`` steps (``chat._decode``): on a
+real model, whose answers end at many lengths, the later steps compute fewer rows; and Simple LoRA: the same, and
+the beginning the prompts share (a chat template's default system prompt) computed once per adapter
+(``chat._prefilled``). Every way must give the same greedy replies; the script says so.
 
     .venv/bin/python bench/evaluation.py [--base DIR] [--runs 3]
 
@@ -42,20 +43,21 @@ from chat import choose_base, make_adapter  # noqa: E402 (bench/chat.py, beside 
 
 
 @contextmanager
-def to_the_end():
-    """Every row decoded to its batch's end (``chat.LEAVE_EVERY`` 0: the batches until 2026-12-02)."""
+def batches_as_before(leave: bool = False):
+    """The batches until 2026-12-02: every row decoded to its batch's end (``chat.LEAVE_EVERY`` 0) unless ``leave``,
+    and every prompt computed whole (no shared beginning: ``chat.SHARED_PREFIX_MIN`` out of reach)."""
     from lora_core import chat
 
-    kept = chat.LEAVE_EVERY
-    chat.LEAVE_EVERY = 0
+    kept = chat.LEAVE_EVERY, chat.SHARED_PREFIX_MIN
+    chat.LEAVE_EVERY, chat.SHARED_PREFIX_MIN = (kept[0] if leave else 0), 1 << 30
     try:
         yield
     finally:
-        chat.LEAVE_EVERY = kept
+        chat.LEAVE_EVERY, chat.SHARED_PREFIX_MIN = kept
 
 
 def before(engine, conversations, settings) -> tuple[list[str], list[str]]:
-    with to_the_end():
+    with batches_as_before():
         return passes_of_8(engine, conversations, settings)
 
 
@@ -85,13 +87,18 @@ WAYS = {
 
 
 def rows_then_probe(engine, parts) -> tuple[list[str], list[str]]:
-    with to_the_end():
+    with batches_as_before():
         answers = [engine.answer_both(conversations, settings) for conversations, settings in parts]
     return answers[0][0] + answers[1][0], answers[0][1] + answers[1][1]
 
 
 def rows_and_probe_to_the_end(engine, parts) -> tuple[list[str], list[str]]:
-    with to_the_end():
+    with batches_as_before():
+        return rows_and_probe(engine, parts)
+
+
+def rows_and_probe_leaving(engine, parts) -> tuple[list[str], list[str]]:
+    with batches_as_before(leave=True):
         return rows_and_probe(engine, parts)
 
 
@@ -106,7 +113,8 @@ def rows_and_probe(engine, parts) -> tuple[list[str], list[str]]:
 CARD_WAYS = {
     "both sides in one pass, the rows then the probe": rows_then_probe,
     "rows and probe in the same batches, each row to its batch's end": rows_and_probe_to_the_end,
-    "Simple LoRA: rows and probe in the same batches, ended rows leave it": rows_and_probe,
+    "the same, ended rows leave the batch": rows_and_probe_leaving,
+    "Simple LoRA: the same, and the prompts' shared beginning computed once": rows_and_probe,
 }
 
 

@@ -245,8 +245,9 @@ def _replies(model: Any, tokenizer: Any, prompts: list[list[int]], budgets: list
                                 device=device)  # fmt: skip
             names = [adapters[i] for i in batch] if adapters is not None else None
             with each() if each is not None else nullcontext(), torch.inference_mode():
+                cache = _prefilled(model, [prompts[i] for i in batch], width, names)
                 rows = _decode(model, ids, mask, _generate_kwargs(tokenizer, settings), [budgets[i] for i in batch],
-                               names, stop)  # fmt: skip
+                               names, stop, cache)  # fmt: skip
             if rows is None:
                 return None
             for i, row in zip(batch, rows, strict=True):
@@ -261,20 +262,21 @@ LEAVE_EVERY = 16
 
 
 def _decode(model: Any, ids: Any, mask: Any, kwargs: dict[str, Any], budgets: list[int], names: list[str] | None,
-            stop: threading.Event | None = None) -> list[Any] | None:  # fmt: skip
+            stop: threading.Event | None = None, cache: Any = None) -> list[Any] | None:  # fmt: skip
     """Each row's new tokens (``generate`` with ``kwargs``; a row may hold pad tokens after its end), decoded
     ``LEAVE_EVERY`` steps at a time: after each such stretch the rows that have ended leave the batch, the rest go on
     from the same cache (a batch's answers then cost about what its rows' own lengths need, not its longest row's
     for every row; the same greedy answers: BENCHMARKS.md, "The evaluation card"). A model whose cache cannot drop
     rows (``_can_leave``) decodes the batch in one stretch. ``names``: each row's adapter (a batch of several
-    adapters). None when ``stop`` is set between stretches."""
+    adapters); ``cache``: the prompts' first tokens already computed (``_prefilled``). None when ``stop`` is set
+    between stretches."""
     import torch
 
     ends = kwargs["eos_token_id"]
     ends = torch.tensor(ends if isinstance(ends, list) else [ends], device=ids.device)
     rows: list[Any] = [None] * len(budgets)
     first = ids, mask
-    alive, done, cache = list(range(len(budgets))), 0, None
+    alive, done = list(range(len(budgets))), 0
     while alive:
         if stop is not None and stop.is_set():
             return None
@@ -285,7 +287,7 @@ def _decode(model: Any, ids: Any, mask: Any, kwargs: dict[str, Any], budgets: li
             step["stopping_criteria"] = _row_budgets(ids.shape[1], left, ids.device)
         if names is not None:
             step["adapter_names"] = [names[i] for i in alive]
-        if cache:
+        if cache is not None and cache is not False:
             step["past_key_values"] = cache
         out = model.generate(input_ids=ids, attention_mask=mask, **step)
         new = out.sequences[:, ids.shape[1] :]
@@ -311,6 +313,48 @@ def _decode(model: Any, ids: Any, mask: Any, kwargs: dict[str, Any], budgets: li
             cache.batch_select_indices(index)
             alive = [alive[k] for k in going]
     return rows
+
+
+# Prompts that begin alike (a chat template's default system prompt, a dataset's own) have their shared beginning
+# computed once per adapter rather than once per row, when it is at least this many tokens.
+SHARED_PREFIX_MIN = 8
+
+
+def _prefilled(model: Any, prompts: list[list[int]], width: int, names: list[str] | None) -> Any:
+    """The batch's key/value cache over its prompts' shared beginning, computed once for each adapter the rows have
+    (``names``) and copied into each row's place, or None (no beginning of ``SHARED_PREFIX_MIN`` tokens shared, or a
+    cache that is not plain key/value layers). The prompts are padded on the left to ``width``; the cache covers
+    the columns before the longest rest of a prompt (every row has at least one token left to compute there), and
+    holds for each row its pads (zeros, masked) and as much of the shared beginning as lies before that column; the
+    rest of each prompt is computed by ``generate`` as usual. Positions count from each prompt's first token, so the
+    shared beginning's keys are the same in every row."""
+    import os
+
+    import torch
+    from transformers.cache_utils import DynamicCache, DynamicLayer
+
+    shared = min(len(os.path.commonprefix(prompts)), min(map(len, prompts)) - 1)
+    if len(prompts) < 2 or shared < SHARED_PREFIX_MIN:
+        return None
+    columns = width - max(len(p) - shared for p in prompts)
+    kinds = sorted(set(names)) if names is not None else [None]
+    device = next(model.parameters()).device
+    begin = torch.tensor([prompts[0][:shared]] * len(kinds), device=device)
+    extra = {"adapter_names": kinds} if names is not None else {}
+    cache = model(input_ids=begin, use_cache=True, logits_to_keep=1, **extra).past_key_values
+    if type(cache) is not DynamicCache or any(type(layer) is not DynamicLayer for layer in cache.layers):
+        return None
+    which = [kinds.index(n) for n in names] if names is not None else [0] * len(prompts)
+    for layer in cache.layers:
+        keys = layer.keys.new_zeros(len(prompts), *layer.keys.shape[1:-2], columns, layer.keys.shape[-1])
+        values = layer.values.new_zeros(len(prompts), *layer.values.shape[1:-2], columns, layer.values.shape[-1])
+        for row, prompt in enumerate(prompts):
+            pads = width - len(prompt)
+            if columns > pads:
+                keys[row, ..., pads:columns, :] = layer.keys[which[row], ..., : columns - pads, :]
+                values[row, ..., pads:columns, :] = layer.values[which[row], ..., : columns - pads, :]
+        layer.keys, layer.values = keys, values
+    return cache
 
 
 def _can_leave(cache: Any) -> bool:

@@ -77,7 +77,7 @@ def test_the_evaluation_benchmark_gives_the_same_replies_every_way(demo_model):
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("the same replies every way") == 3, run.stdout
     assert run.stdout.count("| Simple LoRA: both sides in one pass | ") == 2 and "torch.float64" in run.stdout
-    assert "| Simple LoRA: rows and probe in the same batches, ended rows leave it | " in run.stdout
+    assert "| Simple LoRA: the same, and the prompts' shared beginning computed once | " in run.stdout
 
 
 @pytest.mark.slow

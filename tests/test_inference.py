@@ -1,6 +1,7 @@
 """ChatEngine on the demo model: activate / switch / deactivate, base mismatch, compare, merge, assistants."""
 
 import json
+import os
 import shutil
 
 import pytest
@@ -263,6 +264,45 @@ def test_rows_that_have_ended_leave_the_batch_and_every_reply_stays_its_own(engi
     stop = threading.Event()
     monkeypatch.setattr(type(engine.model), "generate", lambda self, *a, **k: stop.set() or generate(self, *a, **k))
     assert engine.answer_all(prompts, settings, stop=stop) is None
+
+
+def test_a_beginning_the_prompts_share_is_computed_once_per_adapter(engine, adapter_a, monkeypatch):
+    """Prompts that begin with the same system prompt (of many lengths after it, Chinese too): the batch's cache
+    starts from their shared beginning computed once for each adapter in the batch (one row for the base, one for
+    the adapter, with both in one batch), and every reply is the one streamed alone. Prompts sharing less than
+    ``SHARED_PREFIX_MIN`` tokens are computed whole."""
+    from lora_core import chat
+
+    engine.activate(adapter_a)
+    engine.model.double()  # as above: replies that do not depend on how float32 rounds a near-tie
+    system = {"role": "system", "content": "You are a careful assistant of the Lumen Bay harbour office."}
+    prompts = [[system, *p] for p in mixed_prompts()]
+    settings = GenerationSettings(max_new_tokens=12)
+    base_alone = [engine.compare(p, settings)["base"] for p in prompts]
+    adapter_alone = [engine.generate(p, settings) for p in prompts]
+    prefilled = chat._prefilled
+    made = []  # each batch's prompts and the cache made for them
+
+    def spied(model, prompts, width, names):
+        cache = prefilled(model, prompts, width, names)  # generate extends it: its size now
+        made.append((prompts, width, names, cache and (cache.get_seq_length(), cache.layers[0].keys.shape[0])))
+        return cache
+
+    monkeypatch.setattr(chat, "_prefilled", spied)
+    assert engine.answer_all(prompts, settings) == adapter_alone
+    assert engine.answer_all(prompts, settings, None) == base_alone
+    assert engine.answer_both(prompts, settings) == (base_alone, adapter_alone)
+    assert made and all(cache is not None for *_, cache in made)
+    for batch, width, _, (columns, rows) in made:
+        shared = len(os.path.commonprefix(batch))
+        assert shared >= chat.SHARED_PREFIX_MIN and rows == len(batch)
+        assert columns == width - max(len(p) - shared for p in batch)  # each row has a token left to compute
+    assert any(names is not None and len(set(names)) == 2 for _, _, names, _ in made)  # base and adapter rows
+
+    with engine._adapter_mode(None):
+        ids = [prompt_ids(engine.tokenizer, p, None) for p in mixed_prompts()[:4]]  # "<|im_start|>user\n" alike
+        assert chat._prefilled(engine.model, ids, max(map(len, ids)), None) is None
+        assert chat._prefilled(engine.model, ids[:1], len(ids[0]), None) is None
 
 
 def test_a_model_whose_cache_cannot_drop_rows_decodes_in_one_stretch(engine, monkeypatch):
