@@ -341,7 +341,10 @@ def _prefilled(model: Any, prompts: list[list[int]], width: int, names: list[str
     device = next(model.parameters()).device
     begin = torch.tensor([prompts[0][:shared]] * len(kinds), device=device)
     extra = {"adapter_names": kinds} if names is not None else {}
-    cache = model(input_ids=begin, use_cache=True, logits_to_keep=1, **extra).past_key_values
+    try:
+        cache = model(input_ids=begin, use_cache=True, logits_to_keep=1, **extra).past_key_values
+    except TypeError:  # a model of its own code whose forward takes no logits_to_keep: prompts computed whole
+        return None
     if type(cache) is not DynamicCache or any(type(layer) is not DynamicLayer for layer in cache.layers):
         return None
     which = [kinds.index(n) for n in names] if names is not None else [0] * len(prompts)
