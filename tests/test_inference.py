@@ -304,6 +304,17 @@ def test_a_beginning_the_prompts_share_is_computed_once_per_adapter(engine, adap
         assert chat._prefilled(engine.model, ids, max(map(len, ids)), None) is None
         assert chat._prefilled(engine.model, ids[:1], len(ids[0]), None) is None
 
+    class OwnCode(torch.nn.Module):  # a model of its own code, whose forward takes no logits_to_keep
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, input_ids, use_cache=False):
+            raise AssertionError("not reached")
+
+    alike = [[1] * 10 + [2], [1] * 10 + [3, 4]]
+    assert chat._prefilled(OwnCode(), alike, 12, None) is None
+
 
 def test_a_model_whose_cache_cannot_drop_rows_decodes_in_one_stretch(engine, monkeypatch):
     """A cache of another kind than plain key/value layers (quantized, or a linear attention's state) keeps every
