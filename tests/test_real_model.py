@@ -114,16 +114,18 @@ def test_replies_in_batches_are_its_replies_one_by_one(chat) -> None:
 
 
 def test_merged_and_zipped_and_uploaded_again_it_answers_the_same(chat, trained, smollm2_model, tmp_path) -> None:
+    """Three questions answered in one batch each way (the batches are the replies one by one: the test above)."""
     questions = [[{"role": "user", "content": row["instruction"]}] for row in QUESTIONS[:3]]
-    expected = [chat.generate(q, GREEDY) for q in questions]
+    expected = chat.answer_all(questions, GREEDY)
+    assert len(set(expected)) == 3 and all(len(words(a)) >= 3 for a in expected), expected
 
     back = bundles.import_adapter_zip(bundles.zip_adapter(trained, tmp_path / "out"), tmp_path / "LoRA")
     chat.activate(back)
-    assert [chat.generate(q, GREEDY) for q in questions] == expected
+    assert chat.answer_all(questions, GREEDY) == expected
 
     merged = ChatEngine()
     merged.load_base(merge_adapter(trained, tmp_path / "merged", base=smollm2_model))
-    answers = [merged.generate(q, GREEDY) for q in questions]
+    answers = merged.answer_all(questions, GREEDY, None)
     print("merged:", answers, "\nadapter:", expected)
     assert answers == expected
 
