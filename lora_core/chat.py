@@ -234,20 +234,23 @@ def _replies(model: Any, tokenizer: Any, prompts: list[list[int]], budgets: list
     for i, budget in enumerate(budgets):
         shared = context is None or len(prompts[i]) + top <= context
         groups.setdefault(top if shared else budget, []).append(i)
+    leave, share = _stretches(model)
     for most, members in groups.items():
         for cut in reply_batches([len(prompts[i]) for i in members], most):
             if stop is not None and stop.is_set():
                 return None
             batch = [members[j] for j in cut]
             width = max(len(prompts[i]) for i in batch)
-            ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i in batch], device=device)
-            mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in batch],
-                                device=device)  # fmt: skip
+            begin = _shared_beginning([prompts[i] for i in batch]) if share else 0
+            ids = torch.tensor([prompts[i][:begin] + [pad] * (width - len(prompts[i])) + prompts[i][begin:]
+                                for i in batch], device=device)  # fmt: skip
+            mask = torch.tensor([[1] * begin + [0] * (width - len(prompts[i])) + [1] * (len(prompts[i]) - begin)
+                                 for i in batch], device=device)  # fmt: skip
             names = [adapters[i] for i in batch] if adapters is not None else None
             with each() if each is not None else nullcontext(), torch.inference_mode():
-                cache = _prefilled(model, [prompts[i] for i in batch], width, names)
+                cache = _prefilled(model, prompts[batch[0]][:begin], names or [None] * len(batch)) if begin else None
                 rows = _decode(model, ids, mask, _generate_kwargs(tokenizer, settings), [budgets[i] for i in batch],
-                               names, stop, cache)  # fmt: skip
+                               names, stop, cache, leave)  # fmt: skip
             if rows is None:
                 return None
             for i, row in zip(batch, rows, strict=True):
@@ -262,14 +265,14 @@ LEAVE_EVERY = 16
 
 
 def _decode(model: Any, ids: Any, mask: Any, kwargs: dict[str, Any], budgets: list[int], names: list[str] | None,
-            stop: threading.Event | None = None, cache: Any = None) -> list[Any] | None:  # fmt: skip
+            stop: threading.Event | None = None, cache: Any = None,
+            leave: bool = True) -> list[Any] | None:  # fmt: skip
     """Each row's new tokens (``generate`` with ``kwargs``; a row may hold pad tokens after its end), decoded
     ``LEAVE_EVERY`` steps at a time: after each such stretch the rows that have ended leave the batch, the rest go on
     from the same cache (a batch's answers then cost about what its rows' own lengths need, not its longest row's
-    for every row; the same greedy answers: BENCHMARKS.md, "The evaluation card"). A model whose cache cannot drop
-    rows (``_can_leave``) decodes the batch in one stretch. ``names``: each row's adapter (a batch of several
-    adapters); ``cache``: the prompts' first tokens already computed (``_prefilled``). None when ``stop`` is set
-    between stretches."""
+    for every row; the same greedy answers: BENCHMARKS.md, "The evaluation card"). Without ``leave`` (``_stretches``)
+    the batch is decoded in one stretch. ``names``: each row's adapter (a batch of several adapters); ``cache``: the
+    prompts' shared beginning already computed (``_prefilled``). None when ``stop`` is set between stretches."""
     import torch
 
     ends = kwargs["eos_token_id"]
@@ -281,7 +284,7 @@ def _decode(model: Any, ids: Any, mask: Any, kwargs: dict[str, Any], budgets: li
         if stop is not None and stop.is_set():
             return None
         left = [budgets[i] - done for i in alive]
-        stretch = max(left) if LEAVE_EVERY <= 0 or cache is False else min(LEAVE_EVERY, max(left))
+        stretch = max(left) if not leave or LEAVE_EVERY <= 0 or cache is False else min(LEAVE_EVERY, max(left))
         step = {**kwargs, "max_new_tokens": stretch, "return_dict_in_generate": True}
         if min(left) < stretch:
             step["stopping_criteria"] = _row_budgets(ids.shape[1], left, ids.device)
@@ -302,7 +305,7 @@ def _decode(model: Any, ids: Any, mask: Any, kwargs: dict[str, Any], budgets: li
         if not going:
             break
         cache = out.past_key_values
-        if not _can_leave(cache):  # the whole batch again, in one stretch (its first is computed twice)
+        if not _can_leave(cache):  # (not foreseen by _stretches) the whole batch again, in one stretch
             (ids, mask), alive, done, cache = first, list(range(len(budgets))), 0, False
             continue
         ids = out.sequences
@@ -318,45 +321,64 @@ def _decode(model: Any, ids: Any, mask: Any, kwargs: dict[str, Any], budgets: li
 # Prompts that begin alike (a chat template's default system prompt, a dataset's own) have their shared beginning
 # computed once per adapter rather than once per row, when it is at least this many tokens.
 SHARED_PREFIX_MIN = 8
+# Generation settings a model's generation_config may carry that count from the start of each ``generate`` call:
+# with them, a batch decoded in stretches would answer otherwise than in one call.
+_PER_CALL = ("forced_eos_token_id", "min_new_tokens", "begin_suppress_tokens", "exponential_decay_length_penalty")
 
 
-def _prefilled(model: Any, prompts: list[list[int]], width: int, names: list[str] | None) -> Any:
-    """The batch's key/value cache over its prompts' shared beginning, computed once for each adapter the rows have
-    (``names``) and copied into each row's place, or None (no beginning of ``SHARED_PREFIX_MIN`` tokens shared, or a
-    cache that is not plain key/value layers). The prompts are padded on the left to ``width``; the cache covers
-    the columns before the longest rest of a prompt (every row has at least one token left to compute there), and
-    holds for each row its pads (zeros, masked) and as much of the shared beginning as lies before that column; the
-    rest of each prompt is computed by ``generate`` as usual. Positions count from each prompt's first token, so the
-    shared beginning's keys are the same in every row."""
-    import os
+def _stretches(model: Any) -> tuple[bool, bool]:
+    """Whether ``model``'s batches may be decoded in stretches that rows leave (``_decode``), and whether their
+    prompts' shared beginning may be computed once (``_prefilled``), decided before any batch from what ``generate``
+    would do: a ``DynamicCache`` of key/value layers (not a model with a cache of its own, such as Mamba's, nor a
+    ``cache_implementation`` from its generation config, nor quantized or linear-attention layers), and no
+    generation setting counted per call (``_PER_CALL``, a ``min_length``). A shared beginning also needs plain
+    layers (not a sliding window's) and a forward that takes ``position_ids`` and ``logits_to_keep``."""
+    import inspect
 
-    import torch
     from transformers.cache_utils import DynamicCache, DynamicLayer
 
-    shared = min(len(os.path.commonprefix(prompts)), min(map(len, prompts)) - 1)
-    if len(prompts) < 2 or shared < SHARED_PREFIX_MIN:
-        return None
-    columns = width - max(len(p) - shared for p in prompts)
-    kinds = sorted(set(names)) if names is not None else [None]
-    device = next(model.parameters()).device
-    begin = torch.tensor([prompts[0][:shared]] * len(kinds), device=device)
-    extra = {"adapter_names": kinds} if names is not None else {}
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(base, "generation_config", None)
+    if config is None or getattr(config, "cache_implementation", None) is not None:
+        return False, False
+    if any(getattr(config, name, None) is not None for name in _PER_CALL) or (getattr(config, "min_length", 0) or 0):
+        return False, False
+    supports = getattr(base, "_supports_default_dynamic_cache", None)
+    if supports is None or not supports() or "mamba" in type(base).__name__.lower():
+        return False, False
     try:
-        cache = model(input_ids=begin, use_cache=True, logits_to_keep=1, **extra).past_key_values
-    except TypeError:  # a model of its own code whose forward takes no logits_to_keep: prompts computed whole
-        return None
-    if type(cache) is not DynamicCache or any(type(layer) is not DynamicLayer for layer in cache.layers):
-        return None
-    which = [kinds.index(n) for n in names] if names is not None else [0] * len(prompts)
-    for layer in cache.layers:
-        keys = layer.keys.new_zeros(len(prompts), *layer.keys.shape[1:-2], columns, layer.keys.shape[-1])
-        values = layer.values.new_zeros(len(prompts), *layer.values.shape[1:-2], columns, layer.values.shape[-1])
-        for row, prompt in enumerate(prompts):
-            pads = width - len(prompt)
-            if columns > pads:
-                keys[row, ..., pads:columns, :] = layer.keys[which[row], ..., : columns - pads, :]
-                values[row, ..., pads:columns, :] = layer.values[which[row], ..., : columns - pads, :]
-        layer.keys, layer.values = keys, values
+        cache = DynamicCache(config=base.config.get_text_config(decoder=True))
+    except Exception:  # a configuration the cache cannot read: as generate alone
+        return False, False
+    leave = _can_leave(cache)
+    takes = inspect.signature(base.forward).parameters
+    share = leave and all(type(layer) is DynamicLayer for layer in cache.layers)
+    return leave, share and "position_ids" in takes and "logits_to_keep" in takes
+
+
+def _shared_beginning(prompts: list[list[int]]) -> int:
+    """How many first tokens ``prompts`` share (every prompt keeping at least one of its own), or 0 when that is
+    fewer than ``SHARED_PREFIX_MIN`` or there is one prompt."""
+    import os
+
+    shared = min(len(os.path.commonprefix(prompts)), min(map(len, prompts)) - 1)
+    return shared if len(prompts) > 1 and shared >= SHARED_PREFIX_MIN else 0
+
+
+def _prefilled(model: Any, begin: list[int], names: list[str | None]) -> Any:
+    """The key/value cache of a batch whose rows all begin with ``begin``, computed once for each adapter the rows
+    have (``names``: one per row; None each for a batch of one adapter) and repeated for each row. ``_replies`` puts
+    a row's padding after that beginning, not before it (the attention mask hides it; positions count the unmasked
+    tokens): every row then has the beginning at the same columns and positions, and ``generate`` computes only the
+    rest of each prompt."""
+    import torch
+
+    kinds = sorted(set(names), key=str)
+    device = next(model.parameters()).device
+    extra = {"adapter_names": kinds} if kinds != [None] else {}
+    ids = torch.tensor([begin] * len(kinds), device=device)
+    cache = model(input_ids=ids, use_cache=True, logits_to_keep=1, **extra).past_key_values
+    cache.batch_select_indices(torch.tensor([kinds.index(n) for n in names], device=device))
     return cache
 
 

@@ -267,10 +267,10 @@ def test_rows_that_have_ended_leave_the_batch_and_every_reply_stays_its_own(engi
 
 
 def test_a_beginning_the_prompts_share_is_computed_once_per_adapter(engine, adapter_a, monkeypatch):
-    """Prompts that begin with the same system prompt (of many lengths after it, Chinese too): the batch's cache
-    starts from their shared beginning computed once for each adapter in the batch (one row for the base, one for
-    the adapter, with both in one batch), and every reply is the one streamed alone. Prompts sharing less than
-    ``SHARED_PREFIX_MIN`` tokens are computed whole."""
+    """Prompts that begin with the same system prompt (of many lengths after it, Chinese too): each batch computes
+    that beginning once for each adapter in it (one row for the base, one for the adapter, with both in one batch),
+    the rows' padding goes after it, and every reply is the one streamed alone. Prompts sharing less than
+    ``SHARED_PREFIX_MIN`` tokens are computed whole, padded on the left."""
     from lora_core import chat
 
     engine.activate(adapter_a)
@@ -280,45 +280,42 @@ def test_a_beginning_the_prompts_share_is_computed_once_per_adapter(engine, adap
     settings = GenerationSettings(max_new_tokens=12)
     base_alone = [engine.compare(p, settings)["base"] for p in prompts]
     adapter_alone = [engine.generate(p, settings) for p in prompts]
+    assert chat._stretches(engine.model) == (True, True)
     prefilled = chat._prefilled
-    made = []  # each batch's prompts and the cache made for them
+    made = []  # each batch's beginning, the rows' adapters, and the cache's shape when made
 
-    def spied(model, prompts, width, names):
-        cache = prefilled(model, prompts, width, names)  # generate extends it: its size now
-        made.append((prompts, width, names, cache and (cache.get_seq_length(), cache.layers[0].keys.shape[0])))
+    def spied(model, begin, names):
+        cache = prefilled(model, begin, names)  # generate extends it: its size now
+        made.append((begin, names, cache.get_seq_length(), cache.layers[0].keys.shape[0]))
         return cache
 
     monkeypatch.setattr(chat, "_prefilled", spied)
     assert engine.answer_all(prompts, settings) == adapter_alone
     assert engine.answer_all(prompts, settings, None) == base_alone
     assert engine.answer_both(prompts, settings) == (base_alone, adapter_alone)
-    assert made and all(cache is not None for *_, cache in made)
-    for batch, width, _, (columns, rows) in made:
-        shared = len(os.path.commonprefix(batch))
-        assert shared >= chat.SHARED_PREFIX_MIN and rows == len(batch)
-        assert columns == width - max(len(p) - shared for p in batch)  # each row has a token left to compute
-    assert any(names is not None and len(set(names)) == 2 for _, _, names, _ in made)  # base and adapter rows
+    ids = [prompt_ids(engine.tokenizer, p, None) for p in prompts]
+    everyone = len(os.path.commonprefix(ids))
+    assert len(made) >= 3 and everyone >= chat.SHARED_PREFIX_MIN
+    for begin, names, columns, rows in made:
+        assert len(begin) >= everyone and columns == len(begin) and rows == len(names)
+        assert sum(p[: len(begin)] == begin for p in ids) >= rows / len(set(names))  # each of the batch's prompts'
+    assert any(len(set(names)) == 2 for _, names, _, _ in made)  # base and adapter rows in one batch
 
-    with engine._adapter_mode(None):
-        ids = [prompt_ids(engine.tokenizer, p, None) for p in mixed_prompts()[:4]]  # "<|im_start|>user\n" alike
-        assert chat._prefilled(engine.model, ids, max(map(len, ids)), None) is None
-        assert chat._prefilled(engine.model, ids[:1], len(ids[0]), None) is None
-
-    class OwnCode(torch.nn.Module):  # a model of its own code, whose forward takes no logits_to_keep
-        def __init__(self):
-            super().__init__()
-            self.weight = torch.nn.Parameter(torch.zeros(1))
-
-        def forward(self, input_ids, use_cache=False):
-            raise AssertionError("not reached")
-
-    alike = [[1] * 10 + [2], [1] * 10 + [3, 4]]
-    assert chat._prefilled(OwnCode(), alike, 12, None) is None
+    assert chat._shared_beginning(ids[:1]) == 0  # one prompt: nothing to share
+    alike = [prompt_ids(engine.tokenizer, p, None) for p in mixed_prompts()[:4]]  # "<|im_start|>user\n" alike
+    assert len(os.path.commonprefix(alike)) < chat.SHARED_PREFIX_MIN and chat._shared_beginning(alike) == 0
+    made.clear()
+    assert engine.answer_all(mixed_prompts(), settings) == [engine.generate(p, settings) for p in mixed_prompts()]
+    assert made == []
 
 
-def test_a_model_whose_cache_cannot_drop_rows_decodes_in_one_stretch(engine, monkeypatch):
-    """A cache of another kind than plain key/value layers (quantized, or a linear attention's state) keeps every
-    row: after the first stretch the batch is decoded again, in one, with the same replies."""
+def test_stretches_and_a_shared_beginning_only_where_generate_would_answer_the_same(engine, monkeypatch):
+    """Decided before any batch, from what ``generate`` would do with the model: a plain key/value cache both;
+    a sliding window's layers rows that leave but no shared beginning; a cache of the model's own (Mamba), a
+    ``cache_implementation`` or a length setting counted per ``generate`` call in its generation config, neither
+    (one stretch, the same replies); a forward without ``position_ids`` no shared beginning. A cache that turns out
+    unable to drop rows after all is decoded again in one stretch, with the same replies."""
+    from transformers import MambaConfig, MambaForCausalLM, MistralConfig, MistralForCausalLM
     from transformers.cache_utils import DynamicCache, QuantizedLayer
 
     from lora_core import chat
@@ -327,14 +324,6 @@ def test_a_model_whose_cache_cannot_drop_rows_decodes_in_one_stretch(engine, mon
     prompts = mixed_prompts()[:6]
     settings = GenerationSettings(max_new_tokens=20)
     alone = [engine.generate(p, settings) for p in prompts]
-    assert chat._can_leave(DynamicCache()) and not chat._can_leave(object())
-
-    class Quantized(QuantizedLayer):  # keeps quantized keys and values beside the ones it selects
-        _quantize = _dequantize = None
-
-    quantized = DynamicCache()
-    quantized.layers.append(Quantized.__new__(Quantized))
-    assert not chat._can_leave(quantized)
     steps = []
     generate = type(engine.model).generate
 
@@ -344,7 +333,50 @@ def test_a_model_whose_cache_cannot_drop_rows_decodes_in_one_stretch(engine, mon
 
     monkeypatch.setattr(type(engine.model), "generate", counted)
     monkeypatch.setattr(chat, "LEAVE_EVERY", 4)
-    monkeypatch.setattr(chat, "_can_leave", lambda cache: False)
+    config = engine.model.get_base_model().generation_config if hasattr(engine.model, "get_base_model") else (
+        engine.model.generation_config)  # fmt: skip
+    for setting, value in [("cache_implementation", "dynamic"), ("min_new_tokens", 2), ("forced_eos_token_id", 0)]:
+        monkeypatch.setattr(config, setting, value)
+        assert chat._stretches(engine.model) == (False, False), setting
+        if setting != "forced_eos_token_id":  # (which would end every reply at once)
+            steps.clear()
+            assert engine.answer_all(prompts, settings, None) == alone and steps == [20], setting
+        monkeypatch.setattr(config, setting, None)
+    assert chat._stretches(engine.model) == (True, True)
+
+    tiny = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2)
+    mamba = MambaForCausalLM(MambaConfig(**tiny, state_size=4))
+    assert chat._stretches(mamba) == (False, False)
+    sliding = MistralForCausalLM(MistralConfig(**tiny, intermediate_size=64, num_attention_heads=2,
+                                               num_key_value_heads=1, sliding_window=8))  # fmt: skip
+    assert chat._stretches(sliding) == (True, False)
+    with torch.no_grad():  # the same Mamba answers in a batch as alone (no stretches, no shared beginning)
+        rows = [[5] * 10 + [7, 9], [5] * 10 + [8], [5] * 10 + [11, 12, 13]]
+        tokenizer = engine.tokenizer
+        one = [chat._replies(mamba.double(), tokenizer, [r], [6], GREEDY)[0] for r in rows]
+        assert chat._replies(mamba, tokenizer, rows, [6] * 3, GREEDY) == one
+
+    class OwnCode(torch.nn.Module):  # a model of its own code, whose forward counts positions by itself
+        generation_config = config
+
+        def forward(self, input_ids, past_key_values=None, logits_to_keep=0):
+            raise AssertionError("not reached")
+
+    monkeypatch.setattr(OwnCode, "config", engine.model.config, raising=False)
+    monkeypatch.setattr(OwnCode, "_supports_default_dynamic_cache", staticmethod(lambda: True), raising=False)
+    assert chat._stretches(OwnCode()) == (True, False)
+
+    assert chat._can_leave(DynamicCache()) and not chat._can_leave(object())
+
+    class Quantized(QuantizedLayer):  # keeps quantized keys and values beside the ones it selects
+        _quantize = _dequantize = None
+
+    quantized = DynamicCache()
+    quantized.layers.append(Quantized.__new__(Quantized))
+    assert not chat._can_leave(quantized)
+    monkeypatch.setattr(chat, "_stretches", lambda model: (True, False))
+    monkeypatch.setattr(chat, "_can_leave", lambda cache: False)  # not foreseen: found after the first stretch
+    steps.clear()
     assert engine.answer_all(prompts, settings, None) == alone
     assert steps == [4, 20]  # the first stretch, then the whole batch again in one
 
