@@ -323,16 +323,20 @@ def _decode(model: Any, ids: Any, mask: Any, kwargs: dict[str, Any], budgets: li
 SHARED_PREFIX_MIN = 8
 # Generation settings a model's generation_config may carry that count from the start of each ``generate`` call:
 # with them, a batch decoded in stretches would answer otherwise than in one call.
-_PER_CALL = ("forced_eos_token_id", "min_new_tokens", "begin_suppress_tokens", "exponential_decay_length_penalty")
+_PER_CALL = ("forced_eos_token_id", "min_new_tokens", "begin_suppress_tokens", "exponential_decay_length_penalty",
+             "max_time")  # fmt: skip
 
 
 def _stretches(model: Any) -> tuple[bool, bool]:
     """Whether ``model``'s batches may be decoded in stretches that rows leave (``_decode``), and whether their
     prompts' shared beginning may be computed once (``_prefilled``), decided before any batch from what ``generate``
-    would do: a ``DynamicCache`` of key/value layers (not a model with a cache of its own, such as Mamba's, nor a
-    ``cache_implementation`` from its generation config, nor quantized or linear-attention layers), and no
-    generation setting counted per call (``_PER_CALL``, a ``min_length``). A shared beginning also needs plain
-    layers (not a sliding window's) and a forward that takes ``position_ids`` and ``logits_to_keep``."""
+    would do: greedy search or sampling, one step at a time (not beams, nor assisted or constrained decoding from
+    its generation config), a ``DynamicCache`` of key/value layers (not a model with a cache of its own, such as
+    Mamba's, nor a ``cache_implementation`` from its generation config, nor quantized or linear-attention layers, nor
+    a model without one), and no generation setting counted per call (``_PER_CALL``, a ``min_length``). A shared
+    beginning also needs plain layers (not a sliding window's) and a forward that takes ``position_ids`` and
+    ``logits_to_keep``."""
+    import copy
     import inspect
 
     from transformers.cache_utils import DynamicCache, DynamicLayer
@@ -343,6 +347,16 @@ def _stretches(model: Any) -> tuple[bool, bool]:
         return False, False
     if any(getattr(config, name, None) is not None for name in _PER_CALL) or (getattr(config, "min_length", 0) or 0):
         return False, False
+    several = (getattr(config, "num_return_sequences", 1) or 1) > 1
+    if several or getattr(config, "guidance_scale", None) not in (None, 1):
+        return False, False
+    try:
+        greedy = copy.deepcopy(config)
+        greedy.do_sample, greedy.top_k = False, None  # what _generate_kwargs asks; sampling steps the same way
+        if greedy.get_generation_mode() != "greedy_search":
+            return False, False
+    except Exception:  # a generation config of its own kind: as generate alone
+        return False, False
     supports = getattr(base, "_supports_default_dynamic_cache", None)
     if supports is None or not supports() or "mamba" in type(base).__name__.lower():
         return False, False
@@ -350,8 +364,8 @@ def _stretches(model: Any) -> tuple[bool, bool]:
         cache = DynamicCache(config=base.config.get_text_config(decoder=True))
     except Exception:  # a configuration the cache cannot read: as generate alone
         return False, False
-    leave = _can_leave(cache)
     takes = inspect.signature(base.forward).parameters
+    leave = _can_leave(cache) and "past_key_values" in takes
     share = leave and all(type(layer) is DynamicLayer for layer in cache.layers)
     return leave, share and "position_ids" in takes and "logits_to_keep" in takes
 
@@ -377,7 +391,8 @@ def _prefilled(model: Any, begin: list[int], names: list[str | None]) -> Any:
     device = next(model.parameters()).device
     extra = {"adapter_names": kinds} if kinds != [None] else {}
     ids = torch.tensor([begin] * len(kinds), device=device)
-    cache = model(input_ids=ids, use_cache=True, logits_to_keep=1, **extra).past_key_values
+    positions = torch.arange(len(begin), device=device).expand(len(kinds), -1)  # as generate counts them
+    cache = model(input_ids=ids, position_ids=positions, use_cache=True, logits_to_keep=1, **extra).past_key_values
     cache.batch_select_indices(torch.tensor([kinds.index(n) for n in names], device=device))
     return cache
 

@@ -335,13 +335,16 @@ def test_stretches_and_a_shared_beginning_only_where_generate_would_answer_the_s
     monkeypatch.setattr(chat, "LEAVE_EVERY", 4)
     config = engine.model.get_base_model().generation_config if hasattr(engine.model, "get_base_model") else (
         engine.model.generation_config)  # fmt: skip
-    for setting, value in [("cache_implementation", "dynamic"), ("min_new_tokens", 2), ("forced_eos_token_id", 0)]:
+    for setting, value in [("cache_implementation", "dynamic"), ("min_new_tokens", 2), ("forced_eos_token_id", 0),
+                           ("num_beams", 2), ("num_return_sequences", 2)]:  # fmt: skip
+        kept = getattr(config, setting)
         monkeypatch.setattr(config, setting, value)
         assert chat._stretches(engine.model) == (False, False), setting
-        if setting != "forced_eos_token_id":  # (which would end every reply at once)
+        if setting in ("cache_implementation", "min_new_tokens", "num_beams"):  # (the others change what is asked)
             steps.clear()
-            assert engine.answer_all(prompts, settings, None) == alone and steps == [20], setting
-        monkeypatch.setattr(config, setting, None)
+            replies = engine.answer_all(prompts, settings, None)
+            assert steps == [20] and (setting == "num_beams" or replies == alone), setting
+        monkeypatch.setattr(config, setting, kept)
     assert chat._stretches(engine.model) == (True, True)
 
     tiny = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2)
@@ -362,9 +365,14 @@ def test_stretches_and_a_shared_beginning_only_where_generate_would_answer_the_s
         def forward(self, input_ids, past_key_values=None, logits_to_keep=0):
             raise AssertionError("not reached")
 
-    monkeypatch.setattr(OwnCode, "config", engine.model.config, raising=False)
-    monkeypatch.setattr(OwnCode, "_supports_default_dynamic_cache", staticmethod(lambda: True), raising=False)
-    assert chat._stretches(OwnCode()) == (True, False)
+    class NoCache(OwnCode):  # and one that keeps no cache at all
+        def forward(self, input_ids, position_ids=None, logits_to_keep=0):
+            raise AssertionError("not reached")
+
+    for own in (OwnCode, NoCache):
+        monkeypatch.setattr(own, "config", engine.model.config, raising=False)
+        monkeypatch.setattr(own, "_supports_default_dynamic_cache", staticmethod(lambda: True), raising=False)
+    assert chat._stretches(OwnCode()) == (True, False) and chat._stretches(NoCache()) == (False, False)
 
     assert chat._can_leave(DynamicCache()) and not chat._can_leave(object())
 
