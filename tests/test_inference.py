@@ -225,8 +225,8 @@ def test_each_reply_keeps_its_own_budget_and_a_stop_ends_between_batches(engine,
 def test_rows_that_have_ended_leave_the_batch_and_every_reply_stays_its_own(engine, adapter_a, monkeypatch):
     """The demo adapter's answers to the sample questions end (their end-of-turn token) after 5 to 40 tokens: looked
     at every 4 steps, the rows that have ended leave the batch and its cache (PEFT's mixed batches too, each row
-    with its own adapter), the steps after compute fewer rows, and every reply is the one alone. A stop between two
-    stretches ends the call with no replies."""
+    with its own adapter), the steps after compute fewer rows, and every reply is the one alone, each row with its
+    own budget too. A stop between two stretches ends the call with no replies."""
     import threading
 
     from lora_core import chat
@@ -237,6 +237,10 @@ def test_rows_that_have_ended_leave_the_batch_and_every_reply_stays_its_own(engi
     settings = GenerationSettings(max_new_tokens=48)
     base_alone = [engine.compare(p, settings)["base"] for p in prompts]
     adapter_alone = [engine.generate(p, settings) for p in prompts]  # streamed one by one, not through _decode
+    budgets = [3 + 5 * (i % 7) for i in range(len(prompts))]  # 3 to 33 tokens: ends in many stretches
+    each = [GenerationSettings(max_new_tokens=b) for b in budgets]
+    tuned = [engine.generate(p, s) for p, s in zip(prompts, each, strict=True)]
+    base = [engine.compare(p, s)["base"] for p, s in zip(prompts, each, strict=True)]
     generate = type(engine.model).generate
     rows = []  # each generate call's rows and new tokens
 
@@ -255,6 +259,10 @@ def test_rows_that_have_ended_leave_the_batch_and_every_reply_stays_its_own(engi
     rows.clear()
     assert engine.answer_both(prompts, settings) == (base_alone, adapter_alone)
     assert rows[0][0] == 2 * len(prompts) and rows[-1][0] < rows[0][0], rows  # one batch of both, rows left it
+
+    rows.clear()
+    assert engine.answer_both(prompts, settings, budgets=budgets) == (base, tuned)
+    assert len(rows) > 3 and rows[-1][0] < rows[0][0], rows
 
     monkeypatch.setattr(chat, "LEAVE_EVERY", 0)  # one stretch: as generate alone, the same replies
     rows.clear()
