@@ -61,10 +61,17 @@ def orpo_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor, chosen_n
 
 class PreferenceTrainer(KeepsOptimizerOptions, GroupedByLength, DPOTrainer):
     """TRL's ``DPOTrainer`` on pairs encoded by ``pairs.py``, with batches grouped by length; ``method="orpo"``
-    replaces the DPO loss with ``orpo_loss`` (no reference model is run)."""
+    replaces the DPO loss with ``orpo_loss`` (no reference model is run).
+
+    DPO's reference log-probabilities are computed once per pair and kept (``reference``): the reference (the base,
+    the adapter disabled) never changes, so from the second epoch on a step runs the policy alone, as TRL's own
+    ``precompute_ref_log_probs`` would, without its pass over the dataset before training, its cache files or its
+    hash of the model."""
 
     def __init__(self, *args: Any, method: str = "dpo", **kwargs: Any) -> None:
         self.method = method
+        self.references: dict[int, tuple[float, float]] = {}  # a hash of a pair's tokens -> its reference log-probs
+        self.reference_passes = 0
         super().__init__(*args, **kwargs)
         # Given a PEFT model, TRL copies its adapter as a frozen "ref" adapter (the reference for an adapter that was
         # trained before). Ours is new, its update zero: the base with the adapter disabled is the same reference,
@@ -75,9 +82,36 @@ class PreferenceTrainer(KeepsOptimizerOptions, GroupedByLength, DPOTrainer):
     def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
         return dataset  # already encoded (prompt_ids, chosen_ids, rejected_ids) by pairs.py
 
+    def reference(self, inputs: dict) -> dict[str, torch.Tensor]:
+        """The batch's reference log-probabilities (chosen, rejected), from those kept for its pairs; a batch with a
+        pair not seen yet is computed by TRL's ``compute_ref_log_probs`` (the base, the adapter disabled, in eval
+        mode: what dropout the base model has does not blur the reference) and kept."""
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        half = ids.size(0) // 2  # the batch is [chosen..., rejected...]
+        rows = [tuple(ids[i][mask[i].bool()].tolist()) for i in range(ids.size(0))]
+        keys = [hash((rows[i], rows[half + i])) for i in range(half)]  # 64 bits: no two pairs of a dataset alike
+        if any(key not in self.references for key in keys):
+            training = self.model.training
+            self.model.eval()
+            try:
+                chosen, rejected = self.compute_ref_log_probs(self.model, inputs)
+            finally:
+                self.model.train(training)
+            self.reference_passes += 1
+            for key, c, r in zip(keys, chosen.tolist(), rejected.tolist(), strict=True):
+                self.references.setdefault(key, (c, r))
+        kept = torch.tensor([self.references[key] for key in keys], device=ids.device, dtype=torch.float32)
+        return {"ref_chosen_logps": kept[:, 0], "ref_rejected_logps": kept[:, 1]}
+
     def _compute_loss(self, model: Any, inputs: dict, return_outputs: bool) -> Any:
         if self.method != "orpo":
-            return super()._compute_loss(model, inputs, return_outputs)
+            if self.ref_model is not None or self.precompute_ref_logps:  # TRL's own ways
+                return super()._compute_loss(model, inputs, return_outputs)
+            self.precompute_ref_logps = True  # read from the batch, as after TRL's precomputation
+            try:
+                return super()._compute_loss(model, {**inputs, **self.reference(inputs)}, return_outputs)
+            finally:
+                self.precompute_ref_logps = False
         mode = "train" if self.model.training else "eval"
         completion = inputs["completion_mask"]
         labels = inputs["input_ids"].masked_fill(completion == 0, -100)

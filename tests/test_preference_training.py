@@ -149,3 +149,38 @@ def test_with_a_validation_split_the_card_scores_the_held_out_pairs(demo_home):
     scored = json.loads((Path(snap["adapter_dir"]) / "eval.json").read_text(encoding="utf-8"))["rows"]
     assert sorted(r["row"] for r in scored) == sorted(held_out["row"])
     assert not set(held_out["row"]) & set(train_set["row"])
+
+
+@pytest.mark.slow
+def test_the_reference_of_a_pair_is_computed_once_and_kept(demo_home, monkeypatch):
+    """Three epochs of DPO over the 24 pairs (3 batches each): the reference runs for the first epoch's batches
+    only, and the run's losses are those of a run that computes the reference at every step (TRL's own way), up
+    to float rounding (a pair's reference computed in another batch)."""
+    from lora_core import preference_trainer
+
+    passes = []
+    compute = preference_trainer.PreferenceTrainer.compute_ref_log_probs
+
+    def counted(self, model, inputs):
+        passes.append(inputs["input_ids"].shape[0] // 2)
+        return compute(self, model, inputs)
+
+    monkeypatch.setattr(preference_trainer.PreferenceTrainer, "compute_ref_log_probs", counted)
+    settings = dict(method="dpo", max_steps=9, eval_rows=0)
+    kept = TrainingJob(config(demo_home, task="kept", **settings)).run()
+    assert kept["state"] == State.COMPLETED, kept["error"]
+    assert sum(passes) == 24 and len(passes) == 3, passes  # every pair once, in the first epoch's batches
+
+    passes.clear()
+    real = preference_trainer.PreferenceTrainer._compute_loss
+    monkeypatch.setattr(preference_trainer.PreferenceTrainer, "reference", None)
+    monkeypatch.setattr(preference_trainer.PreferenceTrainer, "_compute_loss",
+                        lambda self, model, inputs, outputs: super(preference_trainer.PreferenceTrainer, self)
+                        ._compute_loss(model, inputs, outputs))  # fmt: skip
+    every = TrainingJob(config(demo_home, task="every", **settings)).run()
+    assert every["state"] == State.COMPLETED and passes == [], every["error"]  # TRL's inline reference
+    assert [s for s, _ in kept["loss"]] == [s for s, _ in every["loss"]] == list(range(1, 10))
+    assert [v for _, v in kept["loss"]] == pytest.approx([v for _, v in every["loss"]], abs=1e-4)
+    margins = [[v for _, v in run["preference"]["margin"]] for run in (kept, every)]
+    assert margins[0] == pytest.approx(margins[1], abs=1e-4) and max(map(abs, margins[0])) > 0.1
+    assert real is not preference_trainer.PreferenceTrainer._compute_loss
