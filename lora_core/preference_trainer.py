@@ -105,7 +105,7 @@ class PreferenceTrainer(KeepsOptimizerOptions, GroupedByLength, DPOTrainer):
 
     def _compute_loss(self, model: Any, inputs: dict, return_outputs: bool) -> Any:
         if self.method != "orpo":
-            if self.ref_model is not None or self.precompute_ref_logps:  # TRL's own ways
+            if self.ref_model is not None or self.precompute_ref_logps or "attention_mask" not in inputs:  # TRL's
                 return super()._compute_loss(model, inputs, return_outputs)
             self.precompute_ref_logps = True  # read from the batch, as after TRL's precomputation
             try:
