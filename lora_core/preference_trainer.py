@@ -12,6 +12,7 @@ Imports TRL at the top: ``training.py`` imports this module only when a preferen
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import torch
@@ -59,6 +60,20 @@ def orpo_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor, chosen_n
     return chosen_nll - beta * F.logsigmoid(log_odds).mean(), log_odds
 
 
+def pair_keys(inputs: dict) -> list[bytes]:
+    """One key per pair of a collated batch ([chosen..., rejected...]): digests of each row's tokens without its
+    padding and of where its answer begins (two pairs with the same tokens split otherwise into prompt and answer
+    have other reference log-probabilities)."""
+    ids, mask, completion = inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
+    digests = []
+    for row in range(ids.size(0)):
+        real = mask[row].bool()
+        data = ids[row][real].cpu().numpy().tobytes() + completion[row][real].cpu().numpy().tobytes()
+        digests.append(hashlib.blake2b(data, digest_size=16).digest())
+    half = ids.size(0) // 2
+    return [digests[i] + digests[half + i] for i in range(half)]
+
+
 class PreferenceTrainer(KeepsOptimizerOptions, GroupedByLength, DPOTrainer):
     """TRL's ``DPOTrainer`` on pairs encoded by ``pairs.py``, with batches grouped by length; ``method="orpo"``
     replaces the DPO loss with ``orpo_loss`` (no reference model is run).
@@ -70,7 +85,7 @@ class PreferenceTrainer(KeepsOptimizerOptions, GroupedByLength, DPOTrainer):
 
     def __init__(self, *args: Any, method: str = "dpo", **kwargs: Any) -> None:
         self.method = method
-        self.references: dict[int, tuple[float, float]] = {}  # a hash of a pair's tokens -> its reference log-probs
+        self.references: dict[bytes, tuple[float, float]] = {}  # a pair's digest -> its reference log-probs
         self.reference_passes = 0
         super().__init__(*args, **kwargs)
         # Given a PEFT model, TRL copies its adapter as a frozen "ref" adapter (the reference for an adapter that was
@@ -83,29 +98,42 @@ class PreferenceTrainer(KeepsOptimizerOptions, GroupedByLength, DPOTrainer):
         return dataset  # already encoded (prompt_ids, chosen_ids, rejected_ids) by pairs.py
 
     def reference(self, inputs: dict) -> dict[str, torch.Tensor]:
-        """The batch's reference log-probabilities (chosen, rejected), from those kept for its pairs; a batch with a
-        pair not seen yet is computed by TRL's ``compute_ref_log_probs`` (the base, the adapter disabled, in eval
-        mode: what dropout the base model has does not blur the reference) and kept."""
-        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        """The batch's reference log-probabilities (chosen, rejected), from those kept for its pairs; the pairs not
+        seen yet are computed together by TRL's ``compute_ref_log_probs`` (the base, the adapter disabled, in eval
+        mode: what dropout the base model has does not blur the reference) and kept. A pair is known by a digest of
+        its two rows' tokens and where their answers begin."""
+        ids = inputs["input_ids"]
         half = ids.size(0) // 2  # the batch is [chosen..., rejected...]
-        rows = [tuple(ids[i][mask[i].bool()].tolist()) for i in range(ids.size(0))]
-        keys = [hash((rows[i], rows[half + i])) for i in range(half)]  # 64 bits: no two pairs of a dataset alike
-        if any(key not in self.references for key in keys):
+        keys = pair_keys(inputs)
+        missing = [i for i, key in enumerate(keys) if key not in self.references]
+        if missing:
+            index = torch.tensor(missing + [half + i for i in missing], device=ids.device)
+            part = {name: value[index] for name, value in inputs.items()}
             training = self.model.training
             self.model.eval()
             try:
-                chosen, rejected = self.compute_ref_log_probs(self.model, inputs)
+                chosen, rejected = self.compute_ref_log_probs(self.model, part)
             finally:
                 self.model.train(training)
             self.reference_passes += 1
-            for key, c, r in zip(keys, chosen.tolist(), rejected.tolist(), strict=True):
-                self.references.setdefault(key, (c, r))
+            for i, c, r in zip(missing, chosen.tolist(), rejected.tolist(), strict=True):
+                self.references[keys[i]] = (c, r)
         kept = torch.tensor([self.references[key] for key in keys], device=ids.device, dtype=torch.float32)
         return {"ref_chosen_logps": kept[:, 0], "ref_rejected_logps": kept[:, 1]}
 
+    def _keeps_references(self, inputs: dict) -> bool:
+        """Whether ``reference`` may serve this batch: DPO with the base as its reference (no reference model of its
+        own, nor TRL's precomputation), a batch of token rows only (nothing else a pair's digest would miss), and no
+        sharded model (FSDP, DeepSpeed ZeRO-3), whose forward passes all processes must run together, where a kept
+        reference would let one process skip a pass the others run."""
+        sharded = self.is_fsdp_enabled or (self.is_deepspeed_enabled and getattr(
+            self.accelerator.state.deepspeed_plugin, "zero_stage", 0) == 3)  # fmt: skip
+        plain = set(inputs) <= {"input_ids", "attention_mask", "completion_mask"}
+        return self.ref_model is None and not self.precompute_ref_logps and plain and not sharded
+
     def _compute_loss(self, model: Any, inputs: dict, return_outputs: bool) -> Any:
         if self.method != "orpo":
-            if self.ref_model is not None or self.precompute_ref_logps or "attention_mask" not in inputs:  # TRL's
+            if not self._keeps_references(inputs):  # TRL's own ways
                 return super()._compute_loss(model, inputs, return_outputs)
             self.precompute_ref_logps = True  # read from the batch, as after TRL's precomputation
             try:

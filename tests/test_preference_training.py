@@ -184,3 +184,26 @@ def test_the_reference_of_a_pair_is_computed_once_and_kept(demo_home, monkeypatc
     margins = [[v for _, v in run["preference"]["margin"]] for run in (kept, every)]
     assert margins[0] == pytest.approx(margins[1], abs=1e-4) and max(map(abs, margins[0])) > 0.1
     assert real is not preference_trainer.PreferenceTrainer._compute_loss
+
+
+def test_a_pair_is_known_by_its_tokens_and_where_its_answers_begin():
+    """The kept reference's key: the same pair padded otherwise in another batch is the same pair; the same tokens
+    split otherwise into prompt and answers, or the answers swapped, are another pair."""
+    import torch
+
+    from lora_core.preference_trainer import pair_keys
+
+    def batch(pairs, width):  # TRL's layout: [chosen..., rejected...], padded on the right with 0
+        rows = [c for c, _ in pairs] + [r for _, r in pairs]
+        ids = torch.tensor([t + [0] * (width - len(t)) for t, _ in rows])
+        mask = torch.tensor([[1] * len(t) + [0] * (width - len(t)) for t, _ in rows])
+        completion = torch.tensor([a + [0] * (width - len(a)) for _, a in rows])
+        return {"input_ids": ids, "attention_mask": mask, "completion_mask": completion}
+
+    a = (([5, 6, 7], [0, 0, 1]), ([5, 6, 8], [0, 0, 1]))  # prompt [5, 6], answers [7] / [8]
+    b = (([5, 6, 7], [0, 1, 1]), ([5, 6, 8], [0, 1, 1]))  # prompt [5], answers [6, 7] / [6, 8]
+    other = (([9, 9, 9, 9], [0, 0, 1, 1]), ([9, 9, 8], [0, 0, 1]))
+    first, second = pair_keys(batch([a, b], 3)), pair_keys(batch([other, a], 6))
+    assert len(first) == 2 and first[0] != first[1]  # the same tokens, split otherwise
+    assert second[1] == first[0]  # the same pair in another batch, padded to another width
+    assert pair_keys(batch([(a[1], a[0])], 3))[0] != first[0]  # chosen and rejected swapped
