@@ -279,18 +279,18 @@ def _decode(model: Any, ids: Any, mask: Any, kwargs: dict[str, Any], budgets: li
     ends = torch.tensor(ends if isinstance(ends, list) else [ends], device=ids.device)
     rows: list[Any] = [None] * len(budgets)
     first = ids, mask
-    alive, done = list(range(len(budgets))), 0
+    alive, done, whole = list(range(len(budgets))), 0, not leave or LEAVE_EVERY <= 0
     while alive:
         if stop is not None and stop.is_set():
             return None
         left = [budgets[i] - done for i in alive]
-        stretch = max(left) if not leave or LEAVE_EVERY <= 0 or cache is False else min(LEAVE_EVERY, max(left))
+        stretch = max(left) if whole else min(LEAVE_EVERY, max(left))
         step = {**kwargs, "max_new_tokens": stretch, "return_dict_in_generate": True}
         if min(left) < stretch:
             step["stopping_criteria"] = _row_budgets(ids.shape[1], left, ids.device)
         if names is not None:
             step["adapter_names"] = [names[i] for i in alive]
-        if cache is not None and cache is not False:
+        if cache is not None:
             step["past_key_values"] = cache
         out = model.generate(input_ids=ids, attention_mask=mask, **step)
         new = out.sequences[:, ids.shape[1] :]
@@ -306,7 +306,7 @@ def _decode(model: Any, ids: Any, mask: Any, kwargs: dict[str, Any], budgets: li
             break
         cache = out.past_key_values
         if not _can_leave(cache):  # (not foreseen by _stretches) the whole batch again, in one stretch
-            (ids, mask), alive, done, cache = first, list(range(len(budgets))), 0, False
+            (ids, mask), alive, done, cache, whole = first, list(range(len(budgets))), 0, None, True
             continue
         ids = out.sequences
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], new.shape[1])], dim=1)

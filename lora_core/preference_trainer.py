@@ -86,7 +86,6 @@ class PreferenceTrainer(KeepsOptimizerOptions, GroupedByLength, DPOTrainer):
     def __init__(self, *args: Any, method: str = "dpo", **kwargs: Any) -> None:
         self.method = method
         self.references: dict[bytes, tuple[float, float]] = {}  # a pair's digest -> its reference log-probs
-        self.reference_passes = 0
         super().__init__(*args, **kwargs)
         # Given a PEFT model, TRL copies its adapter as a frozen "ref" adapter (the reference for an adapter that was
         # trained before). Ours is new, its update zero: the base with the adapter disabled is the same reference,
@@ -115,7 +114,6 @@ class PreferenceTrainer(KeepsOptimizerOptions, GroupedByLength, DPOTrainer):
                 chosen, rejected = self.compute_ref_log_probs(self.model, part)
             finally:
                 self.model.train(training)
-            self.reference_passes += 1
             for i, c, r in zip(missing, chosen.tolist(), rejected.tolist(), strict=True):
                 self.references[keys[i]] = (c, r)
         kept = torch.tensor([self.references[key] for key in keys], device=ids.device, dtype=torch.float32)
