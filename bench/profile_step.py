@@ -153,21 +153,22 @@ def main() -> None:
     parser.add_argument("--skip", type=int, default=2, help="warm-up steps, not profiled")
     parser.add_argument("--steps", type=int, default=3, help="steps profiled")
     parser.add_argument("--work", type=Path, default=train_cpu.WORK, help="where the results go")
+    parser.add_argument("--peak-repeats", type=int, default=12, help="timed 2048x2048 products, each side")
     args = parser.parse_args()
     model = (args.model or args.fixture / "model").expanduser()
     rows_file = args.fixture / "alpaca.json"
     if not rows_file.is_file() or not (model / "config.json").is_file():
         parser.exit(2, f"no fixture rows at {rows_file} or no model at {model}: run bench/fixture.py first\n")
-    if args.rows < 1 or args.skip < 0 or args.steps < 1:
-        parser.exit(2, "--rows and --steps must be at least 1, --skip at least 0\n")
+    if args.rows < 1 or args.skip < 0 or args.steps < 1 or args.peak_repeats < 1:
+        parser.exit(2, "--rows, --steps and --peak-repeats must be at least 1, --skip at least 0\n")
     rows = json.loads(rows_file.read_text(encoding="utf-8"))[: args.rows]
 
     peaks: list[dict] = [{}, {}]
-    train_cpu._worker_peak(peaks[0])
+    train_cpu._worker_peak(peaks[0], repeats=args.peak_repeats)
     with tempfile.TemporaryDirectory(prefix="profile-step-") as scratch:
         os.environ["SIMPLE_LORA_HOME"] = scratch
         seen = profile_training(model, rows, Path(scratch), args.skip, args.steps)
-    train_cpu._worker_peak(peaks[1])
+    train_cpu._worker_peak(peaks[1], repeats=args.peak_repeats)
     if not any(s["profiled"] for s in seen["steps"]):
         parser.exit(1, f"the training ended after {len(seen['steps'])} steps, before any was profiled: fewer --skip\n")
     out = report(seen, max(p["peak_gflops"] for p in peaks), train_cpu._model_sizes(model))

@@ -133,6 +133,10 @@ def _bnb_4bit():
 def worker(args: argparse.Namespace) -> None:
     import logging
 
+    if args.worker.startswith("simple"):
+        # first, as the app and the CLI import it first (on a CPU build of torch it hides bitsandbytes, which the
+        # instrumenting's import of transformers' Trainer would otherwise load; bench/train_cpu.py does the same)
+        import lora_core  # noqa: F401
     import torch
 
     logging.basicConfig(level=logging.WARNING)

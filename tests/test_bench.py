@@ -85,7 +85,7 @@ def test_the_step_profile_splits_the_operators_time_and_bounds_the_mfu(fixture, 
     work = tmp_path / "work"
     run = subprocess.run(
         [sys.executable, "bench/profile_step.py", "--fixture", str(fixture), "--rows", "8", "--skip", "0",
-         "--steps", "1", "--work", str(work)],
+         "--steps", "1", "--peak-repeats", "2", "--work", str(work)],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
@@ -104,6 +104,9 @@ def test_the_step_profile_splits_the_operators_time_and_bounds_the_mfu(fixture, 
                              cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert missing.returncode == 2 and "run bench/fixture.py first" in missing.stderr
     assert "Traceback" not in missing.stderr
+    refused = subprocess.run([sys.executable, "bench/profile_step.py", "--fixture", str(fixture), "--peak-repeats",
+                              "0"], cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert refused.returncode == 2 and "--peak-repeats must be at least 1" in refused.stderr
 
 
 @pytest.mark.slow
