@@ -291,6 +291,8 @@ def test_torchrun_with_two_processes_writes_exactly_one_adapter(home, tmp_path, 
         "--data", str(SAMPLE_DATASET if method == "sft" else PREFERENCE_SAMPLE), "--method", method,
         "--task", "ddp", "--max-steps", "4", "--batch-size", "2", "--max-length", "96",
     ]  # fmt: skip
+    if method == "dpo":  # the samples and the card after the run, on the first process only: the SFT run has them
+        cmd += ["--samples", "0", "--eval-rows", "0"]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     summaries = [line for line in result.stdout.splitlines() if line.startswith("{")]
@@ -302,6 +304,7 @@ def test_torchrun_with_two_processes_writes_exactly_one_adapter(home, tmp_path, 
     manifest = adapters.read_manifest(folders[0])
     assert manifest.status == "completed" and manifest.method == method
     assert len(list((tmp_path / "Runs").iterdir())) == 1
+    assert (folders[0] / "eval.json").is_file() == (method == "sft")  # the card, written by the first process
 
 
 @pytest.mark.slow
