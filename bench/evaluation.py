@@ -14,9 +14,11 @@ budget (``answer_both(..., budgets=...)``), every row decoded to its batch's end
 ended (their end-of-turn token or budget) leave the batch every ``LEAVE_EVERY`` steps (``chat._decode``): on a
 real model, whose answers end at many lengths, the later steps compute fewer rows; and Simple LoRA: the same, and
 the beginning the prompts share (a chat template's default system prompt) computed once per adapter
-(``chat._prefilled``). Every way must give the same greedy replies; the script says so.
+(``chat._prefilled``). Every way must give the same greedy replies; the script says so. ``--rows`` and
+``--prompts`` take fewer of the sample's rows and of the probe's prompts (a quicker check, not the card's
+workload).
 
-    .venv/bin/python bench/evaluation.py [--base DIR] [--runs 3]
+    .venv/bin/python bench/evaluation.py [--base DIR] [--runs 3] [--rows 20] [--prompts 12]
 
 With --float64 the model computes in float64: the check that every way gives the same replies then does not
 depend on how float32 rounds near-ties (``tests/test_bench.py`` runs it so on the demo model, a random model
@@ -136,7 +138,11 @@ def main() -> None:
     parser.add_argument("--float64", action="store_true", help="compute in float64 (a check of the replies, not "
                         "a timing: in float32, batches of other shapes round differently, and where two tokens are "
                         "nearly tied, as often on a random model, a greedy reply may go either way)")  # fmt: skip
+    parser.add_argument("--rows", type=int, default=20, help="the bundled sample's first rows (the card's 20)")
+    parser.add_argument("--prompts", type=int, default=12, help="the forgetting probe's first prompts (of 12)")
     args = parser.parse_args()
+    if args.runs < 1 or not 1 <= args.rows <= 48 or not 1 <= args.prompts <= 12:
+        parser.exit(2, "--runs must be at least 1, --rows 1 to 48 (the sample's rows), --prompts 1 to 12\n")
 
     import torch
 
@@ -152,13 +158,14 @@ def main() -> None:
         engine.activate(make_adapter(base, Path(tmp) / "adapter"))
         if args.float64:
             engine.model.double()
-        rows = sample_rows()[:20]
+        rows = sample_rows()[: args.rows]
+        probe, sample = f"forgetting probe, {args.prompts} prompts", f"sample rows, {len(rows)}"
         workloads = {
-            "forgetting probe, 12 prompts": (
-                [[{"role": "user", "content": p["prompt"]}] for p in probe_prompts()],
+            probe: (
+                [[{"role": "user", "content": p["prompt"]}] for p in probe_prompts()[: args.prompts]],
                 GenerationSettings(max_new_tokens=PROBE_MAX_NEW_TOKENS),
             ),
-            "sample rows, 20": (
+            sample: (
                 [[{"role": "user", "content": r["instruction"]}] for r in rows],
                 GenerationSettings(
                     max_new_tokens=answer_budget(
@@ -178,7 +185,7 @@ def main() -> None:
                     replies[name] = way(engine, conversations, settings)
                     times[name].append(time.perf_counter() - start)
             table(f"{workload}, {settings.max_new_tokens} new tokens at most", times, replies)
-        parts = [workloads["sample rows, 20"], workloads["forgetting probe, 12 prompts"]]
+        parts = [workloads[sample], workloads[probe]]
         times = {name: [] for name in CARD_WAYS}
         replies = {}
         for _ in range(args.runs):
@@ -187,7 +194,8 @@ def main() -> None:
                 replies[name] = way(engine, parts)
                 times[name].append(time.perf_counter() - start)
         budgets = " and ".join(str(settings.max_new_tokens) for _, settings in parts)
-        table(f"the card: 20 rows and the probe's 12 prompts, {budgets} new tokens at most", times, replies)
+        title = f"the card: {len(rows)} rows and the probe's {args.prompts} prompts, {budgets} new tokens at most"
+        table(title, times, replies)
 
 
 if __name__ == "__main__":

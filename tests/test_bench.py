@@ -70,14 +70,21 @@ def test_the_gpu_benchmark_says_what_it_needs(fixture, tmp_path):
 
 @pytest.mark.slow
 def test_the_evaluation_benchmark_gives_the_same_replies_every_way(demo_model):
+    # 8 of the card's 20 rows and 6 of the probe's 12 prompts: every way still batches, pads and leaves (20 s -> 14 s)
     run = subprocess.run(
-        [sys.executable, "bench/evaluation.py", "--base", str(demo_model), "--runs", "1", "--float64"],
+        [sys.executable, "bench/evaluation.py", "--base", str(demo_model), "--runs", "1", "--float64", "--rows", "8",
+         "--prompts", "6"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("the same replies every way") == 3, run.stdout
     assert run.stdout.count("| Simple LoRA: both sides in one pass | ") == 2 and "torch.float64" in run.stdout
     assert "| Simple LoRA: the same, and the prompts' shared beginning computed once | " in run.stdout
+    assert "the card: 8 rows and the probe's 6 prompts" in run.stdout
+    for bad in (["--rows", "0"], ["--prompts", "13"], ["--runs", "0"]):
+        refused = subprocess.run([sys.executable, "bench/evaluation.py", *bad], cwd=ROOT, capture_output=True,
+                                 text=True, timeout=60)  # fmt: skip
+        assert refused.returncode == 2 and "--rows 1 to 48" in refused.stderr and not refused.stdout, bad
 
 
 @pytest.mark.slow
