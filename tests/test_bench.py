@@ -1,6 +1,7 @@
 """The GPU benchmark script keeps working where there is no GPU to run it: its --smoke mode builds a tiny model of
 the same architecture from a small CPU fixture and trains it with Simple LoRA, reporting the same table. The
-evaluation benchmark runs, and its three ways give the same replies."""
+evaluation benchmark runs, and its three ways give the same replies. The CPU-by-process sampler counts a process
+by what it runs and passes its command's exit status on."""
 
 from __future__ import annotations
 
@@ -174,3 +175,47 @@ def test_the_attention_paths_benchmark_compares_three_ways_with_the_same_gradien
     refused = subprocess.run([sys.executable, "bench/attention_paths.py", "--layers", "0"], cwd=ROOT,
                              capture_output=True, text=True, timeout=60)  # fmt: skip
     assert refused.returncode == 2 and "at least 1" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_the_cpu_by_process_groups_a_process_by_its_program_not_its_arguments():
+    """An app, a training or a benchmark that a test starts names pytest's temporary folders in its arguments: it
+    is counted as what it runs, not as a test process (until 2026-12-02 it was counted as one)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from cpu_by_process import group
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    tmp = "/tmp/pytest-of-root/pytest-7/popen-gw1/test_x0"
+    py = "/work/.venv/bin/python"
+    cases = {
+        (py, "-m", "pytest", "-p", "timeline"): "test processes",
+        ("/work/.venv/bin/pytest", "-q"): "test processes",
+        (py, "-u", "-c", "import sys;exec(eval(sys.stdin.readline()))"): "test processes",
+        (py, "app.py", "--port", "4000", "--auth-file", f"{tmp}/users"): "apps (python app.py)",
+        (py, "-X", "importtime", "app.py"): "apps (python app.py)",
+        (py, "-u", "-m", "lora_core", "train", "--base", f"{tmp}/Models/LLM/demo"): "other Python processes",
+        (py, f"{py[:-6]}torchrun", "--nproc-per-node", "2", "-m", "lora_core"): "other Python processes",
+        (py, "bench/train_gpu.py", "--work", tmp): "other Python processes",
+        (py, "-c", f"print('app.py', {tmp!r})"): "other Python processes",
+        ("/usr/lib/chromium/chromium", "--type=renderer"): "Chromium",
+        ("/proc/self/exe", "--type=utility"): "Chromium",
+        ("/bin/bash", "-c", f"pytest {tmp}"): "other",
+    }
+    for argv, expected in cases.items():
+        assert group(list(argv), "1").startswith(expected), argv
+    assert group([], "2").startswith("kernel threads") and group([], "77").startswith("kernel threads")
+
+
+@pytest.mark.slow
+def test_the_cpu_by_process_counts_a_child_process_and_keeps_the_exit_status():
+    busy = "import time\nend = time.process_time() + 1.6\nwhile time.process_time() < end: pass"
+    parent = (
+        f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {busy!r}, '/tmp/pytest-of-x'])\nsys.exit(3)"
+    )
+    run = subprocess.run([sys.executable, "bench/cpu_by_process.py", "--", sys.executable, "-c", parent], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 3, run.stderr[-2000:]
+    assert re.search(r"wall [\d.]+ s, exit status 3", run.stdout), run.stdout
+    found = re.search(r"([\d.]+) s +(\d+) started +other Python processes", run.stdout)
+    assert found and 1.0 <= float(found.group(1)) <= 3.0 and int(found.group(2)) == 2, run.stdout
+    assert not re.search(r"test processes", run.stdout), run.stdout
