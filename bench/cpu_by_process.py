@@ -1,13 +1,14 @@
-"""CPU time by kind of process while a command runs: every process's user + system time read from /proc twice a
-second (the last value seen of each process counts: its last half second may be missed, and a process that lives
-less than that altogether), grouped as test processes, apps, Chromium, other Python processes and the kernel's
-threads. Linux only.
+"""CPU time by kind of process while a command runs: the user + system time of the command and of every process
+it starts (directly or not), read from /proc twice a second, grouped as test processes, apps, Chromium, other
+Python processes and the rest. The last value read of each process counts, so its last half second may be missed,
+and a process that lives less than that altogether: the sums are a lower bound. Linux only.
 
     .venv/bin/python bench/cpu_by_process.py -- .venv/bin/python -m pytest
 
-It prints the command's wall time, the CPU seconds and number of processes of each group and their sum (cores
-busy = CPU / wall). A process is a test process by its own program (pytest, or a pytest-xdist worker), not by its
-arguments: an app or a training a test starts names pytest's temporary folders in its arguments.
+It prints the command's wall time, the CPU seconds and number of processes of each group, their sum (cores busy =
+CPU / wall), and how busy the whole machine was meanwhile (``/proc/stat``: the command's processes and anything
+else). A process is a test process by its own program (pytest, or a pytest-xdist worker), not by its arguments:
+an app or a training a test starts names pytest's temporary folders in its arguments.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ EVERY = 0.5  # seconds between reads (a read of /proc takes a few milliseconds)
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def snapshot(seen: dict[str, list]) -> None:
-    """Each live process's CPU seconds, by pid and start time (a pid may be reused)."""
+def snapshot(seen: dict[str, list], root: int) -> None:
+    """The CPU seconds of the command (pid ``root``) and of every process it started, directly or not, by pid and
+    start time (a pid may be reused). A process is taken in when first read while its parent is one of them; one
+    orphaned before that (its parent gone) is missed."""
+    live: dict[str, tuple[str, float, str]] = {}  # pid: (key, CPU seconds, parent pid)
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -31,16 +35,31 @@ def snapshot(seen: dict[str, list]) -> None:
             with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
                 stat = f.read()
             fields = stat[stat.rfind(")") + 2 :].split()
-            cpu = (int(fields[11]) + int(fields[12])) / TICK
-            key = f"{pid}:{fields[19]}"
-            if key not in seen:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    argv = f.read().decode(errors="replace").split("\0")[:-1]
-                seen[key] = [cpu, argv, fields[1]]
-            else:
-                seen[key][0] = cpu
+            live[pid] = (f"{pid}:{fields[19]}", (int(fields[11]) + int(fields[12])) / TICK, fields[1])
         except (OSError, IndexError, ValueError):  # the process ended meanwhile
             continue
+    known = {str(root)} | {pid for pid, (key, _, _) in live.items() if key in seen}
+
+    def member(pid: str, depth: int = 0) -> bool:
+        return pid in known or pid in live and depth < 64 and member(live[pid][2], depth + 1)
+
+    for pid, (key, cpu, _) in live.items():
+        if key in seen:
+            seen[key][0] = cpu
+        elif member(pid):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = f.read().decode(errors="replace").split("\0")[:-1]
+            except OSError:
+                continue
+            seen[key] = [cpu, argv]
+
+
+def machine_busy() -> tuple[float, float]:
+    """The machine's busy and total CPU time so far (``/proc/stat``, in ticks: idle and I/O wait are not busy)."""
+    with open("/proc/stat", encoding="utf-8") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
 
 
 def python_target(argv: list[str]) -> tuple[str, str]:
@@ -57,8 +76,8 @@ def python_target(argv: list[str]) -> tuple[str, str]:
     return "", ""
 
 
-def group(argv: list[str], parent: str) -> str:
-    """The group of a process, from its arguments (``/proc/PID/cmdline``) and its parent's pid. A test process is
+def group(argv: list[str]) -> str:
+    """The group of a process, from its arguments (``/proc/PID/cmdline``). A test process is
     one by its own program (pytest, or a pytest-xdist worker started by execnet), not by its arguments: an app or
     a training that a test starts names pytest's temporary folders in its own."""
     name = os.path.basename(argv[0]) if argv else ""
@@ -77,8 +96,6 @@ def group(argv: list[str], parent: str) -> str:
         return "test processes"
     if kind == "script" and os.path.basename(target) == "app.py":
         return "apps (python app.py)"
-    if parent == "2" or not argv:
-        return "kernel threads (and processes gone before their first read)"
     if name.startswith("python"):
         return "other Python processes (CLI, torchrun, benchmarks)"
     return "other"
@@ -90,29 +107,26 @@ def main() -> None:
         args = args[1:]
     if not args or not os.path.isdir("/proc"):
         sys.exit(__doc__)
-    before: dict[str, list] = {}
-    snapshot(before)
     seen: dict[str, list] = {}
+    busy, total = machine_busy()
     started = time.monotonic()
     proc = subprocess.Popen(args)
     while proc.poll() is None:
-        snapshot(seen)
+        snapshot(seen, proc.pid)
         time.sleep(EVERY)
     wall = time.monotonic() - started
+    busy, total = (now - then for now, then in zip(machine_busy(), (busy, total), strict=True))
     totals: Counter = Counter()
-    started_here: Counter = Counter()  # processes that started while the command ran
-    for key, (cpu, argv, parent) in seen.items():
-        if str(os.getpid()) == key.split(":")[0]:
-            continue  # this sampler
-        name = group(argv, parent)
-        totals[name] += cpu - (before[key][0] if key in before else 0)
-        started_here[name] += key not in before
+    count: Counter = Counter()
+    for cpu, argv in seen.values():
+        totals[group(argv)] += cpu
+        count[group(argv)] += 1
+    cores = os.cpu_count() or 1
     print(f"\nwall {wall:.1f} s, exit status {proc.returncode}")
     for name, cpu in totals.most_common():
-        if round(cpu, 1) == 0 and not started_here[name]:
-            continue
-        print(f"{cpu:9.1f} s  {started_here[name]:4d} started  {name}")
+        print(f"{cpu:9.1f} s  {count[name]:4d} processes  {name}")
     print(f"{sum(totals.values()):9.1f} s  in all: {sum(totals.values()) / wall:.2f} cores busy on average")
+    print(f"the machine, everything on it: {cores * busy / max(total, 1):.2f} of its {cores} cores busy on average")
     sys.exit(proc.returncode)
 
 
