@@ -21,6 +21,7 @@ from collections import Counter
 
 EVERY = 0.5  # seconds between reads (a read of /proc takes a few milliseconds)
 TICK = os.sysconf("SC_CLK_TCK")
+EXECNET = "import sys;exec(eval(sys.stdin"  # how a pytest-xdist worker is started (``python -u -c ...``)
 
 
 def snapshot(seen: dict[str, list], root: int) -> None:
@@ -84,17 +85,10 @@ def group(argv: list[str]) -> str:
     if "chrom" in name or name == "exe" and any(a.startswith("--type=") for a in argv):  # Chromium's helpers
         return "Chromium"
     kind, target = python_target(argv) if name.startswith("python") else ("", "")
-    if (
-        name in ("pytest", "py.test")
-        or kind == "-m"
-        and target.split(".")[0] in ("pytest", "xdist")
-        or kind == "script"
-        and os.path.basename(target) in ("pytest", "py.test")
-        or kind == "-c"
-        and target.startswith("import sys;exec(eval(sys.stdin")
-    ):
+    runs = target.split(".")[0] if kind == "-m" else os.path.basename(target) if kind == "script" else name
+    if runs in ("pytest", "py.test", "xdist") or kind == "-c" and target.startswith(EXECNET):
         return "test processes"
-    if kind == "script" and os.path.basename(target) == "app.py":
+    if kind == "script" and runs == "app.py":
         return "apps (python app.py)"
     if name.startswith("python"):
         return "other Python processes (CLI, torchrun, benchmarks)"
@@ -115,12 +109,14 @@ def main() -> None:
         snapshot(seen, proc.pid)
         time.sleep(EVERY)
     wall = time.monotonic() - started
-    busy, total = (now - then for now, then in zip(machine_busy(), (busy, total), strict=True))
+    busy_after, total_after = machine_busy()
+    busy, total = busy_after - busy, total_after - total
     totals: Counter = Counter()
     count: Counter = Counter()
     for cpu, argv in seen.values():
-        totals[group(argv)] += cpu
-        count[group(argv)] += 1
+        name = group(argv)
+        totals[name] += cpu
+        count[name] += 1
     cores = os.cpu_count() or 1
     print(f"\nwall {wall:.1f} s, exit status {proc.returncode}")
     for name, cpu in totals.most_common():
